@@ -1,0 +1,18 @@
+"""theory/: exact (sympy / rational) gradient-diversity bounds of linear and ReLU networks.
+
+Thin re-exports; each concept lives in one private module. This package never imports jax.
+"""
+
+from ._spec import NetSpec, SpecError, ACTIVATIONS, ARCHS
+from .data import Dataset, DataError
+from ._diversity import (
+    batch_size_bound, simple_noise_scale, unbiased_noise_scale, norm_test_theta2,
+    minibatch_second_moment, predicted_max_batch, diversity,
+)
+from ._invariants import Invariants
+
+__all__ = [
+    "NetSpec", "SpecError", "ACTIVATIONS", "ARCHS", "Dataset", "DataError",
+    "batch_size_bound", "simple_noise_scale", "unbiased_noise_scale", "norm_test_theta2",
+    "minibatch_second_moment", "predicted_max_batch", "diversity", "Invariants",
+]

@@ -1,0 +1,42 @@
+r"""Data invariants that the exact moments depend on (float64 sums over the data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Invariants:
+    r""":math:`X_4 = \sum_i |x_i|^4`, :math:`X_2 = (\sum_i |x_i|^2)^2`,
+    :math:`F = \sum_{ij} (x_i\cdot x_j)^2`, :math:`Y_d = \sum_i |y_i|^2 |x_i|^2`,
+    :math:`Y_o = \sum_{ij} (y_i\cdot y_j)(x_i\cdot x_j)`, and n, d, c."""
+
+    n: int
+    d: int
+    c: int
+    X4: float
+    X2: float
+    F: float
+    Yd: float
+    Yo: float
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray) -> "Invariants":
+        G = x @ x.T
+        sq = np.diag(G).copy()
+        YY = y @ y.T
+        return cls(
+            n=x.shape[0], d=x.shape[1], c=y.shape[1],
+            X4=float(np.sum(sq * sq)), X2=float(np.sum(sq) ** 2), F=float(np.sum(G * G)),
+            Yd=float(np.sum(np.diag(YY) * sq)), Yo=float(np.sum(YY * G)),
+        )
+
+    @classmethod
+    def gaussian_expectation(cls, n: int, d: int, c: int = 1) -> "Invariants":
+        r"""Expectations over :math:`x_i \sim \mathcal N(0, I_d)` i.i.d., zero labels:
+        :math:`E X_4 = n d(d+2)`, :math:`E X_2 = n d(d+2) + n(n-1) d^2`,
+        :math:`E F = n d(d+2) + n(n-1) d`."""
+        return cls(n=n, d=d, c=c, X4=n * d * (d + 2), X2=n * d * (d + 2) + n * (n - 1) * d * d,
+                   F=n * d * (d + 2) + n * (n - 1) * d, Yd=0, Yo=0)

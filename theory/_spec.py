@@ -1,0 +1,212 @@
+"""The one network specification shared by theory/, numerics/ and experiments/.
+
+Everything that says "depth", "width", "gain" or "residual" in this toolkit means what
+:class:`NetSpec` says it means. Nothing here imports jax: the spec is plain, hashable,
+frozen configuration, so JAX code passes it as a *static* argument.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+ACTIVATIONS = ("linear", "relu")
+ARCHS = ("fc", "residual")
+PARAMETERIZATIONS = ("standard",)
+
+
+class SpecError(ValueError):
+    """A network specification that cannot be built (bad depth, width, gain, ...)."""
+
+
+def _as_fraction(value) -> Fraction:
+    """Exact rational from an int, Fraction, decimal string or float (float via its repr)."""
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, int):
+        return Fraction(value)
+    try:
+        return Fraction(str(value))
+    except (ValueError, ZeroDivisionError) as err:
+        raise SpecError(f"not a finite number: {value!r}") from err
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    r"""A fully connected or residual network with linear or ReLU activations.
+
+    Conventions (SPEC §3):
+
+    * ``depth`` :math:`L` is the number of weight matrices. ``depth=1`` is the linear model
+      :math:`f(x) = W_1 x`; ``depth=2`` has one hidden layer; ``widths`` lists the
+      :math:`L-1` hidden widths :math:`n_1, \dots, n_{L-1}`, with :math:`n_0 = d` (``input_dim``)
+      and :math:`n_L = c` (``outputs``).
+    * Fully connected (``arch="fc"``): :math:`h_1 = W_1 x`, :math:`h_{l+1} = W_{l+1}\phi(h_l)`,
+      :math:`f = h_L`, :math:`\phi` the identity (``"linear"``) or ReLU with
+      :math:`\mathrm{relu}'(0) = 0`. No biases.
+    * Residual (``arch="residual"``, needs equal hidden widths and :math:`L \ge 3`):
+      :math:`h_1 = W_1 x`, then for :math:`l = 2, \dots, L-1` the blocks
+      :math:`h_l = h_{l-1} + \alpha W_l \phi(h_{l-1})`, and :math:`f = W_L \phi(h_{L-1})`.
+      The branch scale defaults to :math:`\alpha = 1/\sqrt{L-2}` (one over the square root of
+      the number of blocks). For :math:`L \le 2` there are no blocks and ``"residual"`` is
+      rejected (use ``"fc"``).
+    * Standard (fan-in) parameterisation: entries of :math:`W_l` are i.i.d.
+      :math:`\mathcal N(0, s_l^2 / n_{l-1})`. Default gains: :math:`s_l = 1` for linear nets;
+      for ReLU nets :math:`s_l^2 = 2` (He) for every layer whose output goes through a ReLU
+      (:math:`l < L`) and :math:`s_L = 1`. ``gains`` overrides :math:`s_l` per layer.
+    * The loss is :math:`f_i = \tfrac12 \lVert f(x_i) - y_i \rVert^2`.
+
+    Example:
+        >>> spec = NetSpec(depth=3, widths=(8, 8), input_dim=4, activation="relu")
+        >>> spec.layer_dims
+        ((4, 8), (8, 8), (8, 1))
+        >>> spec.params
+        104
+        >>> [str(g) for g in spec.gain_squares]
+        ['2', '2', '1']
+    """
+
+    depth: int
+    widths: tuple[int, ...]
+    input_dim: int
+    outputs: int = 1
+    activation: str = "linear"
+    arch: str = "fc"
+    gains: tuple | None = None
+    alpha: float | None = None
+    parameterization: str = "standard"
+    _gain_squares: tuple[Fraction, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        for name in ("depth", "input_dim", "outputs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise SpecError(f"{name} must be a positive integer, got {value!r}")
+        widths = self.widths
+        if isinstance(widths, int):
+            widths = (widths,) * (self.depth - 1)
+        widths = tuple(widths)
+        object.__setattr__(self, "widths", widths)
+        for w in widths:
+            if isinstance(w, bool) or not isinstance(w, int) or w <= 0:
+                raise SpecError(f"width must be a positive integer, got {w!r}")
+        if len(widths) != self.depth - 1:
+            raise SpecError(
+                f"depth {self.depth} needs {self.depth - 1} hidden widths, got {len(widths)}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise SpecError(f"unknown activation {self.activation!r} (choose from {ACTIVATIONS})")
+        if self.arch not in ARCHS:
+            raise SpecError(f"unknown arch {self.arch!r} (choose from {ARCHS})")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise SpecError(
+                f"unknown parameterization {self.parameterization!r} "
+                f"(supported: {PARAMETERIZATIONS})"
+            )
+        if self.arch == "residual":
+            if self.depth < 3:
+                raise SpecError("a residual net needs depth >= 3 (depth counts weight matrices)")
+            if len(set(widths)) != 1:
+                raise SpecError("a residual net needs equal hidden widths")
+        if self.alpha is not None:
+            if self.arch != "residual":
+                raise SpecError("alpha (branch scale) applies to residual nets only")
+            if not (isinstance(self.alpha, (int, float, Fraction)) and math.isfinite(self.alpha)):
+                raise SpecError(f"alpha must be a finite number, got {self.alpha!r}")
+        if self.gains is None:
+            relu = self.activation == "relu"
+            squares = tuple(
+                Fraction(2) if (relu and l < self.depth) else Fraction(1)
+                for l in range(1, self.depth + 1)
+            )
+        else:
+            gains = tuple(self.gains)
+            object.__setattr__(self, "gains", gains)
+            if len(gains) != self.depth:
+                raise SpecError(f"need {self.depth} gains (one per layer), got {len(gains)}")
+            squares = []
+            for g in gains:
+                fg = _as_fraction(g)
+                if fg <= 0:
+                    raise SpecError(f"gains must be positive, got {g!r}")
+                squares.append(fg * fg)
+            squares = tuple(squares)
+        object.__setattr__(self, "_gain_squares", squares)
+
+    # ------------------------------------------------------------------ derived
+    @classmethod
+    def uniform(cls, depth: int, width: int, input_dim: int, **kwargs) -> "NetSpec":
+        """All hidden layers of the same width ``width`` (the usual :math:`K`)."""
+        if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
+            raise SpecError(f"width must be a positive integer, got {width!r}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth <= 0:
+            raise SpecError(f"depth must be a positive integer, got {depth!r}")
+        return cls(depth=depth, widths=(width,) * (depth - 1), input_dim=input_dim, **kwargs)
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """:math:`(n_0, n_1, \\dots, n_L) = (d, \\text{widths}, c)`."""
+        return (self.input_dim, *self.widths, self.outputs)
+
+    @property
+    def layer_dims(self) -> tuple[tuple[int, int], ...]:
+        """(fan-in, fan-out) of each weight matrix :math:`W_l`, l = 1..L."""
+        d = self.dims
+        return tuple((d[l - 1], d[l]) for l in range(1, self.depth + 1))
+
+    @property
+    def params(self) -> int:
+        """Parameter count :math:`P = \\sum_l n_{l-1} n_l` (no biases)."""
+        return sum(a * b for a, b in self.layer_dims)
+
+    @property
+    def gain_squares(self) -> tuple[Fraction, ...]:
+        """Exact :math:`s_l^2`, l = 1..L."""
+        return self._gain_squares
+
+    @property
+    def is_uniform(self) -> bool:
+        """True when every hidden layer has the same width."""
+        return len(set(self.widths)) <= 1
+
+    @property
+    def width(self) -> int | None:
+        """The common hidden width :math:`K`, or None for a non-uniform profile or depth 1."""
+        return self.widths[0] if (self.widths and self.is_uniform) else None
+
+    @property
+    def branch_scale(self):
+        """Residual branch scale :math:`\\alpha` as an exact number where possible.
+
+        Returns the square :math:`\\alpha^2` form via :attr:`alpha_square`; this property gives
+        :math:`\\alpha` itself as a float (None for fully connected nets).
+        """
+        if self.arch != "residual":
+            return None
+        if self.alpha is not None:
+            return float(self.alpha)
+        return 1.0 / math.sqrt(self.depth - 2)
+
+    @property
+    def alpha_square(self) -> Fraction | None:
+        """Exact :math:`\\alpha^2` (default :math:`1/(L-2)`); None for fully connected nets."""
+        if self.arch != "residual":
+            return None
+        if self.alpha is None:
+            return Fraction(1, self.depth - 2)
+        a = _as_fraction(self.alpha)
+        return a * a
+
+    def describe(self) -> str:
+        """One line stating the conventions in force."""
+        gains = ",".join(str(g) for g in self.gain_squares)
+        res = ""
+        if self.arch == "residual":
+            res = f", residual blocks 2..{self.depth - 1} with alpha^2={self.alpha_square}"
+        return (
+            f"{self.arch} {self.activation} net, depth L={self.depth} weight matrices, "
+            f"dims {'-'.join(map(str, self.dims))}{res}; standard fan-in init "
+            f"W_l ~ N(0, s_l^2/n_(l-1)) with s_l^2=[{gains}]; no biases; "
+            f"loss 1/2||f(x)-y||^2"
+        )
