@@ -1,0 +1,83 @@
+r"""Parameter-budget families: trade width against depth at a fixed parameter count.
+
+For a budget :math:`P`, a depth :math:`L` (weight matrices), input dim :math:`d` and output dim
+:math:`c`, the hidden width :math:`K` of a uniform net solves
+
+.. math::
+
+    P(K) = dK + (L-2)K^2 + Kc \quad (L \ge 2), \qquad P = dc \quad (L = 1),
+
+rounded to the integer :math:`K \ge 1` whose count is closest to :math:`P`; a family member is
+accepted only when :math:`|P(K) - P|/P \le` the tolerance (5% by default). The count itself
+comes from :attr:`theory.NetSpec.params`.
+
+Example:
+    >>> fam = budget_family(10000, (2, 4, 8), input_dim=40, outputs=10)
+    >>> [(s.depth, s.width, s.params) for s in fam]
+    [(2, 200, 10000), (4, 59, 9912), (8, 37, 10064)]
+"""
+
+from __future__ import annotations
+
+import math
+
+from theory import NetSpec, SpecError
+
+from ._errors import ExperimentError
+
+
+def _spec(depth, width, input_dim, outputs, activation, arch) -> NetSpec:
+    return NetSpec.uniform(depth, width, input_dim, outputs=outputs, activation=activation,
+                           arch=arch)
+
+
+def width_for_budget(budget: int, depth: int, *, input_dim: int, outputs: int,
+                     activation: str = "relu", arch: str = "fc",
+                     tolerance: float = 0.05) -> NetSpec:
+    """The uniform-width :class:`theory.NetSpec` of ``depth`` whose parameter count is closest
+    to ``budget``; :class:`ExperimentError` if it misses by more than ``tolerance``."""
+    if depth == 1:
+        spec = NetSpec(depth=1, widths=(), input_dim=input_dim, outputs=outputs,
+                       activation=activation, arch="fc")
+        candidates = [spec]
+    else:
+        a, b = depth - 2, input_dim + outputs
+        k = budget / b if a == 0 else (-b + math.sqrt(b * b + 4 * a * budget)) / (2 * a)
+        ks = {max(1, math.floor(k)), max(1, math.ceil(k))}
+        try:
+            candidates = [_spec(depth, kk, input_dim, outputs, activation, arch) for kk in ks]
+        except SpecError as err:
+            raise ExperimentError(f"depth {depth}: {err}") from None
+    best = min(candidates, key=lambda s: (abs(s.params - budget), s.width or 0))
+    if abs(best.params - budget) > tolerance * budget:
+        raise ExperimentError(
+            f"budget {budget} cannot be met within {tolerance:.0%} at depth {depth} "
+            f"(closest: width {best.width}, {best.params} params); change --budget or --depths")
+    return best
+
+
+def budget_family(budget: int, depths, *, input_dim: int, outputs: int,
+                  activation: str = "relu", arch: str = "fc",
+                  tolerance: float = 0.05) -> list[NetSpec]:
+    """One :func:`width_for_budget` net per depth, in the order given."""
+    return [width_for_budget(budget, L, input_dim=input_dim, outputs=outputs,
+                             activation=activation, arch=arch, tolerance=tolerance)
+            for L in depths]
+
+
+def arch_id(spec: NetSpec) -> str:
+    """Short stable name, e.g. ``fc-relu-L4-K60``."""
+    return f"{spec.arch}-{spec.activation}-L{spec.depth}-K{spec.width or 0}"
+
+
+def describe_family(specs, budget: int) -> str:
+    """The printed family table: depth, width, params and the deviation from the budget."""
+    lines = [f"parameter-budget family, budget P = {budget}:"]
+    for s in specs:
+        dev = (s.params - budget) / budget
+        lines.append(f"  {arch_id(s):<22} depth {s.depth:>2}  width {s.width or 0:>5}  "
+                     f"params {s.params:>8}  ({dev:+.1%} of budget)")
+    return "\n".join(lines)
+
+
+__all__ = ["width_for_budget", "budget_family", "arch_id", "describe_family"]
