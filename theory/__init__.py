@@ -16,3 +16,10 @@ __all__ = [
     "batch_size_bound", "simple_noise_scale", "unbiased_noise_scale", "norm_test_theta2",
     "minibatch_second_moment", "predicted_max_batch", "diversity", "Invariants",
 ]
+from ._bounds import (
+    TheoryResult, expected_moments, same_budget_alternatives, width_for_budget,
+    APPROX_VALID_L_OVER_K,
+)
+
+__all__ += ["TheoryResult", "expected_moments", "same_budget_alternatives", "width_for_budget",
+            "APPROX_VALID_L_OVER_K"]

@@ -1,0 +1,388 @@
+r"""Expected :math:`S_1, S_2` at initialisation and the expected batch-size bound
+:math:`\bar B_S = n E[S_1]/E[S_2]` for any :class:`~theory.NetSpec`, each labelled by kind.
+
+=====================  ======================  ======================  =====================
+family                 :math:`E[S_1]`          :math:`E[S_2]`          module
+=====================  ======================  ======================  =====================
+linear fc / residual   exact                   exact                   :mod:`theory._linear`
+relu fc, depth 1       exact (linear model)    exact                   :mod:`theory._linear`
+relu fc, depth 2       exact                   exact (arc-cosine)      :mod:`theory._kernels`
+relu fc, depth >= 3    exact                   approximation           :mod:`theory._relu_chain`
+relu residual          limit                   limit                   :mod:`theory._kernels`
+=====================  ======================  ======================  =====================
+
+*Approximation* (deep ReLU :math:`E[S_2]`): "finite-width norms, infinite-width correlations".
+Each layer's pair term is the infinite-width pair term times that layer's exact finite-width
+correction factor for a single input, :math:`r_l = E[\text{term}_l(x,x)] /
+\text{term}^\infty_l(x,x)` (input independent by homogeneity). It is exact for :math:`i = j`
+(so consistent with the exact :math:`E[S_1]`), exact as :math:`K \to \infty`, and its error is
+the finite-width fluctuation of the angles between inputs, :math:`O(L/K)`; stated validity range
+:data:`APPROX_VALID_L_OVER_K`. Applied to linear nets, where the exact answer is known, it
+underestimates :math:`E[S_2]` by the term :math:`(p_0 - q_0)(\lambda_+^{l} - \lambda_-^{l})/3`.
+
+*Limit* (residual ReLU): the infinite-width (NTK) pair terms evaluated at the given widths —
+the leading order in :math:`1/K`.
+
+Numbers are evaluated with mpmath at 50 significant digits (no overflow: arbitrary exponent
+range); data invariants are float64 sums.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+
+from . import _linear, _relu_chain
+from ._chain import Layer, chain_sum, chain_terms, uniform_sum
+from ._diversity import batch_size_bound, predicted_max_batch
+from ._invariants import Invariants
+from ._kernels import limit_terms, two_layer_relu_terms
+from ._spec import NetSpec
+
+DPS = 50
+LARGE_WIDTH_FACTOR = 10**30  # widths × this factor evaluate the K → ∞ limit
+APPROX_VALID_L_OVER_K = Fraction(1, 4)  # deep-ReLU approximation asserted for depth/width ≤ this
+KIND_ORDER = ("exact", "approximation", "limit")
+
+
+def _mp(value):
+    if isinstance(value, Fraction):
+        return mpmath.mpf(value.numerator) / value.denominator
+    return mpmath.mpf(value)
+
+
+def _layer_args(spec: NetSpec, conv, layers=None):
+    """Per layer l (1-based, all by default): (n_in, n_out, s^2, gamma^2, beta^2, p_in, p_out)
+    converted by ``conv``."""
+    relu = spec.activation == "relu"
+    L = spec.depth
+    a2 = spec.alpha_square
+    out = []
+    for l in (range(1, L + 1) if layers is None else layers):
+        (n_in, n_out), s2 = spec.layer_dims[l - 1], spec.gain_squares[l - 1]
+        block = spec.arch == "residual" and 2 <= l <= L - 1
+        g2, b2 = (Fraction(1), a2) if block else (Fraction(0), Fraction(1))
+        p_in = Fraction(1, 2) if (relu and l >= 2) else Fraction(1)
+        p_out = Fraction(1, 2) if (relu and l < L) else Fraction(1)
+        out.append(tuple(conv(v) for v in (Fraction(n_in), Fraction(n_out), s2, g2, b2, p_in,
+                                           p_out)))
+    return out
+
+
+def linear_layers(spec: NetSpec, conv=_mp, layers=None) -> tuple[list[Layer], list[Layer]]:
+    """(network, label) transfer layers of a linear-activation net (fc or residual)."""
+    args = _layer_args(spec, conv, layers)
+    net = [_linear.network_layer(a[0], a[1], a[2], a[3], a[4]) for a in args]
+    lab = [_linear.label_layer(a[0], a[1], a[2], a[3], a[4]) for a in args]
+    return net, lab
+
+
+def relu_chain_layers(spec: NetSpec, conv=_mp, layers=None) -> tuple[list[Layer], list[Layer]]:
+    """(network, label) single-input transfer layers of a fully connected net."""
+    args = _layer_args(spec, conv, layers)
+    c = conv(Fraction(spec.outputs))
+    net = [_relu_chain.network_layer(a[0], a[1], a[2], a[5], a[6]) for a in args]
+    lab = [_relu_chain.label_layer(a[0], a[1], a[2], a[5], a[6], c) for a in args]
+    return net, lab
+
+
+def _compact(spec: NetSpec):
+    """Layers to build: all, or (first, one hidden, last) when the closed form applies."""
+    if spec.is_uniform and spec.depth >= 3:
+        return (1, 2, spec.depth)
+    return None
+
+
+def _chain(spec: NetSpec, layers, top, bottom):
+    """Uniform closed form (O(1) in depth) when hidden layers are identical, else recursion."""
+    if _compact(spec) is not None:
+        return uniform_sum(layers[0], layers[1], layers[2], spec.depth, top, bottom)
+    return chain_sum(layers, top, bottom)
+
+
+def _linear_exact(spec: NetSpec, inv: Invariants, closed_form: bool = True):
+    """Exact (network, label) parts of E[S1] and E[S2] for linear-activation nets."""
+    if not closed_form:
+        spec_c, which = None, None
+    else:
+        spec_c, which = spec, _compact(spec)
+    net, lab = linear_layers(spec, layers=which)
+    c = _mp(Fraction(spec.outputs))
+    top = _linear.network_top(c)
+    X4, X2, F, Yd, Yo = (_mp(v) for v in (inv.X4, inv.X2, inv.F, inv.Yd, inv.Yo))
+
+    def run(layers, top_, bottom):
+        if spec_c is not None and which is not None:
+            return _chain(spec, layers, top_, bottom)
+        return chain_sum(layers, top_, bottom)
+
+    return {
+        "S1_net": run(net, top, (X4, X4)),
+        "S2_net": run(net, top, (X2, F)),
+        "S1_label": run(lab, _linear.LABEL_TOP, (Yd,)),
+        "S2_label": run(lab, _linear.LABEL_TOP, (Yo,)),
+    }
+
+
+def _relu_s1_terms(spec: NetSpec, inv: Invariants):
+    """Exact per-layer single-input S1 terms (network, label) of a fully connected net."""
+    net, lab = relu_chain_layers(spec)
+    c = _mp(Fraction(spec.outputs))
+    tn = chain_terms(net, _relu_chain.network_top(c), (_mp(inv.X4),))
+    tl = chain_terms(lab, _relu_chain.LABEL_TOP, (_mp(inv.Yd),))
+    return tn, tl
+
+
+def _relu_s1_exact(spec: NetSpec, inv: Invariants, closed_form: bool = True):
+    """Exact E[S1] (network, label) of a fully connected net by the single-input chain."""
+    which = _compact(spec) if closed_form else None
+    net, lab = relu_chain_layers(spec, layers=which)
+    c = _mp(Fraction(spec.outputs))
+    if which is None:
+        return (chain_sum(net, _relu_chain.network_top(c), (_mp(inv.X4),)),
+                chain_sum(lab, _relu_chain.LABEL_TOP, (_mp(inv.Yd),)))
+    return (_chain(spec, net, _relu_chain.network_top(c), (_mp(inv.X4),)),
+            _chain(spec, lab, _relu_chain.LABEL_TOP, (_mp(inv.Yd),)))
+
+
+def _limit_parts(spec: NetSpec, x, y, drop_first: bool = False):
+    net, lab = limit_terms(spec, x, y)
+    first = 1 if drop_first else 0
+    return {
+        "S1_net": _mp(sum(float(np.trace(a)) for a in net[first:])),
+        "S2_net": _mp(sum(float(np.sum(a)) for a in net[first:])),
+        "S1_label": _mp(sum(float(np.trace(a)) for a in lab[first:])),
+        "S2_label": _mp(sum(float(np.sum(a)) for a in lab[first:])),
+    }, net, lab
+
+
+def _scaled(spec: NetSpec, factor: int) -> NetSpec:
+    return replace(spec, widths=tuple(w * factor for w in spec.widths))
+
+
+def _to_float(v) -> float:
+    f = float(v)
+    return f
+
+
+@dataclass(frozen=True)
+class TheoryResult:
+    """Expected moments at initialisation for one net and one data set, each with its kind."""
+
+    spec: NetSpec
+    n: int
+    data: str
+    expected_S1: mpmath.mpf
+    expected_S2: mpmath.mpf
+    kind_S1: str
+    kind_S2: str
+    parts: dict
+    limit_batch_size_bound: float | None
+    delta: float = 1.0
+    notes: tuple = field(default_factory=tuple)
+
+    @property
+    def kind(self) -> str:
+        """Kind of the bound: the weakest of the kinds of E[S1] and E[S2]."""
+        return max(self.kind_S1, self.kind_S2, key=KIND_ORDER.index)
+
+    @property
+    def batch_size_bound(self) -> float:
+        """:math:`\\bar B_S = n E[S_1]/E[S_2]` (ratio of expectations)."""
+        return float(batch_size_bound(self.expected_S1, self.expected_S2, self.n))
+
+    @property
+    def predicted_max_batch(self) -> float:
+        return float(predicted_max_batch(self.batch_size_bound, self.delta))
+
+    def to_dict(self) -> dict:
+        spec = self.spec
+        return {
+            "expected_S1": _to_float(self.expected_S1),
+            "expected_S2": _to_float(self.expected_S2),
+            "expected_S1_str": mpmath.nstr(self.expected_S1, 17),
+            "expected_S2_str": mpmath.nstr(self.expected_S2, 17),
+            "batch_size_bound": self.batch_size_bound,
+            "B_simple": self.batch_size_bound - 1.0,
+            "predicted_max_batch": self.predicted_max_batch,
+            "delta": self.delta,
+            "kind": {"expected_S1": self.kind_S1, "expected_S2": self.kind_S2,
+                     "batch_size_bound": self.kind, "predicted_max_batch": self.kind},
+            "limit_batch_size_bound": self.limit_batch_size_bound,
+            "parts": {k: _to_float(v) for k, v in self.parts.items()},
+            "params": spec.params,
+            "n": self.n,
+            "input_dim": spec.input_dim,
+            "depth": spec.depth,
+            "widths": list(spec.widths),
+            "activation": spec.activation,
+            "arch": spec.arch,
+            "outputs": spec.outputs,
+            "gain_squares": [str(g) for g in spec.gain_squares],
+            "alpha_square": None if spec.alpha_square is None else str(spec.alpha_square),
+            "parameterization": spec.parameterization,
+            "bound_definition": "ratio of expectations n*E[S1]/E[S2] over random init, data fixed",
+            "data": self.data,
+            "notes": list(self.notes),
+        }
+
+
+def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
+                     invariants: Invariants | None = None, data: str = "") -> TheoryResult:
+    """Expected :math:`S_1`, :math:`S_2` over random initial weights, data fixed.
+
+    Args:
+        spec: the network.
+        x, y: data (n×d, n×c). Alternatively ``invariants`` (linear nets only), e.g.
+            :meth:`Invariants.gaussian_expectation` for the data-free Gaussian-input mode.
+        delta: the δ of the predicted maximum batch δ·B̄_S + 1.
+        data: a description of the data, carried into the result.
+
+    Example:
+        >>> import numpy as np
+        >>> from theory import NetSpec
+        >>> x = np.eye(3); y = np.zeros((3, 1))
+        >>> r = expected_moments(NetSpec(depth=1, widths=(), input_dim=3), x, y)
+        >>> r.batch_size_bound, r.kind  # orthogonal inputs: B_S = n
+        (3.0, 'exact')
+    """
+    with mpmath.workdps(DPS):
+        return _expected_moments(spec, x, y, delta, invariants, data)
+
+
+def _expected_moments(spec, x, y, delta, invariants, data):
+    notes = []
+    if invariants is None:
+        if x is None or y is None:
+            raise ValueError("give data x, y or invariants")
+        inv = Invariants.of(x, y)
+    else:
+        inv = invariants
+    if inv.d != spec.input_dim:
+        raise ValueError(f"data has input dim {inv.d} but the net expects {spec.input_dim}")
+    if inv.c != spec.outputs:
+        raise ValueError(f"labels have {inv.c} columns but the net has {spec.outputs} outputs")
+    n = inv.n
+    relu = spec.activation == "relu" and spec.depth >= 2
+    limit_bound = None
+    if not relu:
+        parts = _linear_exact(spec, inv)
+        kinds = ("exact", "exact")
+        if spec.depth >= 2:
+            big = _linear_exact(_scaled(spec, LARGE_WIDTH_FACTOR), inv)
+            limit_bound = float(batch_size_bound(big["S1_net"] + big["S1_label"],
+                                                 big["S2_net"] + big["S2_label"], n))
+        if spec.activation == "relu":
+            notes.append("depth 1 has no activation: the linear model's exact result")
+    else:
+        if x is None:
+            raise ValueError("ReLU nets need data x, y (the data-free mode covers linear nets)")
+        lim_big, _, _ = _limit_parts(_scaled(spec, LARGE_WIDTH_FACTOR), x, y)
+        limit_bound = float(batch_size_bound(lim_big["S1_net"] + lim_big["S1_label"],
+                                             lim_big["S2_net"] + lim_big["S2_label"], n))
+        if spec.arch == "residual":
+            parts, _, _ = _limit_parts(spec, x, y)
+            kinds = ("limit", "limit")
+            notes.append("residual ReLU: infinite-width (NTK) leading order at these widths")
+        elif spec.depth == 2:
+            net, lab = two_layer_relu_terms(spec, x, y)
+            parts = {
+                "S1_net": _mp(sum(float(np.trace(a)) for a in net)),
+                "S2_net": _mp(sum(float(np.sum(a)) for a in net)),
+                "S1_label": _mp(sum(float(np.trace(a)) for a in lab)),
+                "S2_label": _mp(sum(float(np.sum(a)) for a in lab)),
+            }
+            kinds = ("exact", "exact")
+        else:
+            tn, tl = _relu_s1_terms(spec, inv)
+            _, lnet, llab = _limit_parts(spec, x, y)
+            S2n = S2l = _mp(0)
+            for l in range(spec.depth):
+                dn, dl = float(np.trace(lnet[l])), float(np.trace(llab[l]))
+                if dn != 0:
+                    S2n += tn[l] / _mp(dn) * _mp(float(np.sum(lnet[l])))
+                if dl != 0:
+                    S2l += tl[l] / _mp(dl) * _mp(float(np.sum(llab[l])))
+            parts = {"S1_net": sum(tn), "S2_net": S2n, "S1_label": sum(tl), "S2_label": S2l}
+            kinds = ("exact", "approximation")
+            ratio = Fraction(spec.depth, min(spec.widths))
+            if ratio > APPROX_VALID_L_OVER_K:
+                notes.append(f"depth/width = {float(ratio):.3g} exceeds the approximation's "
+                             f"checked range {APPROX_VALID_L_OVER_K}: treat E[S2] with care")
+    return TheoryResult(
+        spec=spec, n=n, data=data,
+        expected_S1=parts["S1_net"] + parts["S1_label"],
+        expected_S2=parts["S2_net"] + parts["S2_label"],
+        kind_S1=kinds[0], kind_S2=kinds[1], parts=parts,
+        limit_batch_size_bound=limit_bound, delta=delta, notes=tuple(notes),
+    )
+
+
+def approx_relu_as_linear(spec: NetSpec, x, y):
+    """The deep-ReLU approximation's recipe applied to a *linear* net (for checking it where
+    the exact answer is known): returns E[S2]_approx."""
+    assert spec.activation == "linear"
+    inv = Invariants.of(x, y)
+    with mpmath.workdps(DPS):
+        tn, tl = _relu_s1_terms(spec, inv)
+        _, lnet, llab = _limit_parts(spec, x, y)
+        total = _mp(0)
+        for l in range(spec.depth):
+            for t, lim in ((tn[l], lnet[l]), (tl[l], llab[l])):
+                dn = float(np.trace(lim))
+                if dn != 0:
+                    total += t / _mp(dn) * _mp(float(np.sum(lim)))
+        return total
+
+
+def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: float = 0.05):
+    """Nets of other depths whose parameter count is within ``tolerance`` of ``spec.params``.
+
+    For each depth, the uniform width K with P(d, K, L, c) closest to the budget; those outside
+    the tolerance are reported with ``within_tolerance=False``. Returns a list of dicts with
+    depth, width, params and the theory result (or an error string).
+    """
+    P = spec.params
+    d, c = spec.input_dim, spec.outputs
+    if depths is None:
+        L = spec.depth
+        depths = sorted({max(1, L // 2), max(1, L - 1), L + 1, 2 * L} - {L})
+    out = []
+    for L in depths:
+        K = width_for_budget(P, d, c, L)
+        if K is None:
+            continue
+        if spec.arch == "residual" and L < 3:
+            continue
+        # per-layer gains do not carry over to another depth: defaults of SPEC §3 apply
+        alt = replace(spec, depth=L, widths=(K,) * (L - 1), gains=None)
+        try:
+            r = expected_moments(alt, x, y, delta=1.0)
+            res = r
+        except ValueError as err:
+            res = str(err)
+        out.append({"depth": L, "width": K, "params": alt.params,
+                    "within_tolerance": abs(alt.params - P) <= tolerance * P, "result": res})
+    return out
+
+
+def width_for_budget(P: int, d: int, c: int, L: int) -> int | None:
+    """Uniform width K ≥ 1 whose parameter count dK + (L-2)K² + Kc is closest to P
+    (None for L = 1, which has no width)."""
+    if L == 1:
+        return None
+    a, b = L - 2, d + c
+    if a == 0:
+        k = P / b
+    else:
+        k = (-b + math.sqrt(b * b + 4 * a * P)) / (2 * a)
+    best = None
+    for K in {max(1, math.floor(k)), max(1, math.ceil(k))}:
+        p = d * K + a * K * K + K * c
+        if best is None or abs(p - P) < abs(best[1] - P):
+            best = (K, p)
+    return best[0]

@@ -1,0 +1,185 @@
+r"""Closed forms in the width :math:`K` and depth :math:`L` (sympy), limits and propositions.
+
+The expressions come from the same transfer layers as the numbers (:mod:`theory._linear`,
+:mod:`theory._relu_chain`, :func:`theory._chain.uniform_sum`), built with sympy symbols instead
+of numbers — no formula is typed twice. Symbols carry assumptions (positive integers for
+:math:`K, L, n, d, c`; nonnegative data invariants).
+
+Example:
+    >>> cf = closed_form("linear", "fc")
+    >>> sorted(str(s) for s in cf["B"].free_symbols)
+    ['F', 'K', 'L', 'X2', 'X4', 'Y_d', 'Y_o', 'c', 'd', 'n']
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import sympy as sp
+
+from . import _linear, _relu_chain
+from ._chain import uniform_sum
+from ._kernels import two_layer_pair_terms
+from ._spec import NetSpec
+
+K, L, n, d, c = sp.symbols("K L n d c", positive=True, integer=True)
+X4, X2, F = sp.symbols("X4 X2 F", nonnegative=True)
+Yd, Yo = sp.symbols("Y_d Y_o", nonnegative=True)
+INVARIANTS = {
+    "X4": "sum_i |x_i|^4", "X2": "(sum_i |x_i|^2)^2", "F": "sum_ij (x_i.x_j)^2",
+    "Y_d": "sum_i |y_i|^2 |x_i|^2", "Y_o": "sum_ij (y_i.y_j)(x_i.x_j)",
+}
+GAUSSIAN_INPUTS = {X4: n * d * (d + 2), X2: n * d * (d + 2) + n * (n - 1) * d ** 2,
+                   F: n * d * (d + 2) + n * (n - 1) * d, Yd: 0, Yo: 0}
+"""Expectations of the invariants over i.i.d. N(0, I_d) inputs with zero labels."""
+
+
+def _q(v) -> sp.Expr:
+    if isinstance(v, Fraction):
+        return sp.Rational(v.numerator, v.denominator)
+    return sp.sympify(v)
+
+
+def _gains(activation: str, gain_squares=None):
+    """(s_1^2, s_hidden^2, s_L^2) as exact sympy numbers (SPEC defaults if None)."""
+    if gain_squares is None:
+        h = sp.Integer(2) if activation == "relu" else sp.Integer(1)
+        return h, h, sp.Integer(1)
+    return tuple(_q(g) for g in gain_squares)
+
+
+def _layer_triples(activation, arch, gains, alpha2):
+    """Symbolic (n_in, n_out, s2, g2, b2, p_in, p_out) of the first, a hidden and the last
+    layer of a uniform-width net."""
+    relu = activation == "relu"
+    half = sp.Rational(1, 2)
+    p = half if relu else sp.Integer(1)
+    s_first, s_hid, s_last = gains
+    block = arch == "residual"
+    return (
+        (d, K, s_first, sp.Integer(0), sp.Integer(1), sp.Integer(1), p),
+        (K, K, s_hid, sp.Integer(1) if block else sp.Integer(0), alpha2 if block
+         else sp.Integer(1), p, p),
+        (K, c, s_last, sp.Integer(0), sp.Integer(1), p, sp.Integer(1)),
+    )
+
+
+def closed_form(activation: str = "linear", arch: str = "fc", gain_squares=None,
+                alpha2=None) -> dict:
+    r"""E[S1], E[S2] and :math:`\bar B_S = nE[S_1]/E[S_2]` for equal hidden widths K, depth L.
+
+    Valid for :math:`L \ge 2` (``arch="residual"``: :math:`L \ge 3`, default
+    :math:`\alpha^2 = 1/(L-2)`). ``gain_squares`` = (first, hidden, last) :math:`s^2`.
+    Deep ReLU (:math:`L \ge 3`): only E[S1] has a closed form (E[S2] is an approximation
+    evaluated numerically), so ``S2``/``B`` are None; depth 2 ReLU: see :func:`two_layer_relu`.
+
+    Returns a dict with keys S1, S2, B (sympy expressions or None), kind, valid.
+    """
+    gains = _gains(activation, gain_squares)
+    if arch == "residual":
+        alpha2 = 1 / (L - 2) if alpha2 is None else _q(alpha2)
+    layers = _layer_triples(activation, arch, gains, alpha2)
+    if activation == "linear":
+        net = [_linear.network_layer(*a[:5]) for a in layers]
+        lab = [_linear.label_layer(*a[:5]) for a in layers]
+        top = _linear.network_top(c)
+        S1 = uniform_sum(*net, L, top, (X4, X4)) + uniform_sum(*lab, L, _linear.LABEL_TOP,
+                                                              (Yd,))
+        S2 = uniform_sum(*net, L, top, (X2, F)) + uniform_sum(*lab, L, _linear.LABEL_TOP,
+                                                             (Yo,))
+        return {"S1": S1, "S2": S2, "B": n * S1 / S2, "kind": "exact",
+                "valid": "L >= 3" if arch == "residual" else "L >= 2"}
+    if arch == "residual":
+        return {"S1": None, "S2": None, "B": None, "kind": "limit",
+                "valid": "no closed form: residual ReLU is evaluated in the infinite-width limit"}
+    net = [_relu_chain.network_layer(a[0], a[1], a[2], a[5], a[6]) for a in layers]
+    lab = [_relu_chain.label_layer(a[0], a[1], a[2], a[5], a[6], c) for a in layers]
+    S1 = (uniform_sum(*net, L, _relu_chain.network_top(c), (X4,))
+          + uniform_sum(*lab, L, _relu_chain.LABEL_TOP, (Yd,)))
+    return {"S1": S1, "S2": None, "B": None, "kind": "exact (S1); S2 approximation, numeric",
+            "valid": "L >= 2"}
+
+
+def two_layer_relu(gain_squares=None) -> dict:
+    r"""Depth-2 ReLU: exact :math:`E\langle g_i, g_j\rangle` for one pair as a polynomial in K.
+
+    ``m0, m2, m4`` are the arc-cosine moments of the pair's layer-1 pre-activations
+    (:mod:`theory._kernels`), ``g = x_i·x_j``, ``yy = y_i·y_j``; E[S2] sums it over all pairs,
+    E[S1] over i = j.
+    """
+    m0, m2, m4, g, yy = sp.symbols("m0 m2 m4 g yy", real=True)
+    s1, _, s2 = _gains("relu", gain_squares)
+    parts = two_layer_pair_terms(m0, m2, m4, g, yy, K, c, s2 / K)
+    return {"pair_term": sp.expand(sum(parts)), "kind": "exact", "valid": "L = 2",
+            "note": f"m0, m2, m4 for the pre-activation kernel ({s1}/d) x_i.x_j"}
+
+
+def data_free_bound(activation="linear", arch="fc", gain_squares=None) -> sp.Expr:
+    """:math:`\\bar B_S` with the invariants replaced by their expectations over i.i.d.
+    Gaussian inputs (zero labels): a closed form in n, d, K, L (and c)."""
+    cf = closed_form(activation, arch, gain_squares)
+    if cf["S2"] is None:
+        raise ValueError("the data-free closed form covers linear nets")
+    S1 = cf["S1"].subs(GAUSSIAN_INPUTS)
+    S2 = cf["S2"].subs(GAUSSIAN_INPUTS)
+    return n * S1 / S2
+
+
+def width_limit(expr: sp.Expr) -> sp.Expr:
+    """:math:`\\lim_{K\\to\\infty}` at fixed L (sympy ``limit``)."""
+    return sp.limit(expr, K, sp.oo)
+
+
+def spec_gain_triple(spec: NetSpec):
+    """(first, hidden, last) gain squares of a spec, or None for the defaults; raises if the
+    hidden gains differ (no closed form in L then)."""
+    if spec.gains is None:
+        return None
+    g = spec.gain_squares
+    hidden = set(g[1:-1])
+    if len(hidden) > 1:
+        raise ValueError("closed form needs equal hidden-layer gains")
+    return (g[0], g[1] if len(g) > 2 else g[0], g[-1])
+
+
+def closed_form_strings(spec: NetSpec) -> dict:
+    """String forms (sympy ``srepr``-free ``str`` that ``sympify`` parses back, and LaTeX)."""
+    out = {"symbols": {"K": "hidden width", "L": "depth (number of weight matrices)",
+                       "n": "examples", "d": "input dim", "c": "outputs", **INVARIANTS}}
+    if spec.activation == "relu" and spec.depth == 2 and spec.arch == "fc":
+        tl = two_layer_relu(spec_gain_triple(spec))
+        out.update(kind="exact", valid="L = 2", pair_term=str(tl["pair_term"]),
+                   pair_term_latex=sp.latex(tl["pair_term"]), note=tl["note"])
+        return out
+    if spec.depth == 1:
+        out.update(kind="exact", valid="L = 1", note="depth 1: the linear model W x",
+                   B=str(n * X4 / F) if spec.outputs else None)
+    cf = closed_form(spec.activation, spec.arch, spec_gain_triple(spec),
+                     None if spec.alpha is None else spec.alpha_square)
+    for key in ("S1", "S2", "B"):
+        if cf[key] is not None:
+            out[key] = str(cf[key])
+            out[key + "_latex"] = sp.latex(cf[key])
+    out.update(kind=cf["kind"], valid=cf["valid"])
+    return out
+
+
+def render(spec: NetSpec) -> str:
+    """Human-readable closed form (pretty and LaTeX) for ``--symbolic``."""
+    s = closed_form_strings(spec)
+    lines = [f"closed form ({s['kind']}; valid for {s['valid']}); symbols: "
+             + ", ".join(f"{k} = {v}" for k, v in s["symbols"].items())]
+    if "pair_term" in s:
+        expr = sp.sympify(s["pair_term"])
+        lines += ["E<g_i, g_j> (sum over pairs for E[S2], i = j for E[S1]) =",
+                  sp.pretty(expr, use_unicode=False), "LaTeX: " + s["pair_term_latex"],
+                  s["note"]]
+        return "\n".join(lines)
+    for key in ("S1", "S2", "B"):
+        if key in s:
+            label = {"S1": "E[S1]", "S2": "E[S2]", "B": "B_S-bar = n E[S1]/E[S2]"}[key]
+            lines += [f"{label} =", sp.pretty(sp.sympify(s[key]), use_unicode=False),
+                      f"LaTeX: {s[key + '_latex']}", ""]
+    if "S2" not in s:
+        lines.append("E[S2]: no closed form (" + s["kind"] + ")")
+    return "\n".join(lines)
