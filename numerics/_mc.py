@@ -135,12 +135,21 @@ class MCResult:
         return _delta_se(self.S1_samples, self.S2_samples, self.n)
 
     @property
+    def degenerate(self) -> int:
+        """Networks with :math:`S_2 = 0` (e.g. a dead ReLU layer): B_S undefined, left out of
+        ``mean_B_S`` and the quantiles (they still count in the means of S1 and S2)."""
+        return int(np.sum(~(self.S2_samples > 0)))
+
+    @property
     def B_S_samples(self) -> np.ndarray:
-        return self.n * self.S1_samples / self.S2_samples
+        """Per-network :math:`B_S = nS_1/S_2` of the non-degenerate networks."""
+        ok = self.S2_samples > 0
+        return self.n * self.S1_samples[ok] / self.S2_samples[ok]
 
     @property
     def mean_B_S(self) -> float:
-        return float(self.B_S_samples.mean())
+        b = self.B_S_samples
+        return float(b.mean()) if b.size else float("nan")
 
     @property
     def mean_B_S_se(self) -> float:
@@ -148,7 +157,9 @@ class MCResult:
 
     @property
     def B_S_quantiles(self) -> dict:
-        return {q: float(v) for q, v in zip(QUANTILES, np.quantile(self.B_S_samples, QUANTILES))}
+        b = self.B_S_samples
+        vals = np.quantile(b, QUANTILES) if b.size else [float("nan")] * len(QUANTILES)
+        return {q: float(v) for q, v in zip(QUANTILES, vals)}
 
     def to_dict(self) -> dict:
         """Flat JSON-ready summary with ``mc_`` keys."""
@@ -159,6 +170,7 @@ class MCResult:
             "mc_batch_size_bound": self.batch_size_bound,
             "mc_batch_size_bound_se": self.batch_size_bound_se,
             "mc_mean_B_S": self.mean_B_S, "mc_mean_B_S_se": self.mean_B_S_se,
+            "mc_degenerate": self.degenerate,
             "mc_B_S_quantiles": {str(q): v for q, v in self.B_S_quantiles.items()},
             "mc_S1_layers": self.S1_layers.tolist(),
             "mc_S2_layers": self.S2_layers.tolist(),
@@ -174,7 +186,8 @@ def _bootstrap(s1, s2, n, resamples, seed):
     idx = rng.integers(0, N, size=(resamples, N))
     a, b = s1[idx], s2[idx]
     ratio_of_means = n * a.mean(axis=1) / b.mean(axis=1)
-    mean_ratio = (n * a / b).mean(axis=1)
+    ok = b > 0
+    mean_ratio = (n * np.where(ok, a, 0) / np.where(ok, b, 1)).sum(axis=1) / ok.sum(axis=1)
     ci = lambda v: [float(q) for q in np.quantile(v, (0.025, 0.975))]
     return {"resamples": resamples, "seed": seed, "level": 0.95,
             "batch_size_bound_ci": ci(ratio_of_means), "mean_B_S_ci": ci(mean_ratio)}
@@ -242,7 +255,9 @@ def mc_moments(spec, x, y, *, key, samples: int, chunk: int | None = None,
             running["S1"].append(float(s1.mean()))
             running["S2"].append(float(s2.mean()))
             running["batch_size_bound"].append(float(n * s1.mean() / s2.mean()))
-            running["mean_B_S"].append(float((n * s1 / s2).mean()))
+            ok = s2 > 0
+            running["mean_B_S"].append(float((n * s1[ok] / s2[ok]).mean()) if ok.any()
+                                       else float("nan"))
             if bar is not None:
                 bar.update(take)
     finally:

@@ -1,0 +1,58 @@
+"""Bound-vs-Monte-Carlo figures (matplotlib; every plot function takes an ``ax``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+STYLE = {"exact": "-", "approximation": "--", "limit": ":"}
+
+
+def plot_grid(ax, rows, *, x="width", group="depth"):
+    """B̄_S against ``x`` (width, or depth for a budget grid), one colour per ``group``.
+
+    Theory as lines (solid: exact, dashed: approximation, dotted: limit), Monte Carlo ratio of
+    means as points with ±2 SE error bars. Log axes.
+    """
+    groups = defaultdict(list)
+    for r in rows:
+        groups[r[group] if group else "all"].append(r)
+    for g, rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        rs = sorted(rs, key=lambda r: r[x])
+        xs = [r[x] for r in rs]
+        label = f"{group}={g}" if group else "Monte Carlo"
+        err = ax.errorbar(xs, [r["mc_batch_size_bound"] for r in rs],
+                          yerr=[2 * r["mc_batch_size_bound_se"] for r in rs], fmt="o",
+                          capsize=3, label=f"MC {label}")
+        th = [r for r in rs if r.get("theory_batch_size_bound") not in (None, "")]
+        if th:
+            kind = th[0].get("theory_kind") or "exact"
+            ax.plot([r[x] for r in th], [r["theory_batch_size_bound"] for r in th],
+                    STYLE.get(kind, "-"), color=err[0].get_color(),
+                    label=f"theory ({kind}) {label}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden width K" if x == "width" else "depth L (weight matrices)")
+    ax.set_ylabel(r"$\bar B_S = n\,E[S_1]/E[S_2]$")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def save_figure(rows, path_stem, *, x="width", group="depth", title=""):
+    """Write ``path_stem.png`` and ``path_stem.pdf`` (Agg backend); returns the two paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    try:
+        plot_grid(ax, rows, x=x, group=group)
+        if title:
+            ax.set_title(title, fontsize="small")
+        fig.tight_layout()
+        paths = [f"{path_stem}.png", f"{path_stem}.pdf"]
+        for p in paths:
+            fig.savefig(p)
+    finally:
+        plt.close(fig)
+    return paths
