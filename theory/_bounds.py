@@ -63,7 +63,7 @@ def _layer_args(spec: NetSpec, conv, layers=None):
     a2 = spec.alpha_square
     out = []
     for l in (range(1, L + 1) if layers is None else layers):
-        (n_in, n_out), s2 = spec.layer_dims[l - 1], spec.gain_squares[l - 1]
+        (n_in, n_out), s2 = spec.layer_dim(l), spec.gain_squares[l - 1]
         block = spec.arch == "residual" and 2 <= l <= L - 1
         g2, b2 = (Fraction(1), a2) if block else (Fraction(0), Fraction(1))
         p_in = Fraction(1, 2) if (relu and l >= 2) else Fraction(1)
@@ -261,7 +261,7 @@ def _expected_moments(spec, x, y, delta, invariants, data):
             raise ValueError("give data x, y or invariants")
         inv = Invariants.of(x, y)
     else:
-        inv = invariants
+        inv = invariants  # precomputed (or data-free); x, y still serve the ReLU kernels
     if inv.d != spec.input_dim:
         raise ValueError(f"data has input dim {inv.d} but the net expects {spec.input_dim}")
     if inv.c != spec.outputs:
@@ -348,6 +348,7 @@ def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: flo
     """
     P = spec.params
     d, c = spec.input_dim, spec.outputs
+    inv = Invariants.of(x, y)
     if depths is None:
         L = spec.depth
         depths = sorted({max(1, L // 2), max(1, L - 1), L + 1, 2 * L} - {L})
@@ -361,7 +362,7 @@ def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: flo
         # per-layer gains do not carry over to another depth: defaults of SPEC §3 apply
         alt = replace(spec, depth=L, widths=(K,) * (L - 1), gains=None)
         try:
-            r = expected_moments(alt, x, y, delta=1.0)
+            r = expected_moments(alt, x, y, delta=1.0, invariants=inv)
             res = r
         except ValueError as err:
             res = str(err)

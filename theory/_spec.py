@@ -8,7 +8,9 @@ frozen configuration, so JAX code passes it as a *static* argument.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 
 ACTIVATIONS = ("linear", "relu")
@@ -88,7 +90,7 @@ class NetSpec:
             widths = (widths,) * (self.depth - 1)
         widths = tuple(widths)
         object.__setattr__(self, "widths", widths)
-        for w in widths:
+        for w in set(widths):
             if isinstance(w, bool) or not isinstance(w, int) or w <= 0:
                 raise SpecError(f"width must be a positive integer, got {w!r}")
         if len(widths) != self.depth - 1:
@@ -115,11 +117,8 @@ class NetSpec:
             if not (isinstance(self.alpha, (int, float, Fraction)) and math.isfinite(self.alpha)):
                 raise SpecError(f"alpha must be a finite number, got {self.alpha!r}")
         if self.gains is None:
-            relu = self.activation == "relu"
-            squares = tuple(
-                Fraction(2) if (relu and l < self.depth) else Fraction(1)
-                for l in range(1, self.depth + 1)
-            )
+            hidden = Fraction(2) if self.activation == "relu" else Fraction(1)
+            squares = (hidden,) * (self.depth - 1) + (Fraction(1),)
         else:
             gains = tuple(self.gains)
             object.__setattr__(self, "gains", gains)
@@ -144,28 +143,34 @@ class NetSpec:
             raise SpecError(f"depth must be a positive integer, got {depth!r}")
         return cls(depth=depth, widths=(width,) * (depth - 1), input_dim=input_dim, **kwargs)
 
-    @property
+    @cached_property
     def dims(self) -> tuple[int, ...]:
         """:math:`(n_0, n_1, \\dots, n_L) = (d, \\text{widths}, c)`."""
         return (self.input_dim, *self.widths, self.outputs)
 
-    @property
+    @cached_property
     def layer_dims(self) -> tuple[tuple[int, int], ...]:
         """(fan-in, fan-out) of each weight matrix :math:`W_l`, l = 1..L."""
         d = self.dims
-        return tuple((d[l - 1], d[l]) for l in range(1, self.depth + 1))
+        return tuple(zip(d[:-1], d[1:]))
 
-    @property
+    def layer_dim(self, l: int) -> tuple[int, int]:
+        """(fan-in, fan-out) of :math:`W_l` (1-based), without building the whole list."""
+        d = self.dims
+        return d[l - 1], d[l]
+
+    @cached_property
     def params(self) -> int:
         """Parameter count :math:`P = \\sum_l n_{l-1} n_l` (no biases)."""
-        return sum(a * b for a, b in self.layer_dims)
+        d = self.dims
+        return sum(map(operator.mul, d[:-1], d[1:]))
 
     @property
     def gain_squares(self) -> tuple[Fraction, ...]:
         """Exact :math:`s_l^2`, l = 1..L."""
         return self._gain_squares
 
-    @property
+    @cached_property
     def is_uniform(self) -> bool:
         """True when every hidden layer has the same width."""
         return len(set(self.widths)) <= 1

@@ -61,7 +61,8 @@ def _alternatives(spec, ds, data_free):
     return rows
 
 
-def _print_human(result: TheoryResult, ds_desc: str, alts: list, out=sys.stdout):
+def _print_human(result: TheoryResult, ds_desc: str, alts: list, out=None):
+    out = sys.stdout if out is None else out
     d = result.to_dict()
     spec = result.spec
     w = out.write

@@ -147,6 +147,13 @@ def load_npz(path: str) -> Dataset:
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as err:
+        raise DataError(f"{path}: cannot open ({err.strerror})") from None
+    if magic != b"PK\x03\x04":
+        raise DataError(f"{path}: not an .npz archive (zip); pickled files are never loaded")
+    try:
         with np.load(path, allow_pickle=False) as f:
             keys = set(f.files)
             missing = [k for k in ("x", "y") if k not in keys]

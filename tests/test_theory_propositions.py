@@ -1,0 +1,64 @@
+"""Claims C1 as propositions on grids (exact evaluator), including where they fail."""
+
+import numpy as np
+import pytest
+
+from theory import Invariants, NetSpec, expected_moments
+from theory import propositions as P
+from theory.data import gaussian, mnist1d
+
+DEPTHS = [2, 3, 4, 6, 8, 12, 16, 32]
+WIDTHS = [16, 24, 32, 48, 64, 128, 256, 1024]
+
+
+@pytest.fixture(scope="module")
+def gauss():
+    ds = gaussian(48, 16, seed=0, labels="teacher")
+    return ds.x, ds.y
+
+
+def test_P2_depth_lowers_bound_linear(gauss):
+    x, y = gauss
+    grid = P.bound_grid(NetSpec.uniform(2, 16, 16), DEPTHS, WIDTHS, x, y)
+    assert P.depth_violations(grid, DEPTHS, WIDTHS) == []
+
+
+def test_P1_width_raises_bound_when_K_at_least_d(gauss):
+    x, y = gauss
+    grid = P.bound_grid(NetSpec.uniform(2, 16, 16), DEPTHS, WIDTHS, x, y)
+    assert P.width_violations(grid, DEPTHS, WIDTHS) == []  # all K >= d = 16 here
+
+
+def test_P1_fails_in_bottleneck_regime():
+    """Data-free Gaussian inputs with d = 64: B_S-bar decreases from K = 2 to K = 8."""
+    inv = Invariants.gaussian_expectation(32, 64)
+    widths = [2, 4, 8, 16, 64, 256]
+    grid = P.bound_grid(NetSpec.uniform(3, 2, 64), [3], widths, invariants=inv)
+    bad = P.width_violations(grid, [3], widths)
+    assert bad and all(k2 <= 16 for (_, _, k2, _, _) in bad)
+    assert grid[0, -1] > grid[0, 0]  # ... and wide nets still beat the narrowest one
+
+
+@pytest.mark.parametrize("budget", [5_000, 40_000])
+def test_P3_wider_shallower_wins_at_fixed_budget(gauss, budget):
+    x, y = gauss
+    rows = P.budget_table(NetSpec.uniform(2, 16, 16), budget, [2, 3, 4, 6, 8], x, y)
+    assert all(r["within_tolerance"] for r in rows)
+    assert P.budget_violations(rows) == []
+
+
+def test_P2_relu_on_mnist1d_grid():
+    """Deep ReLU (exact S1, approximate S2, stated validity L/K <= 1/4): depth lowers B_S-bar."""
+    ds = mnist1d(64)
+    depths, widths = [2, 3, 4, 6], [32, 64]
+    grid = P.bound_grid(NetSpec.uniform(2, 32, 40, outputs=10, activation="relu"), depths,
+                        widths, ds.x, ds.y)
+    assert P.depth_violations(grid, depths, widths) == []
+
+
+def test_residual_linear_bound_vs_fc(gauss):
+    """Reported, and checked only for sanity: both are valid bounds (>= 1)."""
+    x, y = gauss
+    for arch in ("fc", "residual"):
+        r = expected_moments(NetSpec.uniform(6, 32, 16, arch=arch), x, y)
+        assert r.batch_size_bound >= 1
