@@ -67,8 +67,8 @@ def _fmt(v, digits=6):
     return f"{v:.{digits}g}"
 
 
-def _print_human(r: dict, out=sys.stdout):
-    w = out.write
+def _print_human(r: dict, out=None):
+    w = (out or sys.stdout).write
     w("numerics.check: Monte Carlo over random initialisations vs theory\n")
     w(f"conventions: {r['conventions']}; expectations over random init, data fixed\n")
     w(f"data: {r['data']}\n")

@@ -1,0 +1,79 @@
+"""numerics.check and numerics.bench entry points: output keys, grid files, one-line errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from numerics import bench, check
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--depth", "3", "--width", "8", "--n", "6", "--input-dim", "4", "--samples", "32"]
+MC_KEYS = ("mc_S1", "mc_S1_se", "mc_S2", "mc_S2_se", "mc_batch_size_bound",
+           "mc_batch_size_bound_se", "mc_mean_B_S", "mc_mean_B_S_se")
+THEORY_KEYS = ("expected_S1", "expected_S2", "batch_size_bound", "predicted_max_batch", "kind",
+               "limit_batch_size_bound", "params", "n", "depth", "widths", "activation",
+               "arch", "outputs")
+
+
+def test_check_json_has_mc_theory_and_z_keys(capsys):
+    assert check.main(SMALL + ["--json", "--x64"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for k in MC_KEYS + THEORY_KEYS + ("z_S1", "z_S2", "z_batch_size_bound"):
+        assert k in out, k
+    assert out["kind"]["batch_size_bound"] == "exact"
+    assert out["dtype"] == "float64" and out["depth"] == 3 and out["widths"] == [8, 8]
+
+
+def test_check_human_table(capsys):
+    assert check.main(SMALL + ["--activation", "relu", "--bootstrap", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "E[S1]" in out and "approximation" in out and "bootstrap 95%" in out
+
+
+def test_check_grid_writes_csv_png_pdf(tmp_path, capsys):
+    out = tmp_path / "grid"
+    assert check.main(SMALL + ["--grid-widths", "4,8", "--grid-depths", "2,3",
+                               "--out", str(out)]) == 0
+    with open(out / "grid.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {r["depth"] for r in rows} == {"2", "3"}
+    assert all(r["theory_kind"] == "exact" for r in rows)
+    assert (out / "grid.png").stat().st_size > 0 and (out / "grid.pdf").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--samples", "1"], "--samples"),
+    (["--depth", "2", "--arch", "residual"], "residual"),
+    (["--data", "/no/such/file.npz"], "no such file"),
+    (["--grid-depths", "2,3"], "--out"),
+    (["--widths", "3,4", "--depth", "5"], "hidden widths"),
+    (["--bogus"], "unrecognized"),
+])
+def test_check_bad_input_one_line_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        check.main(argv)
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+
+
+def test_check_as_module_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "numerics.check", "--width", "0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_bench_json_smoke(capsys):
+    assert bench.main(["--json", "--n", "16", "--widths", "8", "--depths", "2", "--reps",
+                       "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(rows) == 1
+    for k in ("n", "width", "depth", "ours_s", "floor_s", "naive_s", "ours_peak_mb",
+              "naive_peak_mb", "mc_per_net_s"):
+        assert k in rows[0], k
+    assert rows[0]["ours_s"] > 0 and rows[0]["naive_s"] > 0
