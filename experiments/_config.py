@@ -24,6 +24,7 @@ from ._errors import ExperimentError
 LOSSES = ("auto", "cross_entropy", "squared")
 TARGET_METRICS = ("auto", "accuracy", "loss", "relative_loss")
 DTYPES = ("float32", "float64")
+LR_SCALINGS = ("none", "sqrt", "linear")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class SweepConfig:
     data: str = "mnist1d"
     n: int = 2000
     data_seed: int = 42
-    probe_size: int = 256
+    init_samples: int = 16
     # [model]
     arch: str = "fc"
     activation: str = "relu"
@@ -48,14 +49,16 @@ class SweepConfig:
     # [train]
     loss: str = "auto"
     batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024)
-    lrs: tuple[float, ...] = (0.0125, 0.05, 0.2, 0.8)
+    lrs: tuple[float, ...] = (0.1, 0.2, 0.4)
+    lr_scaling: str = "sqrt"
+    lr_reference_batch: int = 64
     seeds: int = 2
     momentum: float = 0.0
     max_steps: int = 6000
     target_metric: str = "auto"
     target: float = 0.0  # 0 means: the metric's default (see ``resolved_target``)
     eval_growth: float = 1.1
-    stop_factor: float = 2.0
+    stop_factor: float = 1.5
     dtype: str = "float32"
     # [analysis]
     epsilon: float = 1.0
@@ -72,6 +75,13 @@ class SweepConfig:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in dataclasses.fields(self)}
 
+    def lrs_for(self, batch_size: int) -> tuple[float, ...]:
+        """The learning-rate grid tried at ``batch_size``: ``lrs`` × (m / lr_reference_batch)^p
+        with p = 0 (``none``), 1/2 (``sqrt``) or 1 (``linear``)."""
+        p = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}[self.lr_scaling]
+        f = (batch_size / self.lr_reference_batch) ** p
+        return tuple(float(f"{lr * f:.6g}") for lr in self.lrs)
+
     def to_toml(self) -> str:
         """The config as a TOML file that :func:`load_config` reads back unchanged."""
         lines = []
@@ -85,10 +95,12 @@ class SweepConfig:
 
 # TOML table -> {toml key: dataclass attribute}
 SECTIONS = {
-    "data": {"name": "data", "n": "n", "seed": "data_seed", "probe_size": "probe_size"},
+    "data": {"name": "data", "n": "n", "seed": "data_seed", "init_samples": "init_samples"},
     "model": {"arch": "arch", "activation": "activation", "depths": "depths",
               "budget": "budget", "budget_tolerance": "budget_tolerance"},
-    "train": {"loss": "loss", "batch_sizes": "batch_sizes", "lrs": "lrs", "seeds": "seeds",
+    "train": {"loss": "loss", "batch_sizes": "batch_sizes", "lrs": "lrs",
+              "lr_scaling": "lr_scaling", "lr_reference_batch": "lr_reference_batch",
+              "seeds": "seeds",
               "momentum": "momentum", "max_steps": "max_steps",
               "target_metric": "target_metric", "target": "target",
               "eval_growth": "eval_growth", "stop_factor": "stop_factor", "dtype": "dtype"},
@@ -155,8 +167,12 @@ def _validate(c: SweepConfig):
         bad(f"train.dtype must be one of {', '.join(DTYPES)}, got {c.dtype!r}")
     if c.n < 0:
         bad(f"data.n must be >= 0 (0 = all rows of a file), got {c.n}")
-    if c.probe_size <= 0:
-        bad(f"data.probe_size must be positive, got {c.probe_size}")
+    if c.init_samples < 2:
+        bad(f"data.init_samples must be >= 2, got {c.init_samples}")
+    if c.lr_scaling not in LR_SCALINGS:
+        bad(f"train.lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {c.lr_scaling!r}")
+    if c.lr_reference_batch <= 0:
+        bad(f"train.lr_reference_batch must be positive, got {c.lr_reference_batch}")
     if any(d <= 0 for d in c.depths) or len(set(c.depths)) != len(c.depths):
         bad(f"model.depths must be distinct positive integers, got {list(c.depths)}")
     if c.arch == "residual" and min(c.depths) < 3:

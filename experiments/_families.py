@@ -7,9 +7,9 @@ For a budget :math:`P`, a depth :math:`L` (weight matrices), input dim :math:`d`
 
     P(K) = dK + (L-2)K^2 + Kc \quad (L \ge 2), \qquad P = dc \quad (L = 1),
 
-rounded to the integer :math:`K \ge 1` whose count is closest to :math:`P`; a family member is
-accepted only when :math:`|P(K) - P|/P \le` the tolerance (5% by default). The count itself
-comes from :attr:`theory.NetSpec.params`.
+with :math:`K` from :func:`theory.width_for_budget` (the integer width whose count is closest to
+:math:`P`); a family member is accepted only when :math:`|P(K) - P|/P \le` the tolerance (5% by
+default). The count itself comes from :attr:`theory.NetSpec.params`.
 
 Example:
     >>> fam = budget_family(10000, (2, 4, 8), input_dim=40, outputs=10)
@@ -19,9 +19,8 @@ Example:
 
 from __future__ import annotations
 
-import math
-
 from theory import NetSpec, SpecError
+from theory import width_for_budget as _theory_width
 
 from ._errors import ExperimentError
 
@@ -41,18 +40,16 @@ def width_for_budget(budget: int, depth: int, *, input_dim: int, outputs: int,
                        activation=activation, arch="fc")
         candidates = [spec]
     else:
-        a, b = depth - 2, input_dim + outputs
-        k = budget / b if a == 0 else (-b + math.sqrt(b * b + 4 * a * budget)) / (2 * a)
-        ks = {max(1, math.floor(k)), max(1, math.ceil(k))}
+        k = _theory_width(budget, input_dim, outputs, depth)
         try:
-            candidates = [_spec(depth, kk, input_dim, outputs, activation, arch) for kk in ks]
+            candidates = [_spec(depth, k, input_dim, outputs, activation, arch)]
         except SpecError as err:
             raise ExperimentError(f"depth {depth}: {err}") from None
     best = min(candidates, key=lambda s: (abs(s.params - budget), s.width or 0))
     if abs(best.params - budget) > tolerance * budget:
         raise ExperimentError(
             f"budget {budget} cannot be met within {tolerance:.0%} at depth {depth} "
-            f"(closest: width {best.width}, {best.params} params); change --budget or --depths")
+            f"(closest: width {best.width or '-'}, {best.params} params); change --budget or --depths")
     return best
 
 

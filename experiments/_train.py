@@ -1,0 +1,352 @@
+r"""Training: a drop-in optax step that also yields the batch's B_S, and vmapped studies.
+
+:func:`train_step` is the reusable piece. It computes the optimiser gradient from
+:func:`numerics.per_example_stats`, whose one backward pass also gives the per-example norms,
+so the training batch's
+
+.. math::
+
+    S_1 = \sum_{i\in\text{batch}}\lVert g_i\rVert^2,\quad S_2 = \Big\lVert\sum_{i\in\text{batch}}
+    g_i\Big\rVert^2,\quad B_S = m\,S_1/S_2
+
+come at no extra pass. :func:`run_study` trains every (learning rate × seed) trial of one batch
+size together: the trials are stacked on a leading axis and one compiled, vmapped step advances
+them all (sharded across local devices when there are several).
+
+Protocol details (SPEC §5):
+
+* batches of ``m`` indices drawn uniformly *with replacement* from the n training examples
+  (the sampling model of SPEC §2), a fresh draw per step from ``fold_in(key(seed), step)``;
+  all learning rates of one seed share the initial weights and the batch sequence;
+* the training loss/accuracy on the whole training set is evaluated at log-spaced steps
+  (each evaluation step is ``ceil(eval_growth`` × the previous one``)``, at least +1), so
+  ``steps_to_target`` is the first evaluation step at which the target holds: exact up to the
+  ``eval_growth`` ratio (10% by default);
+* a trial whose update produces NaN/inf is frozen and marked ``INFEASIBLE``; one that never
+  reaches the target is ``UNREACHED`` (``stop_reason`` says whether the step cap ended it, or
+  the study stopped once every seed's best trial had reached the target and the remaining trials
+  had run ``stop_factor`` × that many steps, so could no longer win the learning-rate tuning).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import numerics
+from theory import batch_size_bound, simple_noise_scale
+
+REACHED, UNREACHED, INFEASIBLE = "REACHED", "UNREACHED", "INFEASIBLE"
+
+
+def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entropy"):
+    r"""A jittable optax training step for a :class:`theory.NetSpec` network that also returns
+    the gradient statistics of the batch it trained on.
+
+    The update uses the mean gradient :math:`\frac1m\sum_i\nabla\ell_i` taken from the same
+    pass that gives :math:`S_1, S_2` (:func:`numerics.per_example_stats`).
+
+    Args:
+        spec: the network.
+        opt: any optax transformation (e.g. ``optax.sgd(0.1)``).
+        loss: ``"cross_entropy"`` (``y`` = integer classes) or ``"squared"`` (``y`` = targets).
+
+    Returns:
+        ``step(params, opt_state, x, y) -> (params, opt_state, metrics)`` with ``metrics`` a dict
+        of scalars: ``loss`` (batch mean), ``S1``, ``S2``, ``batch_size_bound`` (:math:`B_S` of
+        the batch) and ``B_simple`` (:math:`B_S - 1`, McCandlish's simple noise scale).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax, numerics
+        >>> from theory import NetSpec
+        >>> spec = NetSpec.uniform(2, 16, 4, outputs=3, activation="relu")
+        >>> params = numerics.init_params(spec, key=jax.random.key(0))
+        >>> opt = optax.sgd(0.1)
+        >>> step = jax.jit(train_step(spec, opt, "cross_entropy"))
+        >>> x, y = jnp.ones((8, 4)), jnp.zeros(8, dtype=jnp.int32)
+        >>> params, state, metrics = step(params, opt.init(params), x, y)
+        >>> sorted(metrics)
+        ['B_simple', 'S1', 'S2', 'batch_size_bound', 'loss']
+    """
+
+    def step(params, opt_state, x, y):
+        m = x.shape[0]
+        st = numerics.per_example_stats(spec, params, x, y, loss=loss)
+        grads = [g / m for g in st.grad_sum]
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        metrics = {
+            "loss": st.loss_sum / m,
+            "S1": st.S1,
+            "S2": st.S2,
+            "batch_size_bound": batch_size_bound(st.S1, st.S2, m),
+            "B_simple": simple_noise_scale(st.S1, st.S2, m),
+        }
+        return params, opt_state, metrics
+
+    return step
+
+
+def make_optimizer(momentum: float = 0.0) -> optax.GradientTransformation:
+    """SGD whose learning rate lives in the optimiser state (``optax.inject_hyperparams``), so
+    trials with different learning rates share one compiled step. Momentum off when 0."""
+    return optax.inject_hyperparams(optax.sgd)(
+        learning_rate=1.0, momentum=momentum if momentum > 0 else None)
+
+
+class _State(NamedTuple):
+    params: list
+    opt_state: object
+    alive: jax.Array      # False once an update produced NaN/inf (then frozen)
+    step: jax.Array
+    key: jax.Array
+    bs_sum: jax.Array     # sum over steps of the batch B_S
+    bs_count: jax.Array
+
+
+def _tree_where(c, a, b):
+    return jax.tree_util.tree_map(lambda u, v: jnp.where(c, u, v), a, b)
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in leaves]))
+
+
+@partial(jax.jit, static_argnames=("spec", "momentum", "dtype"))
+def _init_trials(spec, lrs, seeds, momentum, dtype):
+    opt_builder = optax.inject_hyperparams(optax.sgd)
+
+    def one(lr, seed):
+        base = jax.random.key(seed)
+        params = numerics.init_params(spec, key=jax.random.fold_in(base, 0), dtype=dtype)
+        opt_state = opt_builder(learning_rate=lr,
+                                momentum=momentum if momentum > 0 else None).init(params)
+        zero = jnp.zeros((), dtype)
+        return _State(params, opt_state, jnp.array(True), jnp.array(0, jnp.int32),
+                      jax.random.fold_in(base, 1), zero, zero)
+
+    return jax.vmap(one)(lrs, seeds)
+
+
+@partial(jax.jit, static_argnames=("spec", "loss", "batch_size", "momentum"))
+def _advance(state, k, x, y, *, spec, loss, batch_size, momentum):
+    """Run ``k`` (traced) SGD steps of every trial."""
+    step = train_step(spec, make_optimizer(momentum), loss)
+    n = x.shape[0]
+
+    def one(st):
+        idx = jax.random.randint(jax.random.fold_in(st.key, st.step), (batch_size,), 0, n)
+        params, opt_state, met = step(st.params, st.opt_state, x[idx], y[idx])
+        ok = st.alive & jnp.isfinite(met["loss"]) & _all_finite(params)
+        bs = met["batch_size_bound"]
+        good_bs = ok & jnp.isfinite(bs)
+        return _State(_tree_where(ok, params, st.params),
+                      _tree_where(ok, opt_state, st.opt_state), ok, st.step + 1, st.key,
+                      st.bs_sum + jnp.where(good_bs, bs, jnp.zeros_like(bs)).astype(st.bs_sum.dtype),
+                      st.bs_count + good_bs.astype(st.bs_count.dtype))
+
+    return jax.lax.fori_loop(0, k, lambda i, s: jax.vmap(one)(s), state)
+
+
+def _loss_from_output(f, y, loss):
+    if loss == "cross_entropy":
+        return jax.nn.logsumexp(f) - f[y]
+    r = f - y
+    return 0.5 * jnp.sum(r * r)
+
+
+@partial(jax.jit, static_argnames=("spec", "loss", "classification"))
+def _evaluate(params, x, y, classes, *, spec, loss, classification):
+    """Per trial: mean training loss and training accuracy (NaN for regression) on the whole
+    training set (one forward pass)."""
+
+    def one(p):
+        out = jax.vmap(lambda xi: numerics.apply(spec, p, xi))(x)
+        losses = jax.vmap(lambda f, t: _loss_from_output(f, t, loss))(out, y)
+        if classification:
+            acc = jnp.mean((jnp.argmax(out, axis=1) == classes).astype(x.dtype))
+        else:
+            acc = jnp.array(jnp.nan, x.dtype)
+        return jnp.mean(losses), acc
+
+    return jax.vmap(one)(params)
+
+
+@partial(jax.jit, static_argnames=("spec", "loss"))
+def _training_set_bound(params, x, y, *, spec, loss):
+    """Per trial: B_S of the whole training set (one backward pass, per-layer trick)."""
+
+    def one(p):
+        st = numerics.per_example_stats(spec, p, x, y, loss=loss)
+        return batch_size_bound(st.S1, st.S2, x.shape[0])
+
+    return jax.vmap(one)(params)
+
+
+def _shard_trials(tree):
+    """Put the trial axis across local devices when there are several and it divides evenly."""
+    devices = jax.local_devices()
+    n_trials = jax.tree_util.tree_leaves(tree)[0].shape[0]
+    if len(devices) < 2 or n_trials % len(devices):
+        return tree, 1
+    mesh = jax.sharding.Mesh(np.array(devices), ("trials",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("trials"))
+    return jax.device_put(tree, sharding), len(devices)
+
+
+def next_eval_step(t: int, growth: float, max_steps: int) -> int:
+    """The evaluation grid: t -> min(max_steps, max(t + 1, ceil(growth · t)))."""
+    return min(max_steps, max(t + 1, math.ceil(growth * t - 1e-9)))
+
+
+def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, momentum=0.0,
+              max_steps: int = 1000, target_metric: str = "accuracy", target: float = 0.9,
+              eval_growth: float = 1.1, stop_factor: float = 2.0, dtype=jnp.float32) -> list[dict]:
+    """Train all (lr × seed) trials of one batch size together; one result dict per trial.
+
+    Args:
+        spec: the network; ``x``, ``y``: training inputs and loss targets (integer classes for
+            cross-entropy); ``classes``: integer labels for the accuracy, or None (regression).
+        loss, batch_size, lrs, seeds, momentum, max_steps: the study.
+        target_metric: ``"accuracy"`` (≥ target), ``"loss"`` (≤ target) or
+            ``"relative_loss"`` (≤ target × the trial's initial training loss).
+
+    Returns:
+        Per trial (ordered lr-major): ``lr``, ``seed``, ``status`` (REACHED / UNREACHED /
+        INFEASIBLE), ``steps_to_target``, ``steps_run``, ``stop_reason``, ``curve``
+        (``step``, ``loss``, ``accuracy``, ``B_S`` at the evaluation steps), ``B_S_init``,
+        ``B_S_run_mean``, ``batch_B_S_mean``, ``compile_s`` and ``wall_s`` (shared by the study).
+    """
+    t_start = time.perf_counter()
+    pairs = [(float(lr), int(s)) for lr in lrs for s in seeds]
+    lr_arr = jnp.asarray([p[0] for p in pairs], dtype)
+    seed_arr = jnp.asarray([p[1] for p in pairs], jnp.int32)
+    x = jnp.asarray(x, dtype)
+    y = jnp.asarray(y) if loss == "cross_entropy" else jnp.asarray(y, dtype)
+    classification = classes is not None
+    cls = jnp.asarray(classes if classification else np.zeros(x.shape[0], np.int32), jnp.int32)
+    state = _init_trials(spec, lr_arr, seed_arr, float(momentum), jnp.dtype(dtype))
+    state, _ = _shard_trials(state)
+    kw = dict(spec=spec, loss=loss, batch_size=int(batch_size), momentum=float(momentum))
+    ev = dict(spec=spec, loss=loss, classification=classification)
+
+    n_trials = len(pairs)
+    curve = {"step": [], "loss": [], "accuracy": []}
+    hit = [None] * n_trials
+    dead_at = [None] * n_trials
+
+    bs_curve = {"step": [], "B_S": []}
+
+    def record(t):
+        l, a = jax.device_get(_evaluate(state.params, x, y, cls, **ev))
+        curve["step"].append(t)
+        curve["loss"].append(np.asarray(l, np.float64))
+        curve["accuracy"].append(np.asarray(a, np.float64))
+        return np.asarray(l, np.float64), np.asarray(a, np.float64)
+
+    def record_bound(t):
+        # B_S of the training set at step 0 and whenever the step count passes a power of 2
+        if bs_curve["step"] and (t.bit_length() == bs_curve["step"][-1].bit_length()):
+            return
+        b = jax.device_get(_training_set_bound(state.params, x, y, spec=spec, loss=loss))
+        bs_curve["step"].append(t)
+        bs_curve["B_S"].append(np.asarray(b, np.float64))
+
+    loss0, _ = record(0)
+    record_bound(0)
+    threshold = target * loss0 if target_metric == "relative_loss" else None
+    compile_s = None
+    t, stop_reason = 0, "max_steps"
+    while t < max_steps:
+        t_next = next_eval_step(t, eval_growth, max_steps)
+        t0 = time.perf_counter()
+        state = _advance(state, jnp.asarray(t_next - t, jnp.int32), x, y, **kw)
+        t = t_next
+        l, a = record(t)
+        record_bound(t)
+        if compile_s is None:
+            compile_s = time.perf_counter() - t0
+        alive = np.asarray(jax.device_get(state.alive))
+        for i in range(n_trials):
+            if not alive[i]:
+                if dead_at[i] is None:
+                    dead_at[i] = t
+                continue
+            if hit[i] is None:
+                if target_metric == "accuracy":
+                    ok = a[i] >= target
+                elif target_metric == "loss":
+                    ok = l[i] <= target
+                else:
+                    ok = l[i] <= threshold[i]
+                if ok:
+                    hit[i] = t
+        pending = [i for i in range(n_trials) if hit[i] is None and dead_at[i] is None]
+        if not pending:
+            stop_reason = "all_finished"
+            break
+        best = {}
+        for i, (_, s) in enumerate(pairs):
+            if hit[i] is not None:
+                best[s] = min(best.get(s, hit[i]), hit[i])
+        if len(best) == len(set(seeds)) and t >= stop_factor * max(best.values()):
+            stop_reason = "dominated"
+            break
+
+    bs_sum = np.asarray(jax.device_get(state.bs_sum), np.float64)
+    bs_count = np.asarray(jax.device_get(state.bs_count), np.float64)
+    wall = time.perf_counter() - t_start
+    bs_steps = bs_curve["step"]
+    out = []
+    for i, (lr, s) in enumerate(pairs):
+        if dead_at[i] is not None:
+            status, reason = INFEASIBLE, "diverged (NaN/inf)"
+        elif hit[i] is not None:
+            status, reason = REACHED, "target reached"
+        else:
+            status, reason = UNREACHED, stop_reason
+        end = hit[i] if hit[i] is not None else (dead_at[i] if dead_at[i] is not None else t)
+        bsteps = np.asarray(bs_curve["step"])
+        bcurve = np.array([c[i] for c in bs_curve["B_S"]])
+        upto = bsteps <= end
+        finite_b = bcurve[upto][np.isfinite(bcurve[upto])]
+        out.append({
+            "lr": lr, "seed": s, "status": status,
+            "steps_to_target": hit[i],
+            "steps_run": int(dead_at[i] or t) if hit[i] is None else int(t),
+            "stop_reason": reason,
+            "diverged_by_step": dead_at[i],
+            "final_loss": _num(curve["loss"][-1][i]),
+            "final_accuracy": _num(curve["accuracy"][-1][i]),
+            "B_S_init": _num(bcurve[0]),
+            "B_S_run_mean": _num(finite_b.mean()) if finite_b.size else None,
+            "batch_B_S_mean": _num(bs_sum[i] / bs_count[i]) if bs_count[i] > 0 else None,
+            "curve": {
+                "step": [int(v) for v in curve["step"]],
+                "loss": [_num(c[i]) for c in curve["loss"]],
+                "accuracy": [_num(c[i]) for c in curve["accuracy"]],
+            },
+            "B_S_curve": {"step": [int(v) for v in bs_steps],
+                          "B_S": [_num(v) for v in bcurve]},
+            "compile_s": round(compile_s or 0.0, 3),
+            "wall_s": round(wall, 3),
+        })
+    return out
+
+
+def _num(v):
+    """JSON-safe float: None for NaN/inf."""
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+__all__ = ["train_step", "make_optimizer", "run_study", "next_eval_step",
+           "REACHED", "UNREACHED", "INFEASIBLE"]

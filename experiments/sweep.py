@@ -1,0 +1,90 @@
+"""``python -m experiments.sweep``: train every (architecture × batch size) study of a workload.
+
+Example::
+
+    python -m experiments.sweep --config experiments/configs/quick.toml --out runs/quick
+    python -m experiments.sweep --data my.npz --depths 2,4 --batch-sizes 16,64,256 --out runs/my
+
+Without ``--config`` the quick-study defaults apply. Each finished trial is written atomically;
+Ctrl-C or a kill loses nothing finished, and rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from . import _cli
+from ._config import SweepConfig, load_config
+from ._errors import ExperimentError
+from ._sweep import run_sweep
+
+DEFAULT_OUT = "runs/quick"
+
+
+def add_override_flags(p) -> None:
+    """The config overrides shared by ``sweep`` and ``reproduce``."""
+    p.add_argument("--config", help="TOML config (default: the quick study)")
+    p.add_argument("--data", help="mnist1d | gaussian | FILE.npz | MNIST IDX | CIFAR-10 batches")
+    p.add_argument("--n", type=int, help="use the first N training examples (0 = all)")
+    p.add_argument("--arch", choices=("fc", "residual"))
+    p.add_argument("--activation", choices=("linear", "relu"))
+    p.add_argument("--depths", type=_cli.int_list, help="e.g. 2,4,8 (weight matrices)")
+    p.add_argument("--budget", type=int, help="parameter budget P of the family")
+    p.add_argument("--batch-sizes", type=_cli.int_list, help="e.g. 16,64,256")
+    p.add_argument("--lrs", type=_cli.float_list,
+                   help="learning-rate grid at the reference batch size, e.g. 0.01,0.1,1")
+    p.add_argument("--lr-scaling", choices=("none", "sqrt", "linear"),
+                   help="how the grid moves with batch size (none: same lrs everywhere)")
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    p.add_argument("--max-steps", type=int, help="step cap per trial")
+    p.add_argument("--target", type=_cli.target_arg,
+                   help="target value for the metric, or METRIC:VALUE "
+                        "(accuracy | loss | relative_loss)")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default 0: off)")
+
+
+def build_config(args) -> SweepConfig:
+    cfg = load_config(args.config)
+    changes = {}
+    for flag, attr in (("data", "data"), ("n", "n"), ("arch", "arch"),
+                       ("activation", "activation"), ("depths", "depths"), ("budget", "budget"),
+                       ("batch_sizes", "batch_sizes"), ("lrs", "lrs"),
+                       ("lr_scaling", "lr_scaling"), ("seeds", "seeds"),
+                       ("max_steps", "max_steps"), ("momentum", "momentum")):
+        v = getattr(args, flag)
+        if v is not None:
+            changes[attr] = v
+    if args.target is not None:
+        metric, value = args.target
+        if metric is not None:
+            changes["target_metric"] = metric
+        changes["target"] = value
+    if changes:
+        cfg = cfg.replace(**changes)  # validates, raising ExperimentError
+    return cfg
+
+
+def _parser():
+    p = _cli.ArgumentParser(prog="python -m experiments.sweep", description=__doc__.split("\n")[0])
+    add_override_flags(p)
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+@_cli.guarded
+def main(argv=None) -> int:
+    """Parse flags, run or resume the sweep; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(argv)
+    cfg = build_config(args)
+    command = "python -m experiments.sweep " + " ".join(shlex.quote(a) for a in argv)
+    run_sweep(cfg, args.out, progress=not args.no_progress, command=command)
+    return 0
+
+
+__all__ = ["main", "build_config", "add_override_flags", "ExperimentError"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
