@@ -17,6 +17,7 @@ Every loader validates: non-empty, finite, matching numbers of rows.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -115,24 +116,18 @@ def gaussian(n: int = 64, d: int = 16, *, seed: int = 0, labels: str = "zero",
 def mnist1d(n: int = 512, *, seed: int = 42, split: str = "train") -> Dataset:
     """MNIST-1D generated offline (no download): first ``n`` examples of the split."""
     try:
-        from mnist1d.data import get_dataset_args, make_dataset
+        import mnist1d as _  # noqa: F401
     except ImportError as err:  # pragma: no cover - dependency is declared
         raise DataError(f"the mnist1d package is not installed ({err})") from None
     if n <= 0:
         raise DataError(f"mnist1d needs n > 0, got {n}")
-    args = get_dataset_args(as_dict=False)
-    args.seed = seed
     # The generator draws train+test from one pool, 80% train; ask for just enough.
     per_split = n if split == "train" else n * 4
-    args.num_samples = max(1000, int(np.ceil(per_split / args.train_split / 10)) * 10 + 10)
-    state = np.random.get_state()  # the generator seeds numpy's global RNG: restore it after
-    try:
-        raw = make_dataset(args)
-    finally:
-        np.random.set_state(state)
+    num = max(1000, int(np.ceil(per_split / 0.8 / 10)) * 10 + 10)
+    raw = _mnist1d_raw(num, seed)
     key = "x" if split == "train" else "x_test"
     ykey = "y" if split == "train" else "y_test"
-    xs, ks = np.asarray(raw[key], np.float64), np.asarray(raw[ykey], np.int64)
+    xs, ks = raw[key].copy(), raw[ykey].copy()
     if xs.shape[0] < n:
         raise DataError(f"mnist1d generator gave {xs.shape[0]} {split} examples, need {n}")
     xs, ks = xs[:n], ks[:n]
@@ -140,6 +135,26 @@ def mnist1d(n: int = 512, *, seed: int = 42, split: str = "train") -> Dataset:
     desc = (f"mnist1d: n={n} {split} examples, d=40, generated offline (seed {seed}), "
             f"labels centred one-hot e_k - 1/10 (c=10)")
     return Dataset(xs, y, "mnist1d", desc, ks)
+
+
+@functools.lru_cache(maxsize=8)
+def _mnist1d_raw(num_samples: int, seed: int) -> dict:
+    """The generator's output (deterministic in its arguments, so cached per process)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args(as_dict=False)
+    args.seed = seed
+    args.num_samples = num_samples
+    state = np.random.get_state()  # the generator seeds numpy's global RNG: restore it after
+    try:
+        raw = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+    out = {k: np.asarray(raw[k], np.float64 if k.startswith("x") else np.int64)
+           for k in ("x", "x_test", "y", "y_test")}
+    for v in out.values():
+        v.setflags(write=False)
+    return out
 
 
 def load_npz(path: str) -> Dataset:
