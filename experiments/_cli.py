@@ -7,7 +7,7 @@ import sys
 
 from theory import DataError, SpecError
 
-from ._errors import ExperimentError
+from ._errors import ExperimentError  # noqa: F401  (re-exported for the CLIs)
 
 
 class ArgumentParser(argparse.ArgumentParser):
