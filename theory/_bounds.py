@@ -45,7 +45,7 @@ from ._spec import NetSpec
 
 DPS = 50
 LARGE_WIDTH_FACTOR = 10**30  # widths × this factor evaluate the K → ∞ limit
-APPROX_VALID_L_OVER_K = Fraction(1, 4)  # deep-ReLU approximation asserted for depth/width ≤ this
+APPROX_VALID_L_OVER_K = Fraction(1, 16)  # deep-ReLU approximation checked for depth/width ≤ this
 KIND_ORDER = ("exact", "approximation", "limit")
 
 
@@ -164,9 +164,10 @@ def _scaled(spec: NetSpec, factor: int) -> NetSpec:
     return replace(spec, widths=tuple(w * factor for w in spec.widths))
 
 
-def _to_float(v) -> float:
+def _to_float(v) -> float | None:
+    """float of an mpf, or None when it overflows float64 (the ``*_str`` keys keep it)."""
     f = float(v)
-    return f
+    return f if math.isfinite(f) else None
 
 
 @dataclass(frozen=True)
@@ -298,21 +299,14 @@ def _expected_moments(spec, x, y, delta, invariants, data):
             }
             kinds = ("exact", "exact")
         else:
-            tn, tl = _relu_s1_terms(spec, inv)
-            _, lnet, llab = _limit_parts(spec, x, y)
-            S2n = S2l = _mp(0)
-            for l in range(spec.depth):
-                dn, dl = float(np.trace(lnet[l])), float(np.trace(llab[l]))
-                if dn != 0:
-                    S2n += tn[l] / _mp(dn) * _mp(float(np.sum(lnet[l])))
-                if dl != 0:
-                    S2l += tl[l] / _mp(dl) * _mp(float(np.sum(llab[l])))
-            parts = {"S1_net": sum(tn), "S2_net": S2n, "S1_label": sum(tl), "S2_label": S2l}
+            S1n, S1l, S2n, S2l = _approx_parts(spec, inv, x, y)
+            parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
             kinds = ("exact", "approximation")
             ratio = Fraction(spec.depth, min(spec.widths))
             if ratio > APPROX_VALID_L_OVER_K:
                 notes.append(f"depth/width = {float(ratio):.3g} exceeds the approximation's "
-                             f"checked range {APPROX_VALID_L_OVER_K}: treat E[S2] with care")
+                             f"checked range L/K <= {APPROX_VALID_L_OVER_K}: E[S2] is likely "
+                             f"under-estimated (B_S-bar over-estimated) there")
     return TheoryResult(
         spec=spec, n=n, data=data,
         expected_S1=parts["S1_net"] + parts["S1_label"],
@@ -322,21 +316,54 @@ def _expected_moments(spec, x, y, delta, invariants, data):
     )
 
 
+def _approx_parts(spec: NetSpec, inv: Invariants, x, y):
+    r"""The deep-ReLU approximation: (E[S1]_net, E[S1]_label, E[S2]_net, E[S2]_label).
+
+    Per layer l, with :math:`T^\infty_l(i,j)` the infinite-width pair term and
+    :math:`r_l = E[\text{term}_l(x,x)]/T^\infty_l(x,x)` the exact single-input factor:
+
+    .. math::
+
+        \text{term}_l(i,j) \approx r_l\Big[T^\infty_l(i,j) + \tfrac{1 - \rho_l}{3}
+        \big(\sqrt{T^\infty_l(i,i)T^\infty_l(j,j)} - T^\infty_l(i,j)\big)\Big],\qquad
+        \rho_l = \prod_{k<l} \mu_k / f_k
+
+    for the network term (:func:`theory._relu_chain.fourth_moment_factors`); the label term uses
+    :math:`r_l T^\infty_l(i,j)`. The bracket's second part is the finite-width fluctuation of
+    the angle between inputs; for linear nets (p = 1, :math:`\rho_l = \Lambda_-/\Lambda_+`)
+    the formula is exact, and it is exact for every net on the diagonal and as K → ∞.
+    """
+    tn, tl = _relu_s1_terms(spec, inv)
+    lnet, llab = limit_terms(spec, x, y)
+    args = _layer_args(spec, _mp)
+    S2n = S2l = _mp(0)
+    rho = _mp(1)
+    for l in range(spec.depth):
+        dn = np.diag(lnet[l])
+        if dn.sum() != 0:
+            geo = np.sqrt(np.outer(dn, dn))
+            pair = _mp(float(np.sum(lnet[l])))
+            spread = _mp(float(np.sum(geo))) - pair
+            S2n += tn[l] / _mp(float(dn.sum())) * (pair + (1 - rho) / 3 * spread)
+        dl = float(np.trace(llab[l]))
+        if dl != 0:
+            S2l += tl[l] / _mp(dl) * _mp(float(np.sum(llab[l])))
+        n_in, n_out, s2, _, _, _, p_out = args[l]
+        f, mu = _relu_chain.fourth_moment_factors(n_in, n_out, s2, p_out)
+        rho *= mu / f
+    return sum(tn), sum(tl), S2n, S2l
+
+
 def approx_relu_as_linear(spec: NetSpec, x, y):
-    """The deep-ReLU approximation's recipe applied to a *linear* net (for checking it where
-    the exact answer is known): returns E[S2]_approx."""
-    assert spec.activation == "linear"
+    """The deep-ReLU approximation's recipe applied to a *linear* net, where the exact answer is
+    known: returns (E[S2]_approx, E[S2]_exact) as mpf."""
+    if spec.activation != "linear" or spec.arch != "fc":
+        raise ValueError("approx_relu_as_linear takes a linear fully connected net")
     inv = Invariants.of(x, y)
     with mpmath.workdps(DPS):
-        tn, tl = _relu_s1_terms(spec, inv)
-        _, lnet, llab = _limit_parts(spec, x, y)
-        total = _mp(0)
-        for l in range(spec.depth):
-            for t, lim in ((tn[l], lnet[l]), (tl[l], llab[l])):
-                dn = float(np.trace(lim))
-                if dn != 0:
-                    total += t / _mp(dn) * _mp(float(np.sum(lim)))
-        return total
+        _, _, S2n, S2l = _approx_parts(spec, inv, x, y)
+        exact = _linear_exact(spec, inv)
+        return S2n + S2l, exact["S2_net"] + exact["S2_label"]
 
 
 def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: float = 0.05):

@@ -26,9 +26,18 @@ from __future__ import annotations
 from ._chain import Layer
 
 
+def fourth_moment_factors(n_in, n_out, s2, p_out):
+    r"""Forward factors of one layer: :math:`f = \sigma^4 n(3p + (n-1)p^2)` multiplies
+    :math:`E|a|^4` (the "aligned" eigenvalue; linear: :math:`\lambda_+`), and
+    :math:`\mu = \sigma^4 n(n-1)p^2` is its "orthogonal" partner (linear: :math:`\lambda_-`)."""
+    sig2 = s2 / n_in
+    return (sig2 * sig2 * n_out * (3 * p_out + (n_out - 1) * p_out * p_out),
+            sig2 * sig2 * n_out * (n_out - 1) * p_out * p_out)
+
+
 def network_layer(n_in, n_out, s2, p_in, p_out) -> Layer:
     sig2 = s2 / n_in
-    f = sig2 * sig2 * n_out * (3 * p_out + (n_out - 1) * p_out * p_out)
+    f, _ = fourth_moment_factors(n_in, n_out, s2, p_out)
     mu = sig2 * sig2 * n_in * (n_in - 1) * p_in * p_in
     zero = 0 * f
     B = ((f, zero), (n_in * p_in * f, mu))

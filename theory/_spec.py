@@ -182,11 +182,8 @@ class NetSpec:
 
     @property
     def branch_scale(self):
-        """Residual branch scale :math:`\\alpha` as an exact number where possible.
-
-        Returns the square :math:`\\alpha^2` form via :attr:`alpha_square`; this property gives
-        :math:`\\alpha` itself as a float (None for fully connected nets).
-        """
+        """Residual branch scale :math:`\\alpha` as a float (None for fully connected nets);
+        the exact square is :attr:`alpha_square`."""
         if self.arch != "residual":
             return None
         if self.alpha is not None:
