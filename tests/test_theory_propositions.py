@@ -74,3 +74,15 @@ def test_P2_fails_for_deep_relu_in_the_width_limit():
                                ds.x, ds.y).limit_batch_size_bound for L in (2, 8, 12, 32, 64)}
     assert lim[2] > lim[8] > lim[12]
     assert lim[64] > lim[32] > lim[12]
+
+
+def test_residual_blocks_remove_most_of_the_depth_penalty(gauss):
+    """Linear residual nets (alpha = 1/sqrt(L-2)): B_S-bar saturates in depth instead of
+    collapsing, and at K = 1024 it even rises slightly with depth (P2 fails there)."""
+    x, y = gauss
+    depths, widths = [3, 8, 64], [16, 1024]
+    res = P.bound_grid(NetSpec.uniform(3, 16, 16, arch="residual"), depths, widths, x, y)
+    fc = P.bound_grid(NetSpec.uniform(3, 16, 16), depths, widths, x, y)
+    assert res[-1, 0] / res[0, 0] > 0.75 and fc[-1, 0] / fc[0, 0] < 0.35  # K = 16, L 3 -> 64
+    bad = P.depth_violations(res, depths, widths)
+    assert bad and all(K == 1024 for (K, *_) in bad)
