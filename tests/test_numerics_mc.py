@@ -1,6 +1,7 @@
 """numerics.mc_moments: brute force, compile-once, multi-device, and Monte Carlo vs theory."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -169,7 +170,9 @@ def test_mc_agrees_with_exact_theory_mnist1d(getkey):
     assert abs(mc.S2 - float(th.expected_S2)) <= z * mc.S2_se
 
 
-DEEP_RELU_GRID = [(3, 16), (4, 16), (3, 32)]  # (L, K) with L/K inside the stated range
+# (L, K) at the edge of and inside theory's stated range L/K <= APPROX_VALID_L_OVER_K
+DEEP_RELU_GRID = [(L, math.ceil(L / theory.APPROX_VALID_L_OVER_K) * m) for L, m in ((3, 1), (4, 1),
+                                                                                  (3, 2))]
 
 
 @pytest.mark.parametrize("L,K", DEEP_RELU_GRID)
