@@ -16,7 +16,10 @@ def plot_grid(ax, rows, *, x="width", group="depth"):
     groups = defaultdict(list)
     for r in rows:
         groups[r[group] if group else "all"].append(r)
-    for g, rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    def order(kv):  # numeric groups in numeric order, others after, by name
+        return (0, kv[0], "") if isinstance(kv[0], (int, float)) else (1, 0, str(kv[0]))
+
+    for g, rs in sorted(groups.items(), key=order):
         rs = sorted(rs, key=lambda r: r[x])
         xs = [r[x] for r in rs]
         label = f"{group}={g}" if group else "Monte Carlo"
@@ -29,8 +32,13 @@ def plot_grid(ax, rows, *, x="width", group="depth"):
             ax.plot([r[x] for r in th], [r["theory_batch_size_bound"] for r in th],
                     STYLE.get(kind, "-"), color=err[0].get_color(),
                     label=f"theory ({kind}) {label}")
+    from matplotlib.ticker import LogFormatter, ScalarFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers, not 4x10^0, on the log axes
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.set_xlabel("hidden width K" if x == "width" else "depth L (weight matrices)")
     ax.set_ylabel(r"$\bar B_S = n\,E[S_1]/E[S_2]$")
     ax.grid(True, which="both", alpha=0.3)

@@ -195,15 +195,19 @@ def main(argv=None) -> int:
             fail(str(err))
     os.makedirs(args.out, exist_ok=True)
     csv_path = os.path.join(args.out, "grid.csv")
-    with open(csv_path, "w", newline="") as f:
+    with open(csv_path + ".tmp", "w", newline="") as f:  # atomic: write, then rename
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
+    os.replace(csv_path + ".tmp", csv_path)
     from ._plot import save_figure
     budget = args.budget is not None
-    figs = save_figure(rows, os.path.join(args.out, "grid"), x="depth" if budget else "width",
-                       group=None if budget else "depth",
+    one_width = len({row["width"] for row in rows}) == 1
+    # x axis: depth for a budget grid or a single width; else width, one series per depth
+    x_axis = "depth" if (budget or one_width) else "width"
+    group = None if budget else ("width" if one_width else "depth")
+    figs = save_figure(rows, os.path.join(args.out, "grid"), x=x_axis, group=group,
                        title=f"{spec.arch} {spec.activation}, n={ds.n}, {ds.name}"
                              + (f", P≈{args.budget}" if budget else ""))
     if args.json:
