@@ -48,17 +48,17 @@ class SweepConfig:
     budget_tolerance: float = 0.05
     # [train]
     loss: str = "auto"
-    batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512, 1024)
-    lrs: tuple[float, ...] = (0.1, 0.2, 0.4)
+    batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
+    lrs: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
     lr_scaling: str = "sqrt"
     lr_reference_batch: int = 64
     seeds: int = 2
     momentum: float = 0.0
-    max_steps: int = 6000
+    max_steps: int = 20000
     target_metric: str = "auto"
-    target: float = 0.0  # 0 means: the metric's default (see ``resolved_target``)
+    target: float = 0.8  # 0 means: the metric's default (see ``resolved_target``)
     eval_growth: float = 1.1
-    stop_factor: float = 1.5
+    stop_factor: float = 1.25
     dtype: str = "float32"
     # [analysis]
     epsilon: float = 1.0
@@ -197,8 +197,8 @@ def _validate(c: SweepConfig):
         bad(f"an accuracy target must be in (0, 1], got {c.target}")
     if not c.eval_growth > 1:
         bad(f"train.eval_growth must be > 1, got {c.eval_growth}")
-    if not c.stop_factor > 1:
-        bad(f"train.stop_factor must be > 1, got {c.stop_factor}")
+    if not c.stop_factor >= 1:
+        bad(f"train.stop_factor must be >= 1, got {c.stop_factor}")
     if not c.epsilon > 0:
         bad(f"analysis.epsilon must be > 0, got {c.epsilon}")
     if not c.delta > 0:
@@ -243,7 +243,8 @@ def load_config(path: str | None) -> SweepConfig:
 
 def resolved_target(metric: str, target: float) -> float:
     """The target value in force: ``target`` if set, else the metric's documented default
-    (accuracy 0.9 of the training set; relative_loss 0.1 of the initial training loss)."""
+    (accuracy 0.9 of the training set; relative_loss 0.1: the training loss at most a tenth
+    of the best constant predictor's, see :func:`experiments._train.constant_predictor_loss`)."""
     if target > 0:
         return target
     if metric == "accuracy":

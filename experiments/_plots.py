@@ -141,8 +141,8 @@ def plot_theory_mc_training(ax, rows, archs):
         return np.array(out, float)
 
     series = [
-        (get(["theory", "batch_size_bound"]), "s-", "theory B̄_S (squared loss)"),
-        (get(["squared_loss", "B_S_ratio_of_means"]), "o--", "Monte Carlo B̄_S (squared loss)"),
+        (get(["theory", "batch_size_bound"]), "s-", r"theory $\bar{B}_S$ (squared loss)"),
+        (get(["squared_loss", "B_S_ratio_of_means"]), "o--", r"Monte Carlo $\bar{B}_S$ (squared loss)"),
         (get(["squared_loss", "E_B_S"]), "o:", "Monte Carlo E[B_S] (squared loss)"),
         (get(["training_loss", "E_B_S"]), "^-", "Monte Carlo E[B_S] (training loss)"),
         (np.array([np.nan if r["observed_B_crit"] is None else r["observed_B_crit"]

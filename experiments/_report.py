@@ -124,7 +124,8 @@ def write_report(out: str, *, n_boot: int | None = None, command: str | None = N
 def _markdown(out, wl, archs, trials, rows, v, figs, command) -> str:
     cfg, data = wl["config"], wl["data"]
     metric, target = wl["target_metric"], wl["target"]
-    rel = {"accuracy": ">=", "loss": "<=", "relative_loss": "<= initial loss ×"}[metric]
+    rel = {"accuracy": ">=", "loss": "<=",
+           "relative_loss": "<= best constant predictor's loss ×"}[metric]
     L = []
     L.append(f"# Width, depth and the largest useful batch — {os.path.basename(os.path.normpath(out))}")
     L.append("")

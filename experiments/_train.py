@@ -23,9 +23,11 @@ Protocol details (SPEC §5):
   ``steps_to_target`` is the first evaluation step at which the target holds: exact up to the
   ``eval_growth`` ratio (10% by default);
 * a trial whose update produces NaN/inf is frozen and marked ``INFEASIBLE``; one that never
-  reaches the target is ``UNREACHED`` (``stop_reason`` says whether the step cap ended it, or
-  the study stopped once every seed's best trial had reached the target and the remaining trials
-  had run ``stop_factor`` × that many steps, so could no longer win the learning-rate tuning).
+  reaches the target is ``UNREACHED``. ``stop_reason`` says whether the step cap ended it
+  (``max_steps``) or the study stopped because its learning-rate choice was settled
+  (``dominated``): some lr had reached the target with every seed, with mean M steps, and every
+  lr with a trial still running would have a mean of at least ``stop_factor`` × M even if its
+  running trials reached the target at once.
 """
 
 from __future__ import annotations
@@ -217,7 +219,7 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
             cross-entropy); ``classes``: integer labels for the accuracy, or None (regression).
         loss, batch_size, lrs, seeds, momentum, max_steps: the study.
         target_metric: ``"accuracy"`` (≥ target), ``"loss"`` (≤ target) or
-            ``"relative_loss"`` (≤ target × the trial's initial training loss).
+            ``"relative_loss"`` (≤ target × :func:`constant_predictor_loss`).
 
     Returns:
         Per trial (ordered lr-major): ``lr``, ``seed``, ``status`` (REACHED / UNREACHED /
@@ -260,9 +262,10 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
         bs_curve["step"].append(t)
         bs_curve["B_S"].append(np.asarray(b, np.float64))
 
-    loss0, _ = record(0)
+    record(0)
     record_bound(0)
-    threshold = target * loss0 if target_metric == "relative_loss" else None
+    threshold = target * constant_predictor_loss(y, loss) \
+        if target_metric == "relative_loss" else None
     compile_s = None
     t, stop_reason = 0, "max_steps"
     while t < max_steps:
@@ -286,18 +289,14 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
                 elif target_metric == "loss":
                     ok = l[i] <= target
                 else:
-                    ok = l[i] <= threshold[i]
+                    ok = l[i] <= threshold
                 if ok:
                     hit[i] = t
         pending = [i for i in range(n_trials) if hit[i] is None and dead_at[i] is None]
         if not pending:
             stop_reason = "all_finished"
             break
-        best = {}
-        for i, (_, s) in enumerate(pairs):
-            if hit[i] is not None:
-                best[s] = min(best.get(s, hit[i]), hit[i])
-        if len(best) == len(set(seeds)) and t >= stop_factor * max(best.values()):
+        if _settled(pairs, hit, dead_at, t, stop_factor):
             stop_reason = "dominated"
             break
 
@@ -342,11 +341,53 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
     return out
 
 
+def constant_predictor_loss(y, loss: str) -> float:
+    r"""Training loss of the best constant prediction, the scale of ``relative_loss`` targets:
+    :math:`\tfrac12\,\overline{\lVert y - \bar y\rVert^2}` for the squared loss, the entropy
+    of the class frequencies for cross-entropy (``y`` = integer classes).
+
+    Example:
+        >>> round(constant_predictor_loss(np.array([0, 1, 0, 1]), "cross_entropy"), 4)
+        0.6931
+    """
+    y = np.asarray(y)
+    if loss == "cross_entropy":
+        p = np.bincount(y.astype(np.int64)) / y.shape[0]
+        p = p[p > 0]
+        return float(-np.sum(p * np.log(p)))
+    r = y.reshape(y.shape[0], -1).astype(np.float64)
+    r = r - r.mean(axis=0)
+    return float(0.5 * np.mean(np.sum(r * r, axis=1)))
+
+
+def _settled(pairs, hit, dead_at, t, factor) -> bool:
+    """True once the learning-rate choice can no longer change: some lr has reached the target
+    with every seed (best mean M), and every lr with a trial still running has a mean
+    steps-to-target of at least ``factor`` × M even if those trials reached it right now."""
+    by_lr = {}
+    for i, (lr, _) in enumerate(pairs):
+        by_lr.setdefault(lr, []).append(i)
+    complete = [np.mean([hit[i] for i in idx]) for idx in by_lr.values()
+                if all(hit[i] is not None for i in idx)]
+    if not complete:
+        return False
+    best = min(complete)
+    for idx in by_lr.values():
+        if any(dead_at[i] is not None for i in idx):
+            continue  # an lr with a diverged seed can never be chosen
+        if all(hit[i] is not None for i in idx):
+            continue
+        bound = np.mean([hit[i] if hit[i] is not None else t for i in idx])
+        if bound < factor * best:
+            return False
+    return True
+
+
 def _num(v):
     """JSON-safe float: None for NaN/inf."""
     v = float(v)
     return v if math.isfinite(v) else None
 
 
-__all__ = ["train_step", "make_optimizer", "run_study", "next_eval_step",
+__all__ = ["train_step", "make_optimizer", "run_study", "next_eval_step", "constant_predictor_loss",
            "REACHED", "UNREACHED", "INFEASIBLE"]

@@ -1,0 +1,395 @@
+"""experiments/: tiny sweeps end to end, resume, the critical-batch fit, data loaders, CLI errors.
+
+Everything runs at toy size with fixed seeds (a tiny Gaussian teacher–student workload), so the
+whole file takes well under a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import pickle
+import shutil
+import struct
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import numerics
+from experiments import _sweep
+from experiments import (ExperimentError, SweepConfig, bootstrap_fit, budget_family,
+                         config_from_dict, fit_critical_batch, load_config, load_data,
+                         max_useful_batch, restricted_load, spearman, train_step)
+from experiments import report as report_cli
+from experiments import sweep as sweep_cli
+from theory import NetSpec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A workload small enough to compile and train in seconds: Gaussian teacher (d = 32, c = 1),
+# n = 96, two nets of ~600 parameters, three batch sizes, two learning rates plus one that
+# must diverge (1e4: the squared loss overflows within a few steps), two seeds.
+TINY = """
+[data]
+name = "gaussian"
+n = 96
+init_samples = 3
+[model]
+depths = [2, 3]
+budget = 600
+[train]
+batch_sizes = [8, 16, 32]
+lrs = [0.05, 0.2, 10000.0]
+lr_scaling = "none"
+seeds = 2
+max_steps = 150
+target_metric = "relative_loss"
+target = 0.5
+[analysis]
+bootstrap = 50
+"""
+
+
+def _write_config(tmp_path, text=TINY, name="tiny.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def _strip(rec):
+    """A trial record without its timing fields (which differ between runs)."""
+    return {k: v for k, v in rec.items() if k not in ("wall_s", "compile_s", "workload")}
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def _csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _records(out):
+    return {os.path.relpath(os.path.join(d, f), out): _load(os.path.join(d, f))
+            for d, _, fs in os.walk(os.path.join(out, "trials")) for f in fs}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One uninterrupted tiny sweep + report, shared by several tests."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    cfg = _write_config(tmp)
+    out = str(tmp / "run")
+    assert sweep_cli.main(["--config", cfg, "--out", out, "--no-progress"]) == 0
+    assert report_cli.main([out]) == 0
+    return cfg, out
+
+
+# --------------------------------------------------------------------------- end to end
+def test_tiny_sweep_end_to_end(tiny_run):
+    _, out = tiny_run
+    recs = _records(out)
+    assert len(recs) == 2 * 3 * 3 * 2  # archs × batch sizes × lrs × seeds
+    required = {"arch", "depth", "width", "params", "batch_size", "lr", "seed", "status",
+                "steps_to_target", "epochs_to_target", "curve", "B_S_curve", "wall_s"}
+    for rec in recs.values():
+        assert required <= set(rec)
+        assert rec["status"] in ("REACHED", "UNREACHED", "INFEASIBLE")
+        if rec["status"] == "REACHED":
+            assert rec["steps_to_target"] >= 1
+            assert rec["epochs_to_target"] == rec["steps_to_target"] * rec["batch_size"] / 96
+    assert any(r["status"] == "REACHED" for r in recs.values())
+    rows = _csv(os.path.join(out, "analysis.csv"))
+    assert [r["depth"] for r in rows] == ["2", "3"]
+    for col in ("observed_B_crit", "observed_max_batch", "predicted_max_batch"):
+        assert col in rows[0]
+    assert all(float(r["predicted_max_batch"]) >= 1 for r in rows)
+    md = _read(os.path.join(out, "report.md"))
+    assert "Claim C2 is **" in md and "Spearman" in md
+    for stem in ("steps_vs_batch", "epochs_vs_batch", "predicted_vs_observed",
+                 "bs_along_training", "theory_mc_training"):
+        for ext in ("png", "pdf"):
+            assert os.path.getsize(os.path.join(out, "figures", f"{stem}.{ext}")) > 1000
+    # the squared-loss workload is covered by theory: its prediction is in the table
+    assert all(r["predicted_max_batch_theory"] for r in rows)
+
+
+def test_infeasible_trials_are_recorded_and_reported(tiny_run):
+    _, out = tiny_run
+    recs = _records(out).values()
+    huge = [r for r in recs if r["lr"] == 10000.0]
+    # lr 1e4 either overflows (NaN/inf: INFEASIBLE) or kills every ReLU (a finite, constant
+    # loss above the target: UNREACHED); it never reaches the target
+    assert huge and all(r["status"] in ("INFEASIBLE", "UNREACHED") for r in huge)
+    diverged = [r for r in huge if r["status"] == "INFEASIBLE"]
+    assert len(diverged) >= len(huge) // 2
+    assert all(r["steps_to_target"] is None and r["diverged_by_step"] >= 1 for r in diverged)
+    assert all(r["final_loss"] is None for r in diverged)
+    rows = _csv(os.path.join(out, "analysis.csv"))
+    assert sum(int(r["infeasible"]) for r in rows) == len(diverged)
+    md = _read(os.path.join(out, "report.md"))
+    assert f"Infeasible (diverged, NaN/inf) trials: {len(diverged)}" in md
+    assert f"lr 10000 seed {diverged[0]['seed']}: INFEASIBLE" in md
+
+
+def test_resume_after_deleting_trials_equals_uninterrupted(tiny_run, tmp_path):
+    cfg, out = tiny_run
+    resumed = str(tmp_path / "resumed")
+    shutil.copytree(out, resumed)
+    # simulate a kill: one study entirely missing, another one half written
+    shutil.rmtree(os.path.join(resumed, "trials", "fc-relu-L3-K13", "bs16"))
+    half = os.path.join(resumed, "trials", "fc-relu-L2-K18", "bs32")
+    victims = sorted(os.listdir(half))[:3]
+    for f in victims:
+        os.unlink(os.path.join(half, f))
+    keep = os.path.join(half, sorted(os.listdir(half))[0])
+    before = os.stat(keep).st_mtime_ns
+    assert sweep_cli.main(["--config", cfg, "--out", resumed, "--no-progress"]) == 0
+    assert os.stat(keep).st_mtime_ns == before  # finished results are never rewritten
+    a, b = _records(out), _records(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert _strip(a[k]) == _strip(b[k]), k
+
+
+def test_interrupt_then_rerun_equals_uninterrupted(tiny_run, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the middle of the sweep: exit 130, finished trials kept, rerun completes."""
+    cfg, out = tiny_run
+    real = _sweep.run_study
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    run = str(tmp_path / "interrupted")
+    monkeypatch.setattr(_sweep, "run_study", flaky)
+    assert sweep_cli.main(["--config", cfg, "--out", run, "--no-progress"]) == 130
+    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert len(_records(run)) == 2 * 6  # the two finished studies
+    monkeypatch.setattr(_sweep, "run_study", real)
+    assert sweep_cli.main(["--config", cfg, "--out", run, "--no-progress"]) == 0
+    a, b = _records(out), _records(run)
+    assert a.keys() == b.keys()
+    assert all(_strip(a[k]) == _strip(b[k]) for k in a)
+
+
+def test_other_workload_in_folder_is_refused(tiny_run, tmp_path):
+    cfg, out = tiny_run
+    run = str(tmp_path / "copy")
+    shutil.copytree(out, run)
+    with pytest.raises(ExperimentError, match="different workload"):
+        _sweep.run_sweep(load_config(cfg).replace(max_steps=99), run, progress=False,
+                         log=lambda m: None)
+
+
+# --------------------------------------------------------------------------- analysis
+def test_fit_recovers_known_critical_batch():
+    m = 2.0 ** np.arange(3, 11)  # 8 .. 1024
+    B, S_min = 100.0, 250.0
+    exact = fit_critical_batch(m, S_min * (1 + B / m))
+    # noiseless data: only the golden-section search limits the accuracy (1e-6 relative)
+    assert exact["B_crit"] == pytest.approx(B, rel=1e-6)
+    assert exact["S_min"] == pytest.approx(S_min, rel=1e-6)
+    sigma = 0.05  # 5% multiplicative noise on steps-to-target, fixed seed
+    rng = np.random.default_rng(0)
+    noisy = S_min * (1 + B / m) * np.exp(sigma * rng.standard_normal(m.size))
+    fit = fit_critical_batch(m, noisy)
+    # Tolerance from the fit's own standard error: linearise log S = a + log(1 + e^u/m) in
+    # (a, u = log B); Cov = sigma^2 (J^T J)^-1. Three standard errors of u.
+    w = (B / m) / (1 + B / m)
+    J = np.stack([np.ones_like(m), w], axis=1)
+    se_u = sigma * np.sqrt(np.linalg.inv(J.T @ J)[1, 1])
+    assert abs(np.log(fit["B_crit"]) - np.log(B)) < 3 * se_u
+    # perfect scaling everywhere: the fit says B_crit lies beyond the batches tried
+    assert fit_critical_batch(m, 1e5 / m)["at_edge"] == "low"
+    # fewer than three batch sizes: no fit
+    assert fit_critical_batch([8, 16], [10, 6])["B_crit"] is None
+
+
+def test_bootstrap_interval_covers_truth():
+    m = [8, 16, 32, 64, 128, 256]
+    B, S_min = 64.0, 100.0
+    rng = np.random.default_rng(1)
+    studies = {}
+    for mm in m:
+        s = S_min * (1 + B / mm)
+        by = {0.1: {seed: float(s * np.exp(0.05 * rng.standard_normal())) for seed in range(6)}}
+        by[0.01] = {seed: None for seed in range(6)}  # a learning rate that never reached
+        studies[mm] = {"steps_by_lr_seed": by}
+    lo, hi, n_ok = bootstrap_fit(studies, 200, seed=0)
+    assert n_ok == 200 and lo < B < hi
+
+
+def test_max_useful_batch_and_spearman():
+    r = max_useful_batch([8, 16, 32, 64], [10.0, 12.0, 19.0, 40.0], epsilon=1.0)
+    assert r == {"max_batch": 32, "best_epochs": 10.0, "lower_bound": False}
+    assert max_useful_batch([8, 16], [10.0, 11.0])["lower_bound"] is True
+    scipy_stats = pytest.importorskip("scipy.stats")
+    a, b = [3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8, 1, 8]
+    assert spearman(a, b) == pytest.approx(scipy_stats.spearmanr(a, b).statistic)
+    assert np.isnan(spearman([1, 2, 3], [5, 5, 5]))
+
+
+# --------------------------------------------------------------------------- training step
+def test_train_step_is_a_dropin_optax_step(getkey):
+    spec = NetSpec.uniform(3, 12, 5, outputs=4, activation="relu")
+    params = numerics.init_params(spec, key=getkey())
+    x = jax.random.normal(getkey(), (16, 5))
+    y = jax.random.randint(getkey(), (16,), 0, 4)
+    opt = optax.sgd(0.3)
+    step = jax.jit(train_step(spec, opt, "cross_entropy"))
+    new, _, met = step(params, opt.init(params), x, y)
+
+    def mean_loss(p):
+        out = jax.vmap(lambda xi: numerics.apply(spec, p, xi))(x)
+        return jnp.mean(jax.nn.logsumexp(out, axis=1) - jnp.take_along_axis(
+            out, y[:, None], axis=1)[:, 0])
+
+    grads = jax.grad(mean_loss)(params)
+    for p, g, q in zip(params, grads, new):
+        np.testing.assert_allclose(q, p - 0.3 * g, rtol=1e-4, atol=1e-6)
+    st = numerics.per_example_stats(spec, params, x, y, loss="cross_entropy")
+    assert float(met["batch_size_bound"]) == pytest.approx(16 * float(st.S1 / st.S2), rel=1e-5)
+    assert float(met["B_simple"]) == pytest.approx(float(met["batch_size_bound"]) - 1, rel=1e-4)
+    assert float(met["loss"]) == pytest.approx(float(mean_loss(params)), rel=1e-5)
+
+
+# --------------------------------------------------------------------------- families, config
+def test_budget_family_within_tolerance():
+    fam = budget_family(10000, (2, 4, 8), input_dim=40, outputs=10)
+    assert [s.depth for s in fam] == [2, 4, 8]
+    assert all(abs(s.params - 10000) <= 500 for s in fam)
+    assert fam[0].width > fam[1].width > fam[2].width
+    with pytest.raises(ExperimentError, match="cannot be met within 5%"):
+        budget_family(100, (2, 8), input_dim=40, outputs=10)
+
+
+def test_config_round_trip_and_rejections():
+    cfg = SweepConfig()
+    import tomllib
+
+    assert config_from_dict(tomllib.loads(cfg.to_toml())) == cfg
+    assert load_config(os.path.join(ROOT, "experiments", "configs", "quick.toml")) == cfg
+    load_config(os.path.join(ROOT, "experiments", "configs", "paper.toml"))
+    with pytest.raises(ExperimentError, match="unknown key train.lr\\b"):
+        config_from_dict({"train": {"lr": 0.1}})
+    with pytest.raises(ExperimentError, match="expected an integer"):
+        config_from_dict({"train": {"seeds": "two"}})
+    with pytest.raises(ExperimentError, match="unknown table"):
+        config_from_dict({"optim": {}})
+    assert cfg.lrs_for(256) == tuple(lr * 2 for lr in cfg.lrs)  # sqrt scaling from 64
+
+
+# --------------------------------------------------------------------------- data
+def test_restricted_unpickler_refuses_malicious_pickle(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    payload = pickle.dumps({b"data": Evil(), b"labels": [0]})
+    with pytest.raises(ExperimentError, match="refusing to load global"):
+        restricted_load(payload, source="evil")
+    assert not marker.exists()
+    # and through the CIFAR loader, by file
+    f = tmp_path / "data_batch_1"
+    f.write_bytes(payload)
+    with pytest.raises(ExperimentError, match="data_batch_1: unsafe"):
+        load_data(str(f))
+    assert not marker.exists()
+    # object arrays are refused too (their elements could be anything)
+    with pytest.raises(ExperimentError, match="object-dtype"):
+        restricted_load(pickle.dumps(np.array([1, "a"], dtype=object)))
+
+
+def test_cifar_and_mnist_idx_loaders(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for i in (1, 2):
+        batch = {b"batch_label": b"training batch", b"labels": [int(v) for v in
+                                                                rng.integers(0, 10, 5)],
+                 b"data": rng.integers(0, 256, (5, 3072), dtype=np.uint8),
+                 b"filenames": [b"a.png"] * 5}
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch, protocol=2))
+    ds, task = load_data(str(folder))
+    assert task == "classification" and ds.x.shape == (10, 3072) and ds.y.shape[0] == 10
+    assert abs(ds.x.mean()) < 1e-9
+
+    imgs = rng.integers(0, 256, (7, 4, 4), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3, 4, 5, 6], np.uint8)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(
+        struct.pack(">BBBBIII", 0, 0, 8, 3, 7, 4, 4) + imgs.tobytes()))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(
+        struct.pack(">BBBBI", 0, 0, 8, 1, 7) + labels.tobytes())
+    ds, task = load_data(str(tmp_path / "train-images-idx3-ubyte.gz"))
+    assert ds.x.shape == (7, 16) and list(ds.classes) == list(range(7))
+    (tmp_path / "bad-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 5)
+    with pytest.raises(ExperimentError, match="truncated IDX header|labels-idx1"):
+        load_data(str(tmp_path / "bad-images-idx3-ubyte"))
+
+
+def test_npz_classification_and_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "c.npz", x=rng.standard_normal((20, 3)), y=rng.integers(0, 3, 20))
+    ds, task = load_data(str(tmp_path / "c.npz"))
+    assert task == "classification" and ds.y.shape == (20, 3)
+    np.savez(tmp_path / "r.npz", x=rng.standard_normal((20, 3)), y=rng.standard_normal(20))
+    ds, task = load_data(str(tmp_path / "r.npz"), n=10)
+    assert task == "regression" and ds.n == 10
+
+
+# --------------------------------------------------------------------------- CLI errors
+def _cli(*args, cwd=ROOT):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["experiments.sweep", "--depths", "two"], "--depths"),
+    (["experiments.sweep", "--batch-sizes", "8,8", "--out", "/nonexistent/x"],
+     "distinct positive integers"),
+    (["experiments.sweep", "--bogus"], "unrecognized arguments"),
+    (["experiments.reproduce", "--data", "/nonexistent/my.npz", "--out", "/nonexistent/x"],
+     "no such file"),
+    (["experiments.report", "/nonexistent/run"], "no such folder"),
+])
+def test_bad_flag_gives_one_line_error(args, message):
+    r = _cli(*args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_config_file_gives_one_line_error(tmp_path):
+    bad = _write_config(tmp_path, "[train]\nlearning_rate = 0.1\n", "bad.toml")
+    r = _cli("experiments.sweep", "--config", bad, "--out", str(tmp_path / "o"))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines == [f"error: {bad}: unknown key train.learning_rate (known: loss, batch_sizes,"
+                     f" lrs, lr_scaling, lr_reference_batch, seeds, momentum, max_steps, "
+                     f"target_metric, target, eval_growth, stop_factor, dtype)"]
+    broken = _write_config(tmp_path, "[train\n", "broken.toml")
+    r = _cli("experiments.sweep", "--config", broken)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "o")
