@@ -1,6 +1,5 @@
 """Claims C1 as propositions on grids (exact evaluator), including where they fail."""
 
-import numpy as np
 import pytest
 
 from theory import Invariants, NetSpec, expected_moments

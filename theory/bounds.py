@@ -17,7 +17,6 @@ from ._bounds import TheoryResult, expected_moments, same_budget_alternatives
 from ._cli import Parser, add_data_args, add_network_args, dataset_from_args, fail, \
     spec_from_args
 from ._invariants import Invariants
-from ._spec import NetSpec
 
 
 def build_parser() -> Parser:
