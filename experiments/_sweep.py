@@ -200,7 +200,17 @@ def init_statistics(spec, x, y_loss, y_sq, loss, samples: int, dtype, data_desc:
 # --------------------------------------------------------------------------- sweep
 def run_sweep(cfg: SweepConfig, out: str, *, progress: bool = True, log=None,
               command: str | None = None) -> dict:
-    """Run (or resume) every study of ``cfg`` into ``out``; returns a small summary dict."""
+    """Run (or resume) every study of ``cfg`` into ``out``; returns a small summary dict.
+
+    ``dtype = "float64"`` runs the whole sweep inside :func:`numerics.x64` (the one precision
+    switch), float32 otherwise."""
+    if cfg.dtype == "float64":
+        with numerics.x64():
+            return _run_sweep(cfg, out, progress=progress, log=log, command=command)
+    return _run_sweep(cfg, out, progress=progress, log=log, command=command)
+
+
+def _run_sweep(cfg, out, *, progress, log, command):
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
     ds, task, loss, metric, target, specs, batch_sizes, skipped = plan(cfg)
@@ -211,8 +221,6 @@ def run_sweep(cfg: SweepConfig, out: str, *, progress: bool = True, log=None,
     if skipped:
         log(f"skipping batch sizes larger than n={ds.n}: {skipped}")
     dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
-    if cfg.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ExperimentError("dtype float64 needs JAX_ENABLE_X64=1 in the environment")
 
     os.makedirs(out, exist_ok=True)
     wl = _workload_record(cfg, ds, task, loss, metric, target, specs, batch_sizes, skipped)
