@@ -290,8 +290,9 @@ def verdict(rows: list[dict]) -> dict:
     C2 says: at a fixed parameter budget, wider (hence shallower) nets train with larger
     batches without slowing down, unlike deeper ones. It is *supported* when the observed
     critical batch and the largest useful batch both rise with width (Spearman > 0) and the
-    widest net's bootstrap interval lies above the narrowest's; *not supported* when either
-    measure falls with width or shows no trend; otherwise *inconclusive*.
+    widest net's bootstrap interval lies above the narrowest's; *not supported* when neither
+    measure rises with width; otherwise (mixed evidence, or overlapping intervals)
+    *inconclusive*.
     """
     fitted = [r for r in rows if r["observed_B_crit"] is not None and r["width"]]
     if len(fitted) < 2:
@@ -312,7 +313,7 @@ def verdict(rows: list[dict]) -> dict:
                  and wide["B_crit_lo"] > narrow["B_crit_hi"])
     if rho_b > 0 and (rho_m > 0 or np.isnan(rho_m)) and separated:
         c2 = "supported"
-    elif not rho_b > 0 or rho_m < 0:
+    elif not rho_b > 0 and not rho_m > 0:
         c2 = "not supported"
     else:
         c2 = "inconclusive"
