@@ -423,3 +423,39 @@ def test_trials_sharded_across_devices_match_one_device():
     assert [r[:2] for r in one] == [r[:2] for r in two]
     for a, b in zip(one, two):
         assert a[2] == pytest.approx(b[2], rel=1e-4)  # float32 reductions may reorder
+
+
+# --------------------------------------------------------------------------- verdict
+def _row(depth, width, b, lo, hi, mb, pred):
+    return {"depth": depth, "width": width, "observed_B_crit": b, "B_crit_lo": lo,
+            "B_crit_hi": hi, "observed_max_batch": mb, "max_batch_lower_bound": False,
+            "predicted_max_batch": pred}
+
+
+@pytest.mark.parametrize("rows, expected", [
+    # wider -> larger B_crit and max batch, intervals separated
+    ([_row(2, 200, 400, 350, 450, 512, 90), _row(8, 40, 100, 80, 120, 128, 40)], "supported"),
+    # same direction, overlapping intervals
+    ([_row(2, 200, 200, 170, 240, 256, 70), _row(8, 40, 180, 170, 210, 128, 50)],
+     "inconclusive"),
+    # deeper nets tolerate larger batches
+    ([_row(2, 200, 100, 80, 120, 64, 90), _row(8, 40, 400, 350, 450, 512, 40)],
+     "not supported"),
+    # mixed: B_crit rises with width, largest useful batch falls
+    ([_row(2, 200, 400, 350, 450, 64, 90), _row(8, 40, 100, 80, 120, 512, 40)],
+     "inconclusive"),
+])
+def test_verdict_case_table(rows, expected):
+    from experiments import verdict
+
+    v = verdict(rows)
+    assert v["C2"] == expected
+    assert f"**{expected}**" in v["text"]
+
+
+def test_target_flag_sets_metric_and_value():
+    args = sweep_cli._parser().parse_args(["--target", "loss:0.25", "--depths", "2,3"])
+    cfg = sweep_cli.build_config(args)
+    assert (cfg.target_metric, cfg.target, cfg.depths) == ("loss", 0.25, (2, 3))
+    args = sweep_cli._parser().parse_args(["--target", "0.95"])
+    assert sweep_cli.build_config(args).target == 0.95
