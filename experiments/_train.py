@@ -223,9 +223,11 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
 
     Returns:
         Per trial (ordered lr-major): ``lr``, ``seed``, ``status`` (REACHED / UNREACHED /
-        INFEASIBLE), ``steps_to_target``, ``steps_run``, ``stop_reason``, ``curve``
-        (``step``, ``loss``, ``accuracy``, ``B_S`` at the evaluation steps), ``B_S_init``,
-        ``B_S_run_mean``, ``batch_B_S_mean``, ``compile_s`` and ``wall_s`` (shared by the study).
+        INFEASIBLE), ``steps_to_target``, ``steps_run``, ``stop_reason``,
+        ``diverged_by_step``, ``final_loss``, ``final_accuracy``, ``curve`` (``step``,
+        ``loss``, ``accuracy`` at the evaluation steps), ``B_S_curve`` (``step``, ``B_S`` of
+        the training set at step 0 and each power of two), ``B_S_init``, ``B_S_run_mean``,
+        ``batch_B_S_mean``, ``compile_s`` and ``wall_s`` (shared by the study).
     """
     t_start = time.perf_counter()
     pairs = [(float(lr), int(s)) for lr in lrs for s in seeds]
@@ -304,16 +306,16 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
     bs_count = np.asarray(jax.device_get(state.bs_count), np.float64)
     wall = time.perf_counter() - t_start
     bs_steps = bs_curve["step"]
+    bsteps = np.asarray(bs_steps)
     out = []
     for i, (lr, s) in enumerate(pairs):
-        if dead_at[i] is not None:
-            status, reason = INFEASIBLE, "diverged (NaN/inf)"
-        elif hit[i] is not None:
+        if hit[i] is not None:  # reached first; a later divergence stays in diverged_by_step
             status, reason = REACHED, "target reached"
+        elif dead_at[i] is not None:
+            status, reason = INFEASIBLE, "diverged (NaN/inf)"
         else:
             status, reason = UNREACHED, stop_reason
         end = hit[i] if hit[i] is not None else (dead_at[i] if dead_at[i] is not None else t)
-        bsteps = np.asarray(bs_curve["step"])
         bcurve = np.array([c[i] for c in bs_curve["B_S"]])
         upto = bsteps <= end
         finite_b = bcurve[upto][np.isfinite(bcurve[upto])]

@@ -28,6 +28,7 @@ from experiments import (ExperimentError, SweepConfig, bootstrap_fit, budget_fam
                          config_from_dict, fit_critical_batch, load_config, load_data,
                          max_useful_batch, restricted_load, spearman, train_step)
 from experiments import report as report_cli
+from experiments import reproduce as reproduce_cli
 from experiments import sweep as sweep_cli
 from theory import NetSpec
 
@@ -90,11 +91,12 @@ def _records(out):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """One uninterrupted tiny sweep + report, shared by several tests."""
+    """One uninterrupted tiny study end to end (``reproduce``: sweep + report), shared by
+    several tests; the report CLI is rerun on it to check it is repeatable."""
     tmp = tmp_path_factory.mktemp("tiny")
     cfg = _write_config(tmp)
     out = str(tmp / "run")
-    assert sweep_cli.main(["--config", cfg, "--out", out, "--no-progress"]) == 0
+    assert reproduce_cli.main(["--config", cfg, "--out", out, "--no-progress"]) == 0
     assert report_cli.main([out]) == 0
     return cfg, out
 
