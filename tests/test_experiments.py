@@ -461,3 +461,19 @@ def test_target_flag_sets_metric_and_value():
     assert (cfg.target_metric, cfg.target, cfg.depths) == ("loss", 0.25, (2, 3))
     args = sweep_cli._parser().parse_args(["--target", "0.95"])
     assert sweep_cli.build_config(args).target == 0.95
+
+
+def test_study_compiles_once_per_architecture_and_batch_size():
+    """A second study with the same network and batch size (other learning rates, seeds and
+    step cap, hence other chunk lengths between evaluations) triggers no XLA compilation."""
+    from numerics._testing import count_compilations
+
+    from experiments import run_study
+
+    ds, _ = load_data("gaussian", n=64)
+    spec = budget_family(600, (3,), input_dim=ds.input_dim, outputs=1)[0]
+    kw = dict(loss="squared", batch_size=8, target_metric="relative_loss", target=0.5)
+    run_study(spec, ds.x, ds.y, None, lrs=(0.05, 0.1), seeds=(0, 1), max_steps=30, **kw)
+    with count_compilations() as count:
+        run_study(spec, ds.x, ds.y, None, lrs=(0.2, 0.3), seeds=(5, 6), max_steps=47, **kw)
+    assert count[0] == 0
