@@ -14,7 +14,7 @@ Thin re-exports; each concept lives in one private module:
 from ._errors import ExperimentError
 from ._config import SweepConfig, load_config, config_from_dict
 from ._data import load_data, restricted_load, read_idx, load_mnist_idx, load_cifar
-from ._families import budget_family, width_for_budget, arch_id, describe_family
+from ._families import budget_family, spec_for_budget, arch_id, describe_family
 from ._train import (train_step, make_optimizer, run_study, REACHED, UNREACHED,
                      INFEASIBLE)
 from ._sweep import run_sweep, load_trials
@@ -27,7 +27,7 @@ from ._report import write_report
 __all__ = [
     "ExperimentError", "SweepConfig", "load_config", "config_from_dict", "load_data",
     "restricted_load", "read_idx", "load_mnist_idx", "load_cifar", "budget_family",
-    "width_for_budget", "arch_id", "describe_family", "train_step", "make_optimizer",
+    "spec_for_budget", "arch_id", "describe_family", "train_step", "make_optimizer",
     "run_study", "REACHED", "UNREACHED", "INFEASIBLE", "run_sweep", "load_trials",
     "fit_critical_batch", "max_useful_batch", "spearman", "study_table", "bootstrap_fit",
     "analyse", "verdict", "plot_steps_vs_batch", "plot_predicted_vs_observed",

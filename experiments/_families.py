@@ -30,34 +30,33 @@ def _spec(depth, width, input_dim, outputs, activation, arch) -> NetSpec:
                            arch=arch)
 
 
-def width_for_budget(budget: int, depth: int, *, input_dim: int, outputs: int,
+def spec_for_budget(budget: int, depth: int, *, input_dim: int, outputs: int,
                      activation: str = "relu", arch: str = "fc",
                      tolerance: float = 0.05) -> NetSpec:
     """The uniform-width :class:`theory.NetSpec` of ``depth`` whose parameter count is closest
     to ``budget``; :class:`ExperimentError` if it misses by more than ``tolerance``."""
-    if depth == 1:
-        spec = NetSpec(depth=1, widths=(), input_dim=input_dim, outputs=outputs,
-                       activation=activation, arch="fc")
-        candidates = [spec]
-    else:
-        k = _theory_width(budget, input_dim, outputs, depth)
-        try:
-            candidates = [_spec(depth, k, input_dim, outputs, activation, arch)]
-        except SpecError as err:
-            raise ExperimentError(f"depth {depth}: {err}") from None
-    best = min(candidates, key=lambda s: (abs(s.params - budget), s.width or 0))
-    if abs(best.params - budget) > tolerance * budget:
+    try:
+        if depth == 1:  # the linear model W_1 x: no width to choose
+            spec = NetSpec(depth=1, widths=(), input_dim=input_dim, outputs=outputs,
+                           activation=activation, arch=arch)
+        else:
+            spec = _spec(depth, _theory_width(budget, input_dim, outputs, depth), input_dim,
+                         outputs, activation, arch)
+    except SpecError as err:
+        raise ExperimentError(f"depth {depth}: {err}") from None
+    if abs(spec.params - budget) > tolerance * budget:
         raise ExperimentError(
             f"budget {budget} cannot be met within {tolerance:.0%} at depth {depth} "
-            f"(closest: width {best.width or '-'}, {best.params} params); change --budget or --depths")
-    return best
+            f"(closest: width {spec.width or '-'}, {spec.params} params); "
+            f"change --budget or --depths")
+    return spec
 
 
 def budget_family(budget: int, depths, *, input_dim: int, outputs: int,
                   activation: str = "relu", arch: str = "fc",
                   tolerance: float = 0.05) -> list[NetSpec]:
-    """One :func:`width_for_budget` net per depth, in the order given."""
-    return [width_for_budget(budget, L, input_dim=input_dim, outputs=outputs,
+    """One :func:`spec_for_budget` net per depth, in the order given."""
+    return [spec_for_budget(budget, L, input_dim=input_dim, outputs=outputs,
                              activation=activation, arch=arch, tolerance=tolerance)
             for L in depths]
 
@@ -77,4 +76,4 @@ def describe_family(specs, budget: int) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["width_for_budget", "budget_family", "arch_id", "describe_family"]
+__all__ = ["spec_for_budget", "budget_family", "arch_id", "describe_family"]
