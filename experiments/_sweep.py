@@ -74,6 +74,14 @@ def write_text_atomic(path: str, text: str) -> None:
         raise
 
 
+def _remove_stale_tmp(out: str) -> None:
+    """Delete half-written ``.tmp-*`` files a killed run left behind (never a finished file)."""
+    for folder, _, files in os.walk(out):
+        for f in files:
+            if f.startswith(".tmp-"):
+                os.unlink(os.path.join(folder, f))
+
+
 def read_json(path: str):
     try:
         with open(path) as f:
@@ -223,6 +231,7 @@ def _run_sweep(cfg, out, *, progress, log, command):
     dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
 
     os.makedirs(out, exist_ok=True)
+    _remove_stale_tmp(out)
     wl = _workload_record(cfg, ds, task, loss, metric, target, specs, batch_sizes, skipped)
     wl_path = os.path.join(out, "workload.json")
     if os.path.exists(wl_path):

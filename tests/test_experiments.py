@@ -86,7 +86,8 @@ def _csv(path):
 
 def _records(out):
     return {os.path.relpath(os.path.join(d, f), out): _load(os.path.join(d, f))
-            for d, _, fs in os.walk(os.path.join(out, "trials")) for f in fs}
+            for d, _, fs in os.walk(os.path.join(out, "trials")) for f in fs
+            if not f.startswith(".tmp-")}  # a killed run's half-written temporary file
 
 
 @pytest.fixture(scope="module")
@@ -477,3 +478,34 @@ def test_study_compiles_once_per_architecture_and_batch_size():
     with count_compilations() as count:
         run_study(spec, ds.x, ds.y, None, lrs=(0.2, 0.3), seeds=(5, 6), max_steps=47, **kw)
     assert count[0] == 0
+
+
+def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(tiny_run, tmp_path):
+    """A real kill (SIGKILL, no cleanup) once the first trial files exist; the rerun of the
+    same command completes the sweep with the same records as the uninterrupted run."""
+    import signal
+    import time
+
+    cfg, out = tiny_run
+    run = str(tmp_path / "killed")
+    cmd = [sys.executable, "-m", "experiments.sweep", "--config", cfg, "--out", run,
+           "--no-progress"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if os.path.isdir(os.path.join(run, "trials")) and _records(run):
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished
+    assert 0 < len(_records(run)) < 36
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    a, b = _records(out), _records(run)
+    assert a.keys() == b.keys()
+    assert all(_strip(a[k]) == _strip(b[k]) for k in a)
