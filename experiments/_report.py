@@ -259,10 +259,17 @@ def _markdown(out, wl, archs, trials, rows, v, figs, command) -> str:
     L.append("")
     L.append("```")
     if wl.get("command"):
-        L.append(wl["command"])
-    L.append(command or f"python -m experiments.report {out}")
+        L.append(wl["command"].strip())
+    L.append((command or f"python -m experiments.report {out}").strip())
     L.append("```")
     L.append("")
+    tpath = os.path.join(out, "timing.json")
+    if os.path.exists(tpath):
+        runs = read_json(tpath)["runs"]
+        L.append("Sweep wall time (compilation included): " + "; ".join(
+            f"{r['seconds']:.0f} s ({r['trials_run']} trials run, {r['trials_resumed']} "
+            f"resumed)" for r in runs) + ".")
+        L.append("")
     sv, rv = wl.get("versions", {}), versions()
     L.append(f"Sweep ran with Python {sv.get('python')}, jax {sv.get('jax')}, optax "
              f"{sv.get('optax')}, numpy {sv.get('numpy')} on {sv.get('platform')} "

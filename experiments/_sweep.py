@@ -7,6 +7,7 @@ Layout under the output folder (after batch_science: workload / study / trial)::
     OUT/archs/<arch_id>.json              B_S at initialisation (Monte Carlo over init seeds),
                                           theory's B̄_S where theory covers the model
     OUT/trials/<arch_id>/bs<m>/lr<lr>-seed<s>.json   one trial record each
+    OUT/timing.json                       wall time of each completed sweep invocation
 
 Every file is written atomically (temporary file in the same folder, then ``os.replace``), so
 a kill at any moment leaves each file either complete or absent. Rerunning the same command
@@ -303,6 +304,11 @@ def _run_sweep(cfg, out, *, progress, log, command):
     elapsed = time.perf_counter() - t0
     log(f"sweep: {n_run} trials run, {n_done} already on disk (resumed), "
         f"{elapsed:.1f} s; results in {out}")
+    tpath = os.path.join(out, "timing.json")
+    runs = read_json(tpath)["runs"] if os.path.exists(tpath) else []
+    runs.append({"trials_run": n_run, "trials_resumed": n_done, "seconds": round(elapsed, 1),
+                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_json_atomic(tpath, {"runs": runs})
     return {"trials_run": n_run, "trials_resumed": n_done, "seconds": elapsed, "out": out}
 
 
