@@ -16,7 +16,6 @@ import sys
 
 from . import _cli
 from ._config import SweepConfig, load_config
-from ._errors import ExperimentError
 from ._sweep import run_sweep
 
 DEFAULT_OUT = "runs/quick"
@@ -84,7 +83,7 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["main", "build_config", "add_override_flags", "ExperimentError"]
+__all__ = ["main", "build_config", "add_override_flags"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
