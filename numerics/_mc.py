@@ -7,7 +7,9 @@ One compiled call handles a fixed *block* of networks: the block is sharded acro
 devices (``jax.shard_map`` over a 1-D mesh), and on each device ``lax.map`` walks through it
 ``chunk`` networks at a time (vmapped), so memory stays O(chunk · n · Σ widths). The block
 size does not depend on ``samples`` and the key is a traced argument, so a new seed or a new
-sample count reuses the same executable.
+sample count reuses the same executable. Under ``jax.distributed`` (several hosts) each process
+computes every P-th block on its own devices and the blocks are all-gathered: every process
+returns the single-process result (tested with two CPU processes on loopback).
 
 Estimators (SPEC §2, §4), over N networks with per-network :math:`S_1, S_2`:
 
@@ -193,6 +195,22 @@ def _bootstrap(s1, s2, n, resamples, seed):
             "batch_size_bound_ci": ci(ratio_of_means), "mean_B_S_ci": ci(mean_ratio)}
 
 
+def _gather_blocks(local, calls, procs, fn, key, x, y, net_sharding, block):
+    """All-gather every process's blocks and return them in global block order."""
+    from jax.experimental import multihost_utils
+
+    per = -(-calls // procs)
+    shapes = jax.eval_shape(fn, key, jax.device_put(np.zeros(block, np.int32), net_sharding),
+                            x, y)
+    stacked = []
+    for k, shp in enumerate(shapes):
+        rows = [o[k] for o in local]
+        rows += [np.zeros(shp.shape, np.float64)] * (per - len(rows))
+        stacked.append(np.stack(rows))
+    gathered = [np.asarray(multihost_utils.process_allgather(a)) for a in stacked]
+    return [[g[c % procs][c // procs] for g in gathered] for c in range(calls)]
+
+
 def mc_moments(spec, x, y, *, key, samples: int, chunk: int | None = None,
                loss: str = "squared", devices: int | None = None, bootstrap: int = 0,
                bootstrap_seed: int = 0, progress: bool = False) -> MCResult:
@@ -234,35 +252,43 @@ def mc_moments(spec, x, y, *, key, samples: int, chunk: int | None = None,
     block = n_dev * chunk * STEPS_PER_CALL
     x, y, key = jax.device_put(x, rep), jax.device_put(y, rep), jax.device_put(key, rep)
     calls = -(-samples // block)
-    pieces = []
-    running = {"samples": [], "S1": [], "S2": [], "batch_size_bound": [], "mean_B_S": []}
+    # Several hosts (jax.distributed): process p computes blocks p, p + P, p + 2P, ... on its
+    # local devices; the blocks are then all-gathered, so every process returns the same result
+    # as a single process with the same key. One process: all blocks, nothing gathered.
+    procs, me = jax.process_count(), jax.process_index()
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=samples, desc="random networks", unit="net")
-    done = 0
+    local = []
     try:
-        for c in range(calls):
+        for c in range(me, calls, procs):
             idx = jax.device_put(np.arange(c * block, (c + 1) * block, dtype=np.int32),
                                  net_sharding)
-            out = [np.asarray(a, dtype=np.float64) for a in fn(key, idx, x, y)]
-            take = min(block, samples - done)
-            pieces.append([a[:take] for a in out])
-            done += take
-            s1 = np.concatenate([p[0] for p in pieces])
-            s2 = np.concatenate([p[1] for p in pieces])
-            running["samples"].append(done)
-            running["S1"].append(float(s1.mean()))
-            running["S2"].append(float(s2.mean()))
-            running["batch_size_bound"].append(float(n * s1.mean() / s2.mean()))
-            ok = s2 > 0
-            running["mean_B_S"].append(float((n * s1[ok] / s2[ok]).mean()) if ok.any()
-                                       else float("nan"))
+            local.append([np.asarray(a, dtype=np.float64) for a in fn(key, idx, x, y)])
             if bar is not None:
-                bar.update(take)
+                bar.update(min(block, samples - c * block) * procs)
     finally:
         if bar is not None:
             bar.close()
+    blocks = local if procs == 1 else _gather_blocks(local, calls, procs, fn, key, x, y,
+                                                     net_sharding, block)
+    pieces = []
+    running = {"samples": [], "S1": [], "S2": [], "batch_size_bound": [], "mean_B_S": []}
+    done = 0
+    for out in blocks:
+        take = min(block, samples - done)
+        pieces.append([a[:take] for a in out])
+        done += take
+        s1 = np.concatenate([p[0] for p in pieces])
+        s2 = np.concatenate([p[1] for p in pieces])
+        running["samples"].append(done)
+        running["S1"].append(float(s1.mean()))
+        running["S2"].append(float(s2.mean()))
+        running["batch_size_bound"].append(float(n * s1.mean() / s2.mean()))
+        ok = s2 > 0
+        running["mean_B_S"].append(float((n * s1[ok] / s2[ok]).mean()) if ok.any()
+                                   else float("nan"))
     S1, S2, L1, L2 = (np.concatenate([p[k] for p in pieces]) for k in range(4))
     boot = _bootstrap(S1, S2, n, int(bootstrap), bootstrap_seed) if bootstrap else None
     return MCResult(n, samples, S1, S2, L1, L2, running, boot)
