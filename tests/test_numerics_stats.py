@@ -63,7 +63,7 @@ def test_init_params_shapes_dtype_and_variance(getkey):
     spec = NetSpec(depth=3, widths=(300, 200), input_dim=100, activation="relu")
     params = numerics.init_params(spec, key=getkey())
     assert [p.shape for p in params] == [(300, 100), (200, 300), (1, 200)]
-    assert all(p.dtype == jnp.float32 for p in params)
+    assert all(p.dtype == numerics.default_dtype() for p in params)  # float32 unless x64
     for p, (n_in, _), s2 in zip(params, spec.layer_dims, spec.gain_squares):
         var = float(jnp.var(p)) * n_in
         # the sample variance of N entries has relative SE sqrt(2/N); allow 4 SE
@@ -139,7 +139,8 @@ def test_float32_fast_path_close_to_float64(getkey):
     spec = SPECS[4]
     x, y = _data(spec, 16, 1)
     key = getkey()
-    st32 = numerics.per_example_stats(spec, numerics.init_params(spec, key=key), x, y)
+    with numerics.x64(False):  # float32 even when the suite runs with JAX_ENABLE_X64=1
+        st32 = numerics.per_example_stats(spec, numerics.init_params(spec, key=key), x, y)
     assert st32.S1.dtype == jnp.float32
     with numerics.x64():
         p64 = [p.astype(jnp.float64) for p in numerics.init_params(spec, key=key,
@@ -221,9 +222,10 @@ def test_no_per_example_gradients_in_memory(getkey):
     spec = NetSpec.uniform(4, 256, 32)
     n = 256
     x, y = _data(spec, n, 0)
-    params = numerics.init_params(spec, key=getkey())
-    xj, yj = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
-    compiled = numerics._stats._stats_jit.lower(spec, params, xj, yj, "squared").compile()
+    with numerics.x64(False):  # the float32 byte count below, whatever the suite's x64 flag
+        params = numerics.init_params(spec, key=getkey())
+        xj, yj = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+        compiled = numerics._stats._stats_jit.lower(spec, params, xj, yj, "squared").compile()
     mem = compiled.memory_analysis()
     if mem is None:
         pytest.skip("memory analysis not available on this backend")
