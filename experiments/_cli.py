@@ -6,16 +6,13 @@ import argparse
 import sys
 
 from theory import DataError, SpecError
+from theory._cli import Parser, float_list, int_list  # noqa: F401  (re-exported)
 
 from ._errors import ExperimentError  # noqa: F401  (re-exported for the CLIs)
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad flag prints one ``error: ...`` line (no usage block) and exits 2."""
-
-    def error(self, message):
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
+# One-line-error argparse and list parsers are theory's (shared by every CLI of the toolkit).
+ArgumentParser = Parser
 
 
 def _one_line(text: str) -> str:
@@ -44,26 +41,6 @@ def guarded(main):
     wrapper.__doc__ = main.__doc__
     wrapper.__name__ = main.__name__
     return wrapper
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return vals
-
-
-def float_list(text: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return vals
 
 
 def target_arg(text: str):
