@@ -138,3 +138,29 @@ def test_data_free_mode(capsys):
     code, out = run_main(capsys, "--depth", "4", "--width", "16", "--data-free", "--json")
     d = json.loads(out.out)
     assert code == 0 and d["kind"]["batch_size_bound"] == "exact" and "data-free" in d["data"]
+
+
+SYMBOLIC_CASES = [
+    # args -> expected key facts of the --symbolic JSON
+    (["--depth", "1"], {"valid": "L = 1", "B": "n*(X4*c/d + Y_d)/(F*c/d + Y_o)"}),
+    (["--depth", "2", "--width", "8", "--activation", "relu"], {"valid": "L = 2"}),
+    (["--widths", "64,32,16"], {"kind": "none"}),
+    (["--depth", "3", "--width", "8", "--data-free"], {"valid": "L >= 2"}),
+]
+
+
+@pytest.mark.parametrize("args,facts", SYMBOLIC_CASES, ids=[" ".join(a) for a, _ in
+                                                           SYMBOLIC_CASES])
+def test_symbolic_cases(capsys, args, facts):
+    code, out = run_main(capsys, *args, "--json", "--symbolic")
+    sym = json.loads(out.out)["symbolic"]
+    assert code == 0
+    for k, v in facts.items():
+        if k == "B":
+            assert sp.simplify(sp.sympify(sym["B"], locals=_locals())
+                               - sp.sympify(v, locals=_locals())) == 0
+        else:
+            assert sym[k] == v
+    if "--data-free" in args:
+        free = sp.sympify(sym["B"], locals=_locals()).free_symbols
+        assert {str(s) for s in free} <= {"n", "d", "K", "L", "c"}

@@ -147,14 +147,14 @@ def main(argv=None) -> int:
         out["conventions"] = spec.describe()
         if args.symbolic:
             from . import symbolic
-            out["symbolic"] = symbolic.closed_form_strings(spec)
+            out["symbolic"] = symbolic.closed_form_strings(spec, args.data_free)
         json.dump(out, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
     _print_human(result, desc, alts)
     if args.symbolic:
         from . import symbolic
-        sys.stdout.write("\n" + symbolic.render(spec) + "\n")
+        sys.stdout.write("\n" + symbolic.render(spec, args.data_free) + "\n")
     return 0
 
 

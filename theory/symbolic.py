@@ -18,7 +18,7 @@ from fractions import Fraction
 import sympy as sp
 
 from . import _linear, _relu_chain
-from ._chain import uniform_sum
+from ._chain import chain_sum, uniform_sum
 from ._kernels import two_layer_pair_terms
 from ._spec import NetSpec
 
@@ -142,20 +142,41 @@ def spec_gain_triple(spec: NetSpec):
     return (g[0], g[1] if len(g) > 2 else g[0], g[-1])
 
 
-def closed_form_strings(spec: NetSpec) -> dict:
-    """String forms (sympy ``srepr``-free ``str`` that ``sympify`` parses back, and LaTeX)."""
+def depth_one(gain_square=None) -> dict:
+    """Depth 1 (the linear model W x, no width): E[S1], E[S2], B̄_S from the same layer."""
+    s2 = sp.Integer(1) if gain_square is None else _q(gain_square)
+    args = (d, c, s2, sp.Integer(0), sp.Integer(1))
+    net, lab = [_linear.network_layer(*args)], [_linear.label_layer(*args)]
+    top = _linear.network_top(c)
+    S1 = chain_sum(net, top, (X4, X4)) + chain_sum(lab, _linear.LABEL_TOP, (Yd,))
+    S2 = chain_sum(net, top, (X2, F)) + chain_sum(lab, _linear.LABEL_TOP, (Yo,))
+    return {"S1": S1, "S2": S2, "B": n * S1 / S2, "kind": "exact", "valid": "L = 1"}
+
+
+def closed_form_strings(spec: NetSpec, data_free: bool = False) -> dict:
+    """String forms (``str`` that ``sympify`` parses back, and LaTeX) of the closed form that
+    covers ``spec``; ``data_free`` substitutes the Gaussian-input expectations."""
     out = {"symbols": {"K": "hidden width", "L": "depth (number of weight matrices)",
                        "n": "examples", "d": "input dim", "c": "outputs", **INVARIANTS}}
-    if spec.activation == "relu" and spec.depth == 2 and spec.arch == "fc":
+    if spec.activation == "relu" and spec.depth == 2 and spec.arch == "fc" and not data_free:
         tl = two_layer_relu(spec_gain_triple(spec))
         out.update(kind="exact", valid="L = 2", pair_term=str(tl["pair_term"]),
                    pair_term_latex=sp.latex(tl["pair_term"]), note=tl["note"])
         return out
     if spec.depth == 1:
-        out.update(kind="exact", valid="L = 1", note="depth 1: the linear model W x",
-                   B=str(n * X4 / F) if spec.outputs else None)
-    cf = closed_form(spec.activation, spec.arch, spec_gain_triple(spec),
-                     None if spec.alpha is None else spec.alpha_square)
+        cf = depth_one(spec.gain_squares[0] if spec.gains is not None else None)
+    elif not spec.is_uniform:
+        out.update(kind="none", valid="equal hidden widths",
+                   note="no closed form in K for a non-uniform width profile; the numbers "
+                        "above are exact (explicit recursion over the layers)")
+        return out
+    else:
+        cf = closed_form(spec.activation, spec.arch, spec_gain_triple(spec),
+                         None if spec.alpha is None else spec.alpha_square)
+    if data_free and cf["S2"] is not None:
+        cf = dict(cf, S1=cf["S1"].subs(GAUSSIAN_INPUTS), S2=cf["S2"].subs(GAUSSIAN_INPUTS))
+        cf["B"] = n * cf["S1"] / cf["S2"]
+        out["note"] = "data-free: invariants replaced by their expectations over N(0, I_d) inputs"
     for key in ("S1", "S2", "B"):
         if cf[key] is not None:
             out[key] = str(cf[key])
@@ -164,9 +185,9 @@ def closed_form_strings(spec: NetSpec) -> dict:
     return out
 
 
-def render(spec: NetSpec) -> str:
+def render(spec: NetSpec, data_free: bool = False) -> str:
     """Human-readable closed form (pretty and LaTeX) for ``--symbolic``."""
-    s = closed_form_strings(spec)
+    s = closed_form_strings(spec, data_free)
     lines = [f"closed form ({s['kind']}; valid for {s['valid']}); symbols: "
              + ", ".join(f"{k} = {v}" for k, v in s["symbols"].items())]
     if "pair_term" in s:
@@ -182,4 +203,6 @@ def render(spec: NetSpec) -> str:
                       f"LaTeX: {s[key + '_latex']}", ""]
     if "S2" not in s:
         lines.append("E[S2]: no closed form (" + s["kind"] + ")")
+    if "note" in s:
+        lines.append("note: " + s["note"])
     return "\n".join(lines)
