@@ -18,8 +18,8 @@ __all__ = [
 ]
 from ._bounds import (
     TheoryResult, expected_moments, same_budget_alternatives, width_for_budget,
-    APPROX_VALID_L_OVER_K,
+    APPROX_VALID_L_OVER_K, APPROX_REL_ERROR,
 )
 
 __all__ += ["TheoryResult", "expected_moments", "same_budget_alternatives", "width_for_budget",
-            "APPROX_VALID_L_OVER_K"]
+            "APPROX_VALID_L_OVER_K", "APPROX_REL_ERROR"]
