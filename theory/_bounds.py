@@ -11,14 +11,15 @@ relu fc, depth >= 3    exact                   approximation           :mod:`the
 relu residual          limit                   limit                   :mod:`theory._kernels`
 =====================  ======================  ======================  =====================
 
-*Approximation* (deep ReLU :math:`E[S_2]`): "finite-width norms, infinite-width correlations".
-Each layer's pair term is the infinite-width pair term times that layer's exact finite-width
-correction factor for a single input, :math:`r_l = E[\text{term}_l(x,x)] /
-\text{term}^\infty_l(x,x)` (input independent by homogeneity). It is exact for :math:`i = j`
-(so consistent with the exact :math:`E[S_1]`), exact as :math:`K \to \infty`, and its error is
-the finite-width fluctuation of the angles between inputs, :math:`O(L/K)`; stated validity range
-:data:`APPROX_VALID_L_OVER_K`. Applied to linear nets, where the exact answer is known, it
-underestimates :math:`E[S_2]` by the term :math:`(p_0 - q_0)(\lambda_+^{l} - \lambda_-^{l})/3`.
+*Approximation* (deep ReLU :math:`E[S_2]`, :func:`_approx_parts`): finite-width norms,
+infinite-width correlations, plus the first-order finite-width fluctuation of the angles between
+inputs. Each layer's pair term is the infinite-width pair term times that layer's exact
+finite-width factor for a single input, :math:`r_l = E[\text{term}_l(x,x)] /
+\text{term}^\infty_l(x,x)` (input independent by homogeneity), with a fluctuation term that
+makes the recipe exact on linear nets. It is exact for :math:`i = j` (consistent with the exact
+:math:`E[S_1]`) and as :math:`K \to \infty`. Stated validity range
+:data:`APPROX_VALID_L_OVER_K` (L/K ≤ 1/16) with relative error of :math:`E[S_2]` at most
+:data:`APPROX_REL_ERROR` (10%), both from Monte Carlo (README).
 
 *Limit* (residual ReLU): the infinite-width (NTK) pair terms evaluated at the given widths —
 the leading order in :math:`1/K`.
