@@ -368,6 +368,19 @@ def approx_relu_as_linear(spec: NetSpec, x, y):
         return S2n + S2l, exact["S2_net"] + exact["S2_label"]
 
 
+def budget_family(template: NetSpec, budget: int, depths, *, tolerance: float = 0.05):
+    """For each depth (L ≥ 2; L ≥ 3 for residual nets): ``(spec, within_tolerance)`` with the
+    uniform width from :func:`width_for_budget`."""
+    out = []
+    for L in depths:
+        K = width_for_budget(budget, template.input_dim, template.outputs, L)
+        if K is None or (template.arch == "residual" and L < 3):
+            continue
+        spec = template.reshaped(L, K)
+        out.append((spec, abs(spec.params - budget) <= tolerance * budget))
+    return out
+
+
 def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: float = 0.05):
     """Nets of other depths whose parameter count is within ``tolerance`` of ``spec.params``.
 
@@ -375,28 +388,18 @@ def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: flo
     the tolerance are reported with ``within_tolerance=False``. Returns a list of dicts with
     depth, width, params and the theory result (or an error string).
     """
-    P = spec.params
-    d, c = spec.input_dim, spec.outputs
     inv = Invariants.of(x, y)
     if depths is None:
         L = spec.depth
         depths = sorted({max(1, L // 2), max(1, L - 1), L + 1, 2 * L} - {L})
     out = []
-    for L in depths:
-        K = width_for_budget(P, d, c, L)
-        if K is None:
-            continue
-        if spec.arch == "residual" and L < 3:
-            continue
-        # per-layer gains do not carry over to another depth: defaults of SPEC §3 apply
-        alt = replace(spec, depth=L, widths=(K,) * (L - 1), gains=None)
+    for alt, within in budget_family(spec, spec.params, depths, tolerance=tolerance):
         try:
-            r = expected_moments(alt, x, y, delta=1.0, invariants=inv)
-            res = r
+            res = expected_moments(alt, x, y, delta=1.0, invariants=inv)
         except ValueError as err:
             res = str(err)
-        out.append({"depth": L, "width": K, "params": alt.params,
-                    "within_tolerance": abs(alt.params - P) <= tolerance * P, "result": res})
+        out.append({"depth": alt.depth, "width": alt.width, "params": alt.params,
+                    "within_tolerance": within, "result": res})
     return out
 
 

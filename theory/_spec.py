@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from fractions import Fraction
 
@@ -142,6 +142,13 @@ class NetSpec:
         if isinstance(depth, bool) or not isinstance(depth, int) or depth <= 0:
             raise SpecError(f"depth must be a positive integer, got {depth!r}")
         return cls(depth=depth, widths=(width,) * (depth - 1), input_dim=input_dim, **kwargs)
+
+    def reshaped(self, depth: int, width: int) -> "NetSpec":
+        """The same family at another depth with uniform hidden width ``width``.
+
+        Per-layer gains do not carry over to another depth: the SPEC §3 defaults apply.
+        """
+        return replace(self, depth=depth, widths=(width,) * (depth - 1), gains=None)
 
     @cached_property
     def dims(self) -> tuple[int, ...]:

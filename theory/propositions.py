@@ -22,11 +22,10 @@ the finite-width approximation follows Monte Carlo only inside its range L/K ≤
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 
-from ._bounds import expected_moments, width_for_budget
+from ._bounds import budget_family, expected_moments
 from ._invariants import Invariants
 from ._spec import NetSpec
 
@@ -43,7 +42,7 @@ def bound_grid(template: NetSpec, depths, widths, x=None, y=None, invariants=Non
     out = np.empty((len(depths), len(widths)))
     for i, L in enumerate(depths):
         for j, K in enumerate(widths):
-            spec = replace(template, depth=L, widths=(K,) * (L - 1), gains=None)
+            spec = template.reshaped(L, K)
             out[i, j] = bound(spec, x, y, invariants)
     return out
 
@@ -72,16 +71,9 @@ def budget_table(template: NetSpec, budget: int, depths, x=None, y=None, invaria
                  tolerance: float = 0.05) -> list[dict]:
     """For each depth, the uniform width meeting ``budget`` (within ``tolerance``) and its
     :math:`\\bar B_S`; rows outside the tolerance are marked."""
-    rows = []
-    for L in depths:
-        K = width_for_budget(budget, template.input_dim, template.outputs, L)
-        if K is None:
-            continue
-        spec = replace(template, depth=L, widths=(K,) * (L - 1), gains=None)
-        rows.append({"depth": L, "width": K, "params": spec.params,
-                     "within_tolerance": abs(spec.params - budget) <= tolerance * budget,
-                     "batch_size_bound": bound(spec, x, y, invariants)})
-    return rows
+    return [{"depth": spec.depth, "width": spec.width, "params": spec.params,
+             "within_tolerance": within, "batch_size_bound": bound(spec, x, y, invariants)}
+            for spec, within in budget_family(template, budget, depths, tolerance=tolerance)]
 
 
 def budget_violations(rows) -> list[tuple]:
