@@ -92,41 +92,26 @@ def relu_chain_layers(spec: NetSpec, conv=_mp, layers=None) -> tuple[list[Layer]
     return net, lab
 
 
-def _compact(spec: NetSpec):
-    """Layers to build: all, or (first, one hidden, last) when the closed form applies."""
-    if spec.is_uniform and spec.depth >= 3:
-        return (1, 2, spec.depth)
-    return None
-
-
-def _chain(spec: NetSpec, layers, top, bottom):
-    """Uniform closed form (O(1) in depth) when hidden layers are identical, else recursion."""
-    if _compact(spec) is not None:
-        return uniform_sum(layers[0], layers[1], layers[2], spec.depth, top, bottom)
-    return chain_sum(layers, top, bottom)
+def _summation(spec: NetSpec, closed_form: bool = True):
+    """(layers to build, how to sum them): (first, one hidden, last) and the O(1)-in-depth
+    closed form when the hidden layers are identical, else all layers and the recursion."""
+    if closed_form and spec.is_uniform and spec.depth >= 3:
+        return (1, 2, spec.depth), lambda layers, top, bottom: uniform_sum(
+            *layers, spec.depth, top, bottom)
+    return None, chain_sum
 
 
 def _linear_exact(spec: NetSpec, inv: Invariants, closed_form: bool = True):
     """Exact (network, label) parts of E[S1] and E[S2] for linear-activation nets."""
-    if not closed_form:
-        spec_c, which = None, None
-    else:
-        spec_c, which = spec, _compact(spec)
+    which, total = _summation(spec, closed_form)
     net, lab = linear_layers(spec, layers=which)
-    c = _mp(Fraction(spec.outputs))
-    top = _linear.network_top(c)
+    top = _linear.network_top(_mp(Fraction(spec.outputs)))
     X4, X2, F, Yd, Yo = (_mp(v) for v in (inv.X4, inv.X2, inv.F, inv.Yd, inv.Yo))
-
-    def run(layers, top_, bottom):
-        if spec_c is not None and which is not None:
-            return _chain(spec, layers, top_, bottom)
-        return chain_sum(layers, top_, bottom)
-
     return {
-        "S1_net": run(net, top, (X4, X4)),
-        "S2_net": run(net, top, (X2, F)),
-        "S1_label": run(lab, _linear.LABEL_TOP, (Yd,)),
-        "S2_label": run(lab, _linear.LABEL_TOP, (Yo,)),
+        "S1_net": total(net, top, (X4, X4)),
+        "S2_net": total(net, top, (X2, F)),
+        "S1_label": total(lab, _linear.LABEL_TOP, (Yd,)),
+        "S2_label": total(lab, _linear.LABEL_TOP, (Yo,)),
     }
 
 
@@ -141,25 +126,26 @@ def _relu_s1_terms(spec: NetSpec, inv: Invariants):
 
 def _relu_s1_exact(spec: NetSpec, inv: Invariants, closed_form: bool = True):
     """Exact E[S1] (network, label) of a fully connected net by the single-input chain."""
-    which = _compact(spec) if closed_form else None
+    which, total = _summation(spec, closed_form)
     net, lab = relu_chain_layers(spec, layers=which)
     c = _mp(Fraction(spec.outputs))
-    if which is None:
-        return (chain_sum(net, _relu_chain.network_top(c), (_mp(inv.X4),)),
-                chain_sum(lab, _relu_chain.LABEL_TOP, (_mp(inv.Yd),)))
-    return (_chain(spec, net, _relu_chain.network_top(c), (_mp(inv.X4),)),
-            _chain(spec, lab, _relu_chain.LABEL_TOP, (_mp(inv.Yd),)))
+    return (total(net, _relu_chain.network_top(c), (_mp(inv.X4),)),
+            total(lab, _relu_chain.LABEL_TOP, (_mp(inv.Yd),)))
 
 
-def _limit_parts(spec: NetSpec, x, y, drop_first: bool = False):
-    net, lab = limit_terms(spec, x, y)
-    first = 1 if drop_first else 0
+def _parts(net, lab) -> dict:
+    """E[S1] (diagonal sums) and E[S2] (total sums) of per-layer n×n pair-term matrices."""
     return {
-        "S1_net": _mp(sum(float(np.trace(a)) for a in net[first:])),
-        "S2_net": _mp(sum(float(np.sum(a)) for a in net[first:])),
-        "S1_label": _mp(sum(float(np.trace(a)) for a in lab[first:])),
-        "S2_label": _mp(sum(float(np.sum(a)) for a in lab[first:])),
-    }, net, lab
+        "S1_net": _mp(sum(float(np.trace(a)) for a in net)),
+        "S2_net": _mp(sum(float(np.sum(a)) for a in net)),
+        "S1_label": _mp(sum(float(np.trace(a)) for a in lab)),
+        "S2_label": _mp(sum(float(np.sum(a)) for a in lab)),
+    }
+
+
+def _bound_of(parts: dict, n: int) -> float:
+    return float(batch_size_bound(parts["S1_net"] + parts["S1_label"],
+                                  parts["S2_net"] + parts["S2_label"], n))
 
 
 def _scaled(spec: NetSpec, factor: int) -> NetSpec:
@@ -276,29 +262,19 @@ def _expected_moments(spec, x, y, delta, invariants, data):
         parts = _linear_exact(spec, inv)
         kinds = ("exact", "exact")
         if spec.depth >= 2:
-            big = _linear_exact(_scaled(spec, LARGE_WIDTH_FACTOR), inv)
-            limit_bound = float(batch_size_bound(big["S1_net"] + big["S1_label"],
-                                                 big["S2_net"] + big["S2_label"], n))
+            limit_bound = _bound_of(_linear_exact(_scaled(spec, LARGE_WIDTH_FACTOR), inv), n)
         if spec.activation == "relu":
             notes.append("depth 1 has no activation: the linear model's exact result")
     else:
         if x is None:
             raise ValueError("ReLU nets need data x, y (the data-free mode covers linear nets)")
-        lim_big, _, _ = _limit_parts(_scaled(spec, LARGE_WIDTH_FACTOR), x, y)
-        limit_bound = float(batch_size_bound(lim_big["S1_net"] + lim_big["S1_label"],
-                                             lim_big["S2_net"] + lim_big["S2_label"], n))
+        limit_bound = _bound_of(_parts(*limit_terms(_scaled(spec, LARGE_WIDTH_FACTOR), x, y)), n)
         if spec.arch == "residual":
-            parts, _, _ = _limit_parts(spec, x, y)
+            parts = _parts(*limit_terms(spec, x, y))
             kinds = ("limit", "limit")
             notes.append("residual ReLU: infinite-width (NTK) leading order at these widths")
         elif spec.depth == 2:
-            net, lab = two_layer_relu_terms(spec, x, y)
-            parts = {
-                "S1_net": _mp(sum(float(np.trace(a)) for a in net)),
-                "S2_net": _mp(sum(float(np.sum(a)) for a in net)),
-                "S1_label": _mp(sum(float(np.trace(a)) for a in lab)),
-                "S2_label": _mp(sum(float(np.sum(a)) for a in lab)),
-            }
+            parts = _parts(*two_layer_relu_terms(spec, x, y))
             kinds = ("exact", "exact")
         else:
             S1n, S1l, S2n, S2l = _approx_parts(spec, inv, x, y)
