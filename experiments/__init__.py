@@ -6,30 +6,36 @@ Thin re-exports; each concept lives in one private module:
 * :func:`train_step` — a drop-in optax step whose metrics include the batch's S1, S2, B_S;
 * :func:`run_study` — all (lr × seed) trials of one batch size in one vmapped, compiled step;
 * :func:`run_sweep` / ``python -m experiments.sweep`` — every study of a workload, resumable;
-* :func:`analyse`, :func:`verdict`, :func:`fit_critical_batch` — observed vs predicted;
+* :func:`analyse`, :func:`fit_critical_batch` — observed vs predicted per net;
+* :func:`family_trend`, :func:`verdict`, :func:`predictor_table` — C2 per family (slope of
+  log B_crit with a bootstrap interval) and every predictor against what training shows;
 * :func:`write_report` / ``python -m experiments.report`` — report.md, analysis.csv, figures;
 * ``python -m experiments.reproduce`` — the quick study end to end.
 """
 
 from ._errors import ExperimentError
 from ._config import SweepConfig, load_config, config_from_dict
-from ._data import load_data, restricted_load, read_idx, load_mnist_idx, load_cifar
-from ._families import budget_family, spec_for_budget, arch_id, describe_family
+from ._data import (load_data, load_digits, restricted_load, read_idx, load_mnist_idx,
+                    load_cifar)
+from ._families import (budget_family, family_specs, spec_for_budget, arch_id,
+                        describe_family)
 from ._train import (train_step, make_optimizer, run_study, REACHED, UNREACHED,
                      INFEASIBLE)
-from ._sweep import run_sweep, load_trials
+from ._sweep import run_sweep, load_trials, edge_direction
 from ._analysis import (fit_critical_batch, max_useful_batch, spearman, study_table,
-                        bootstrap_fit, analyse, verdict)
+                        bootstrap_fit, analyse, verdict, family_trend, predictor_table)
 from ._plots import (plot_steps_vs_batch, plot_predicted_vs_observed, plot_bs_along_training,
-                     plot_theory_mc_training)
+                     plot_theory_mc_training, plot_bcrit_trend, plot_predictor)
 from ._report import write_report
 
 __all__ = [
     "ExperimentError", "SweepConfig", "load_config", "config_from_dict", "load_data",
-    "restricted_load", "read_idx", "load_mnist_idx", "load_cifar", "budget_family",
-    "spec_for_budget", "arch_id", "describe_family", "train_step", "make_optimizer",
-    "run_study", "REACHED", "UNREACHED", "INFEASIBLE", "run_sweep", "load_trials",
-    "fit_critical_batch", "max_useful_batch", "spearman", "study_table", "bootstrap_fit",
-    "analyse", "verdict", "plot_steps_vs_batch", "plot_predicted_vs_observed",
-    "plot_bs_along_training", "plot_theory_mc_training", "write_report",
+    "load_digits", "restricted_load", "read_idx", "load_mnist_idx", "load_cifar",
+    "budget_family", "family_specs", "spec_for_budget", "arch_id", "describe_family",
+    "train_step", "make_optimizer", "run_study", "REACHED", "UNREACHED", "INFEASIBLE",
+    "run_sweep", "load_trials", "edge_direction", "fit_critical_batch", "max_useful_batch",
+    "spearman", "study_table", "bootstrap_fit", "analyse", "verdict", "family_trend",
+    "predictor_table", "plot_steps_vs_batch", "plot_predicted_vs_observed",
+    "plot_bs_along_training", "plot_theory_mc_training", "plot_bcrit_trend",
+    "plot_predictor", "write_report",
 ]

@@ -29,19 +29,24 @@ from theory import predicted_max_batch
 
 from ._train import INFEASIBLE, REACHED, UNREACHED
 
-_GOLDEN = (math.sqrt(5) - 1) / 2
-
 
 # --------------------------------------------------------------------------- fit
 def _sse(logB, m, logS):
-    pred = np.log1p(np.exp(logB) / m)
-    log_smin = np.mean(logS - pred)
-    r = logS - log_smin - pred
-    return float(r @ r), float(np.exp(log_smin))
+    """Least-squares error of the fit for each candidate log B (vectorised over ``logB``);
+    for each the best log S_min is the mean residual (closed form). Returns (sse, S_min)."""
+    logB = np.atleast_1d(np.asarray(logB, np.float64))
+    pred = np.log1p(np.exp(logB)[:, None] / m[None, :])
+    log_smin = np.mean(logS[None, :] - pred, axis=1)
+    r = logS[None, :] - log_smin[:, None] - pred
+    return np.einsum("ij,ij->i", r, r), np.exp(log_smin)
 
 
 def fit_critical_batch(batch_sizes, steps) -> dict:
     r"""Least-squares fit of :math:`\log S(m) = \log S_\min + \log(1 + B_\text{crit}/m)`.
+
+    :math:`\log B_\text{crit}` is found on a grid over :math:`[m_\min/10^3, 10^3 m_\max]`
+    refined twice around the best point (relative resolution below :math:`10^{-5}`);
+    :math:`S_\min` is closed form for each candidate.
 
     Args:
         batch_sizes: the m values (at least 3 distinct ones: two parameters are fitted, and
@@ -70,17 +75,13 @@ def fit_critical_batch(batch_sizes, steps) -> dict:
     logS = np.log(s)
     lo, hi = math.log(m.min() / 1e3), math.log(m.max() * 1e3)
     grid = np.linspace(lo, hi, 241)
-    errs = [_sse(g, m, logS)[0] for g in grid]
-    i = int(np.argmin(errs))
-    a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
-    for _ in range(80):  # golden-section refinement on [a, b]
-        c, d = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
-        if _sse(c, m, logS)[0] < _sse(d, m, logS)[0]:
-            b = d
-        else:
-            a = c
-    logB = 0.5 * (a + b)
-    sse, smin = _sse(logB, m, logS)
+    for _ in range(3):  # grid, then two refinements of width 2 cells around the best
+        i = int(np.argmin(_sse(grid, m, logS)[0]))
+        step = grid[1] - grid[0]
+        grid = np.linspace(max(grid[i] - step, lo), min(grid[i] + step, hi), 201)
+    i = int(np.argmin(_sse(grid, m, logS)[0]))
+    logB = float(grid[i])
+    sse, smin = (float(v[0]) for v in _sse(logB, m, logS))
     edge = None
     if logB > math.log(m.max() * 100):
         edge = "low"  # perfect scaling throughout: B_crit beyond the batches tried
@@ -189,6 +190,23 @@ def _best_lr(by: dict, seeds):
     return best_lr, best
 
 
+def _resampled_steps(studies: dict, pick) -> tuple[list, list]:
+    """(batch sizes, best-lr mean steps) of one net with the seeds ``pick`` (lr choice
+    redone)."""
+    ms, ss = [], []
+    for m, st in sorted(studies.items()):
+        _, s = _best_lr(st["steps_by_lr_seed"], pick)
+        if s is not None:
+            ms.append(m)
+            ss.append(s)
+    return ms, ss
+
+
+def _seeds_of(studies: dict) -> list:
+    return sorted({s for st in studies.values() for v in st["steps_by_lr_seed"].values()
+                   for s in v})
+
+
 def bootstrap_fit(studies: dict, n_boot: int = 1000, *, seed: int = 0, level: float = 0.9):
     """Percentile interval of B_crit resampling seeds with replacement (lr choice redone).
 
@@ -198,19 +216,12 @@ def bootstrap_fit(studies: dict, n_boot: int = 1000, *, seed: int = 0, level: fl
     """
     if n_boot <= 0:
         return None, None, 0
-    seeds = sorted({s for st in studies.values() for v in st["steps_by_lr_seed"].values()
-                    for s in v})
+    seeds = _seeds_of(studies)
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(n_boot):
         pick = list(rng.choice(seeds, size=len(seeds), replace=True))
-        ms, ss = [], []
-        for m, st in studies.items():
-            _, s = _best_lr(st["steps_by_lr_seed"], pick)
-            if s is not None:
-                ms.append(m)
-                ss.append(s)
-        f = fit_critical_batch(ms, ss)
+        f = fit_critical_batch(*_resampled_steps(studies, pick))
         if f["B_crit"] is not None:
             vals.append(f["B_crit"])
     if len(vals) < n_boot / 2:
@@ -220,7 +231,7 @@ def bootstrap_fit(studies: dict, n_boot: int = 1000, *, seed: int = 0, level: fl
 
 
 def analyse(trials: list[dict], archs: dict, *, epsilon: float = 1.0, delta: float = 1.0,
-            n_boot: int = 1000) -> list[dict]:
+            n_boot: int = 1000, level: float = 0.9) -> list[dict]:
     """One row per architecture: observed B_crit (with bootstrap interval), observed max useful
     batch, predicted max batch (init, along the run, theory) and the counts of trial states."""
     table = study_table(trials)
@@ -230,27 +241,19 @@ def analyse(trials: list[dict], archs: dict, *, epsilon: float = 1.0, delta: flo
         ms = sorted(studies)
         steps = [studies[m]["steps"] for m in ms]
         fit = fit_critical_batch(ms, [np.nan if s is None else s for s in steps])
-        lo, hi, _ = bootstrap_fit(studies, n_boot)
+        lo, hi, _ = bootstrap_fit(studies, n_boot, level=level)
         mub = max_useful_batch(ms, [np.nan if studies[m]["epochs"] is None
                                     else studies[m]["epochs"] for m in ms], epsilon)
         arch = archs.get(aid, {})
         init = arch.get("training_loss", {})
         b_init = init.get("E_B_S")
-        # B_S averaged along the best run at the smallest batch size that reached the target
-        b_run = None
-        for m in ms:
-            st = studies[m]
-            if st["best_lr"] is None:
-                continue
-            runs = [t.get("B_S_run_mean") for t in trials if t["arch_id"] == aid
-                    and t["batch_size"] == m and t["lr"] == st["best_lr"]
-                    and t.get("B_S_run_mean") is not None]
-            if runs:
-                b_run = float(np.mean(runs))
-                break
+        # B_S averaged along the best run, and McCandlish's B_simple where it reached the
+        # target, at the smallest batch size that reached the target
+        b_run = _best_run_mean(trials, studies, aid, "B_S_run_mean")
+        b_simple = _best_run_mean(trials, studies, aid, "B_simple_at_target")
         th = arch.get("theory", {})
         theory_pred = None
-        if th.get("covered") and th.get("training_loss_covered"):
+        if th.get("covered"):
             theory_pred = float(predicted_max_batch(th["batch_size_bound"], delta))
         rows.append({
             "arch_id": aid, "arch": t0["arch"], "activation": t0["activation"],
@@ -268,11 +271,12 @@ def analyse(trials: list[dict], archs: dict, *, epsilon: float = 1.0, delta: flo
             "B_S_run": b_run,
             "predicted_max_batch_run": None if b_run is None
             else float(predicted_max_batch(b_run, delta)),
-            "theory_B_S_squared": th.get("batch_size_bound"),
+            "B_simple_at_target": b_simple,
+            "theory_B_S": th.get("batch_size_bound"),
             "theory_kind": th.get("kind"),
             "predicted_max_batch_theory": theory_pred,
             "theory_note": (None if theory_pred is not None else
-                            th.get("training_loss_note") or th.get("reason") or "not covered"),
+                            th.get("reason") or "not covered"),
             "trials": sum(studies[m][REACHED] + studies[m][UNREACHED] + studies[m][INFEASIBLE]
                           for m in ms),
             "reached": sum(studies[m][REACHED] for m in ms),
@@ -284,64 +288,217 @@ def analyse(trials: list[dict], archs: dict, *, epsilon: float = 1.0, delta: flo
     return rows
 
 
-def verdict(rows: list[dict]) -> dict:
-    """Plain-words verdict on claim C2 for this workload, and the prediction check.
+def _best_run_mean(trials, studies, aid, key):
+    """Mean of ``key`` over the best-lr trials at the smallest batch size whose best lr exists
+    and has the value."""
+    for m in sorted(studies):
+        st = studies[m]
+        if st["best_lr"] is None:
+            continue
+        vals = [t.get(key) for t in trials if t["arch_id"] == aid and t["batch_size"] == m
+                and t["lr"] == st["best_lr"] and t.get(key) is not None]
+        if vals:
+            return float(np.mean(vals))
+    return None
 
-    C2 says: at a fixed parameter budget, wider (hence shallower) nets train with larger
-    batches without slowing down, unlike deeper ones. It is *supported* when the observed
-    critical batch and the largest useful batch both rise with width (Spearman > 0) and the
-    widest net's bootstrap interval lies above the narrowest's; *not supported* when neither
-    measure rises with width; otherwise (mixed evidence, or overlapping intervals)
-    *inconclusive*.
+
+def verdict(trends: list[dict]) -> dict:
+    """Plain-words verdict on claim C2 from the family trends (:func:`family_trend`).
+
+    C2 says wider nets train with larger batches without slowing down, deeper ones do not.
+    Each family gets its own verdict; the summary is ``"supported"`` when at least one family
+    supports C2 and none contradicts it, ``"contradicted"`` in the mirror case, ``"mixed"``
+    when families disagree, and ``"inconclusive"`` when none decides.
+
+    Example:
+        >>> verdict([{"family": "width", "verdict": "supported", "slope": 0.4,
+        ...           "ci_low": 0.1, "ci_high": 0.7, "axis": "log K", "nets": [1, 2, 3, 4],
+        ...           "reason": ""}])["C2"]
+        'supported'
     """
-    fitted = [r for r in rows if r["observed_B_crit"] is not None and r["width"]]
-    if len(fitted) < 2:
-        return {"C2": "inconclusive", "text": "Fewer than two architectures gave a fitted "
-                "critical batch, so the width ordering cannot be judged.",
-                "rho_width_Bcrit": None, "rho_width_maxbatch": None,
-                "rho_pred_obs_Bcrit": None, "rho_pred_obs_maxbatch": None}
-    w = [r["width"] for r in fitted]
-    bc = [r["observed_B_crit"] for r in fitted]
-    mb = [np.nan if r["observed_max_batch"] is None else r["observed_max_batch"] for r in fitted]
-    pred = [np.nan if r["predicted_max_batch"] is None else r["predicted_max_batch"]
-            for r in fitted]
-    rho_b, rho_m = spearman(w, bc), spearman(w, mb)
-    rho_pb, rho_pm = spearman(pred, bc), spearman(pred, mb)
-    wide = max(fitted, key=lambda r: r["width"])
-    narrow = min(fitted, key=lambda r: r["width"])
-    separated = (wide["B_crit_lo"] is not None and narrow["B_crit_hi"] is not None
-                 and wide["B_crit_lo"] > narrow["B_crit_hi"])
-    if rho_b > 0 and (rho_m > 0 or np.isnan(rho_m)) and separated:
+    votes = [t["verdict"] for t in trends]
+    sup, con = votes.count("supported"), votes.count("contradicted")
+    if sup and con:
+        c2 = "mixed"
+    elif sup:
         c2 = "supported"
-    elif not rho_b > 0 and not rho_m > 0:
-        c2 = "not supported"
+    elif con:
+        c2 = "contradicted"
     else:
         c2 = "inconclusive"
-    desc = "; ".join(f"depth {r['depth']} / width {r['width']}: B_crit ≈ "
-                     f"{r['observed_B_crit']:.3g}" + (
-                         f" [{r['B_crit_lo']:.3g}, {r['B_crit_hi']:.3g}]"
-                         if r["B_crit_lo"] is not None else "")
-                     + f", largest useful batch {r['observed_max_batch']}"
-                     + ("+" if r["max_batch_lower_bound"] else "")
-                     for r in fitted)
-    trend = {True: "rises", False: "falls"}
-    text = (f"Claim C2 is **{c2}** for this workload. Observed: {desc}. Across the "
-            f"{len(fitted)} nets of one parameter budget the critical batch "
-            f"{'shows no trend' if np.isnan(rho_b) or rho_b == 0 else trend[rho_b > 0]} with "
-            f"width (Spearman ρ = {_fmt(rho_b)}) and the largest useful batch "
-            f"{'shows no trend' if np.isnan(rho_m) or rho_m == 0 else trend[rho_m > 0]} with "
-            f"width (ρ = {_fmt(rho_m)})")
-    if c2 != "supported" and rho_b > 0:
-        text += ("; the direction agrees with C2 but the bootstrap intervals of the widest and "
-                 "narrowest nets overlap" if not separated else "")
-    text += (f". Gradient diversity's prediction δ·B_S+1 at initialisation ranks the nets "
-             f"with Spearman ρ = {_fmt(rho_pb)} against the observed critical batch and "
-             f"ρ = {_fmt(rho_pm)} against the largest useful batch. With {len(fitted)} "
-             f"architectures a rank correlation can only take a few values and is not "
-             f"statistically meaningful on its own.")
-    return {"C2": c2, "text": text, "rho_width_Bcrit": _nn(rho_b),
-            "rho_width_maxbatch": _nn(rho_m), "rho_pred_obs_Bcrit": _nn(rho_pb),
-            "rho_pred_obs_maxbatch": _nn(rho_pm)}
+    parts = []
+    for t in trends:
+        if t["verdict"] == "inconclusive" and len(trends) > 1:
+            continue  # the table lists them; the text names the families that decide
+        where = " / ".join(str(t[k]) for k in ("data", "loss", "arch") if k in t)
+        slope = ("no slope" if t["slope"] is None else
+                 f"slope {t['slope']:+.2f} per {t['axis']}"
+                 + ("" if t["ci_low"] is None else
+                    f" [{t['ci_low']:+.2f}, {t['ci_high']:+.2f}]"))
+        parts.append(f"{(where + ', ') if where else ''}{t['family']} family "
+                     f"({len(t['nets'])} nets): {t['verdict']} ({slope}; {t.get('reason', '')})")
+    text = (f"Claim C2 is **{c2}** by these measurements: {sup} of {len(trends)} families "
+            f"support it, {con} contradict it, {len(trends) - sup - con} cannot decide. "
+            + ". ".join(parts) + ("." if parts else ""))
+    return {"C2": c2, "text": text, "supported": sup, "contradicted": con,
+            "families": len(trends)}
+
+
+# --------------------------------------------------------------------------- trends (C2)
+MIN_TREND_NETS = 4  # no verdict from 3 points
+# Which sign of the slope C2 predicts: wider -> larger B_crit; deeper -> smaller (also along a
+# budget family, where depth grows as width shrinks).
+C2_SIGN = {"width": +1, "depth": -1, "budget": -1}
+TREND_AXIS = {"width": "log K", "depth": "L", "budget": "L"}
+
+
+def _slope(x, y) -> float:
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    xc = x - x.mean()
+    return float(xc @ (y - y.mean()) / (xc @ xc))
+
+
+def _trend_x(family: str, spec_row: dict) -> float:
+    return math.log(spec_row["width"]) if family == "width" else float(spec_row["depth"])
+
+
+def _fitted_log_bcrit(studies: dict, pick=None):
+    """log B_crit of one net (None when not fitted or at an edge of the batches tried)."""
+    ms, ss = _resampled_steps(studies, list(_seeds_of(studies)) if pick is None else pick)
+    f = fit_critical_batch(ms, ss)
+    if f["B_crit"] is None or f["at_edge"]:
+        return None
+    return math.log(f["B_crit"])
+
+
+def family_trend(table: dict, family: str, members: list[dict], *, n_boot: int = 1000,
+                 level: float = 0.9, seed: int = 0) -> dict:
+    r"""Trend of the observed critical batch along one family, with a bootstrap interval.
+
+    The slope is the least-squares slope of :math:`\log B_\text{crit}` against
+    :math:`\log K` (width family) or :math:`L` (depth family, and along a parameter-budget
+    family, where K falls as L grows). The interval is a percentile bootstrap: every net's
+    seeds are resampled with replacement independently, the lr choice and the fit are redone,
+    and the slope is recomputed. C2 predicts a positive slope in width and a negative one in
+    depth; the verdict is ``"supported"`` when the interval lies on C2's side of zero,
+    ``"contradicted"`` when it lies on the other side, and ``"inconclusive"`` otherwise, or
+    when fewer than :data:`MIN_TREND_NETS` nets have a fitted B_crit inside the batches tried.
+
+    Args:
+        table: :func:`study_table` of the workload.
+        family: ``"width"``, ``"depth"`` or ``"budget"``.
+        members: one dict per net with ``arch_id``, ``depth`` and ``width``.
+
+    Returns:
+        dict with ``family``, ``axis``, ``nets`` (arch ids used), ``slope``, ``ci_low``,
+        ``ci_high``, ``level``, ``verdict`` and ``reason``.
+    """
+    used = [r for r in members if r["arch_id"] in table
+            and _fitted_log_bcrit(table[r["arch_id"]]) is not None]
+    out = {"family": family, "axis": TREND_AXIS[family], "nets": [r["arch_id"] for r in used],
+           "members": [r["arch_id"] for r in members], "slope": None, "ci_low": None,
+           "ci_high": None, "level": level, "verdict": "inconclusive"}
+    if len(used) < MIN_TREND_NETS:
+        out["reason"] = (f"{len(used)} of {len(members)} nets have a critical batch fitted "
+                         f"inside the batches tried; a verdict needs at least "
+                         f"{MIN_TREND_NETS}")
+        if len(used) >= 2:
+            out["slope"] = _slope([_trend_x(family, r) for r in used],
+                                  [_fitted_log_bcrit(table[r["arch_id"]]) for r in used])
+        return out
+    x = [_trend_x(family, r) for r in used]
+    out["slope"] = _slope(x, [_fitted_log_bcrit(table[r["arch_id"]]) for r in used])
+    rng = np.random.default_rng(seed)
+    seeds = {r["arch_id"]: _seeds_of(table[r["arch_id"]]) for r in used}
+    slopes = []
+    for _ in range(max(n_boot, 0)):
+        xs, ys = [], []
+        for r, xv in zip(used, x):
+            sd = seeds[r["arch_id"]]
+            v = _fitted_log_bcrit(table[r["arch_id"]],
+                                  list(rng.choice(sd, size=len(sd), replace=True)))
+            if v is not None:
+                xs.append(xv)
+                ys.append(v)
+        if len(xs) >= MIN_TREND_NETS:
+            slopes.append(_slope(xs, ys))
+    if len(slopes) < max(n_boot, 1) / 2:
+        out["reason"] = "too few bootstrap resamples gave a fit for every net"
+        return out
+    a = (1 - level) / 2
+    lo, hi = float(np.quantile(slopes, a)), float(np.quantile(slopes, 1 - a))
+    out.update(ci_low=lo, ci_high=hi)
+    sign = C2_SIGN[family]
+    if lo > 0 or hi < 0:
+        agrees = (lo > 0) == (sign > 0)
+        out["verdict"] = "supported" if agrees else "contradicted"
+        out["reason"] = (f"the {level:.0%} interval of the slope excludes 0 on "
+                         f"{'the side C2 predicts' if agrees else 'the side opposite to C2'}")
+    else:
+        out["reason"] = f"the {level:.0%} interval of the slope contains 0"
+    return out
+
+
+# --------------------------------------------------------------------------- predictors
+PREDICTORS = {
+    # name: (row key, what it is)
+    "theory_init": ("predicted_max_batch_theory",
+                    "theory δ·B̄_S+1 at initialisation (ratio of expectations; kind per net)"),
+    "mc_init": ("predicted_max_batch",
+                "δ·E[B_S]+1, Monte Carlo over random inits, training loss"),
+    "along_run": ("predicted_max_batch_run",
+                  "δ·B_S+1 with B_S averaged along the best small-batch run"),
+    "B_simple_at_target": ("B_simple_at_target",
+                           "McCandlish's B_simple (= B_S − 1, plug-in) of the training set "
+                           "where the best small-batch run reached the target"),
+}
+
+
+def predictor_table(rows: list[dict], *, n_boot: int = 1000, level: float = 0.9,
+                    seed: int = 0) -> list[dict]:
+    """Every predictor against the observed critical batch over a set of nets.
+
+    Per predictor: ``nets`` (with both values), ``spearman`` (predicted vs observed B_crit)
+    with a percentile-bootstrap interval over nets (``spearman_ci_low/high``), the ratio
+    observed B_crit / predicted (``ratio_median``, ``ratio_min``, ``ratio_max``), and
+    ``lower_bound_held``: the fraction of nets whose prediction is ≤ the observed largest
+    useful batch (Yin et al.'s δ·B_S+1 is a sufficient condition, so this is what the theory
+    claims), with ``looseness_median`` = observed largest useful batch / predicted.
+    """
+    out = []
+    for name, (key, what) in PREDICTORS.items():
+        pairs = [(r[key], r["observed_B_crit"], r["observed_max_batch"]) for r in rows
+                 if r.get(key) and r.get("observed_B_crit") and not r.get("fit_edge")]
+        rec = {"predictor": name, "description": what, "nets": len(pairs), "spearman": None,
+               "spearman_ci_low": None, "spearman_ci_high": None, "ratio_median": None,
+               "ratio_min": None, "ratio_max": None, "lower_bound_held": None,
+               "looseness_median": None}
+        if pairs:
+            p, b, mb = (np.array(v, np.float64) for v in zip(*[
+                (a, c, np.nan if d is None else d) for a, c, d in pairs]))
+            ratio = b / p
+            rec.update(ratio_median=float(np.median(ratio)), ratio_min=float(ratio.min()),
+                       ratio_max=float(ratio.max()))
+            okm = np.isfinite(mb)
+            if okm.any():
+                rec["lower_bound_held"] = float(np.mean(p[okm] <= mb[okm]))
+                rec["looseness_median"] = float(np.median(mb[okm] / p[okm]))
+            if len(pairs) >= 3:
+                rho = spearman(p, b)
+                rec["spearman"] = _nn(rho)
+                rng = np.random.default_rng(seed)
+                boots = []
+                for _ in range(max(n_boot, 0)):
+                    i = rng.integers(0, len(pairs), len(pairs))
+                    v = spearman(p[i], b[i])
+                    if np.isfinite(v):
+                        boots.append(v)
+                if boots:
+                    a = (1 - level) / 2
+                    rec["spearman_ci_low"] = float(np.quantile(boots, a))
+                    rec["spearman_ci_high"] = float(np.quantile(boots, 1 - a))
+        out.append(rec)
+    return out
 
 
 def _nn(v):
@@ -353,4 +510,5 @@ def _fmt(v) -> str:
 
 
 __all__ = ["fit_critical_batch", "max_useful_batch", "spearman", "study_table",
-           "bootstrap_fit", "analyse", "verdict"]
+           "bootstrap_fit", "analyse", "verdict", "family_trend", "predictor_table",
+           "PREDICTORS", "C2_SIGN", "MIN_TREND_NETS"]

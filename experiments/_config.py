@@ -1,15 +1,22 @@
 """Sweep configuration: a frozen dataclass read from TOML (``tomllib``) plus CLI overrides.
 
-A config file has four tables; every key is optional and defaults to the quick study
+A config file has up to six tables; every key is optional and defaults to the quick study
 (``experiments/configs/quick.toml`` spells the defaults out). Unknown tables or keys and values
 of the wrong type are rejected with a one-line :class:`ExperimentError`.
 
 .. code-block:: toml
 
-    [data]      # name = "mnist1d" | "gaussian" | a path (.npz, MNIST IDX, CIFAR-10 batches)
-    [model]     # arch, activation, depths, budget, budget_tolerance
-    [train]     # loss, batch_sizes, lrs, seeds, momentum, max_steps, target_metric, target, ...
-    [analysis]  # epsilon, delta, bootstrap
+    [suite]     # data, losses, archs: lists; one workload per combination (optional)
+    [data]      # name = "mnist1d" | "digits" | "gaussian" | a path (.npz, MNIST IDX, CIFAR-10)
+    [model]     # arch, activation, depths + budget (the parameter-budget family), tolerance
+    [families]  # width_depth + widths (width family), depth_width + depths (depth family)
+    [train]     # loss, batch_sizes, lrs, lr_extend, seeds, max_steps, target_metric, target...
+    [analysis]  # epsilon, delta, bootstrap, level
+
+Vocabulary (Shallue et al.): a *workload* is (data set, loss, architecture family, optimiser);
+a *study* is every trial of one network at one batch size; a *trial* is one (lr, seed) run. A
+config with a ``[suite]`` table describes several workloads (the C2 study); without one, a
+single workload.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ LOSSES = ("auto", "cross_entropy", "squared")
 TARGET_METRICS = ("auto", "accuracy", "loss", "relative_loss")
 DTYPES = ("float32", "float64")
 LR_SCALINGS = ("none", "sqrt", "linear")
+LR_CENTERS = ("scaled", "previous_best")
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,13 @@ class SweepConfig:
     ``analysis.*``); see ``experiments/configs/quick.toml`` for each one's meaning.
     """
 
+    # [suite] (empty: one workload, the [data]/[model]/[train] values below)
+    suite_data: tuple[str, ...] = ()
+    suite_losses: tuple[str, ...] = ()
+    suite_archs: tuple[str, ...] = ()
+    suite_exclude: tuple[str, ...] = ()
+    # [suite."DATA"] / [suite."DATA/LOSS"] sub-tables: ((selector, attribute, value), ...)
+    suite_overrides: tuple = ()
     # [data]
     data: str = "mnist1d"
     n: int = 2000
@@ -46,12 +61,19 @@ class SweepConfig:
     depths: tuple[int, ...] = (2, 4, 8)
     budget: int = 10000
     budget_tolerance: float = 0.05
+    # [families] (0: family absent). The parameter-budget family is [model] depths + budget.
+    width_family_depth: int = 0
+    width_family_widths: tuple[int, ...] = ()
+    depth_family_width: int = 0
+    depth_family_depths: tuple[int, ...] = ()
     # [train]
     loss: str = "auto"
     batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
     lrs: tuple[float, ...] = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
     lr_scaling: str = "sqrt"
     lr_reference_batch: int = 64
+    lr_center: str = "scaled"
+    lr_extend: int = 0
     seeds: int = 2
     momentum: float = 0.0
     max_steps: int = 20000
@@ -64,6 +86,7 @@ class SweepConfig:
     epsilon: float = 1.0
     delta: float = 1.0
     bootstrap: int = 1000
+    level: float = 0.9
 
     def __post_init__(self):
         _validate(self)
@@ -75,12 +98,73 @@ class SweepConfig:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in dataclasses.fields(self)}
 
-    def lrs_for(self, batch_size: int) -> tuple[float, ...]:
-        """The learning-rate grid tried at ``batch_size``: ``lrs`` × (m / lr_reference_batch)^p
-        with p = 0 (``none``), 1/2 (``sqrt``) or 1 (``linear``)."""
+    def lrs_for(self, batch_size: int, previous: tuple[int, float] | None = None
+                ) -> tuple[float, ...]:
+        r"""The learning-rate grid first tried at ``batch_size``.
+
+        ``lr_center = "scaled"``: ``lrs`` × (m / lr_reference_batch)^p with p = 0 (``none``),
+        1/2 (``sqrt``) or 1 (``linear``). ``"previous_best"``: the same grid shape (``lrs``
+        divided by their geometric mean) centred on the best lr ``b`` of the previous batch
+        size ``m'`` moved by the rule, :math:`b\,(m/m')^p`, when ``previous = (m', b)`` is
+        given (the first batch size falls back to ``"scaled"``).
+
+        Example:
+            >>> c = SweepConfig(lrs=(0.05, 0.1, 0.2), lr_scaling="sqrt", lr_reference_batch=64)
+            >>> c.lrs_for(256)
+            (0.1, 0.2, 0.4)
+            >>> c.replace(lr_center="previous_best").lrs_for(256, previous=(64, 0.4))
+            (0.4, 0.8, 1.6)
+        """
         p = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}[self.lr_scaling]
+        if self.lr_center == "previous_best" and previous is not None:
+            m_prev, best = previous
+            centre = best * (batch_size / m_prev) ** p
+            g = math.exp(sum(math.log(v) for v in self.lrs) / len(self.lrs))
+            return tuple(_round(centre * lr / g) for lr in self.lrs)
         f = (batch_size / self.lr_reference_batch) ** p
-        return tuple(float(f"{lr * f:.6g}") for lr in self.lrs)
+        return tuple(_round(lr * f) for lr in self.lrs)
+
+    @property
+    def lr_ratio(self) -> float:
+        """The grid's ratio (its extension step): (max/min)^(1/(k−1)); 1 for one point."""
+        lrs = sorted(self.lrs)
+        return (lrs[-1] / lrs[0]) ** (1 / (len(lrs) - 1)) if len(lrs) > 1 else 1.0
+
+    def workloads(self) -> list[tuple[str, "SweepConfig"]]:
+        """``[(name, config)]``: one per (data, loss, arch) of ``[suite]`` except those named
+        in ``suite.exclude`` (``"DATA"``, ``"DATA/LOSS"`` or ``"DATA/LOSS/ARCH"``); values in a
+        ``[suite."DATA"]`` or ``[suite."DATA/LOSS"]`` table override the defaults for those
+        workloads. A config without a suite is one workload named ``""`` (the output folder
+        itself).
+
+        Example:
+            >>> c = SweepConfig(suite_data=("mnist1d",), suite_losses=("cross_entropy",
+            ...                 "squared"), suite_archs=("residual",), depths=(3, 4))
+            >>> [name for name, _ in c.workloads()]
+            ['mnist1d-cross_entropy-residual', 'mnist1d-squared-residual']
+        """
+        if not self.is_suite:
+            return [("", self)]
+        out = []
+        for data in self.suite_data or (self.data,):
+            for loss in self.suite_losses or (self.loss,):
+                for arch in self.suite_archs or (self.arch,):
+                    name = f"{data_label(data)}-{loss}-{arch}"
+                    sel = (data_label(data), f"{data_label(data)}/{loss}",
+                           f"{data_label(data)}/{loss}/{arch}")
+                    if any(e in sel for e in self.suite_exclude):
+                        continue
+                    changes = {a: v for sel, a, v in self.suite_overrides
+                               if sel in (data_label(data), f"{data_label(data)}/{loss}")}
+                    out.append((name, self.replace(suite_data=(), suite_losses=(),
+                                                   suite_archs=(), suite_overrides=(),
+                                                   data=data, loss=loss, arch=arch,
+                                                   **changes)))
+        return out
+
+    @property
+    def is_suite(self) -> bool:
+        return bool(self.suite_data or self.suite_losses or self.suite_archs)
 
     def to_toml(self) -> str:
         """The config as a TOML file that :func:`load_config` reads back unchanged."""
@@ -88,26 +172,57 @@ class SweepConfig:
         for table, names in SECTIONS.items():
             lines.append(f"[{table}]")
             for key, attr in names.items():
-                lines.append(f"{key} = {_toml_value(getattr(self, attr))}")
+                value = getattr(self, attr)
+                if value == ():  # an absent list (no suite / no family): the default
+                    continue
+                lines.append(f"{key} = {_toml_value(value)}")
             lines.append("")
+            if table == "suite":
+                for sel in dict.fromkeys(sel for sel, _, _ in self.suite_overrides):
+                    lines.append(f'[suite."{sel}"]')
+                    for s_, attr, value in self.suite_overrides:
+                        if s_ == sel:
+                            lines.append(f'"{_ATTR_KEY[attr]}" = {_toml_value(value)}')
+                    lines.append("")
         return "\n".join(lines)
+
+
+def _round(v: float) -> float:
+    return float(f"{v:.6g}")
+
+
+def data_label(name: str) -> str:
+    """A folder-safe name for a data set: ``mnist1d``, or a file's base name without suffix."""
+    import os
+
+    base = os.path.basename(os.path.normpath(name))
+    stem = base.split(".")[0] or "data"
+    return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in stem)
 
 
 # TOML table -> {toml key: dataclass attribute}
 SECTIONS = {
+    "suite": {"data": "suite_data", "losses": "suite_losses", "archs": "suite_archs",
+              "exclude": "suite_exclude"},
     "data": {"name": "data", "n": "n", "seed": "data_seed", "init_samples": "init_samples"},
     "model": {"arch": "arch", "activation": "activation", "depths": "depths",
               "budget": "budget", "budget_tolerance": "budget_tolerance"},
+    "families": {"width_depth": "width_family_depth", "widths": "width_family_widths",
+                 "depth_width": "depth_family_width", "depths": "depth_family_depths"},
     "train": {"loss": "loss", "batch_sizes": "batch_sizes", "lrs": "lrs",
               "lr_scaling": "lr_scaling", "lr_reference_batch": "lr_reference_batch",
-              "seeds": "seeds",
+              "lr_center": "lr_center", "lr_extend": "lr_extend", "seeds": "seeds",
               "momentum": "momentum", "max_steps": "max_steps",
               "target_metric": "target_metric", "target": "target",
               "eval_growth": "eval_growth", "stop_factor": "stop_factor", "dtype": "dtype"},
-    "analysis": {"epsilon": "epsilon", "delta": "delta", "bootstrap": "bootstrap"},
+    "analysis": {"epsilon": "epsilon", "delta": "delta", "bootstrap": "bootstrap",
+                 "level": "level"},
 }
 
 _TYPES = {f.name: f.type for f in dataclasses.fields(SweepConfig)}
+# dataclass attribute -> "table.key" (the spelling of a [suite."DATA"] override)
+_ATTR_KEY = {attr: f"{t}.{k}" for t, names in SECTIONS.items() if t != "suite"
+             for k, attr in names.items()}
 
 
 def _toml_value(v) -> str:
@@ -137,6 +252,11 @@ def _check_type(attr: str, value, where: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ExperimentError(f"{where}: expected a number, got {value!r}")
         return float(value)
+    if kind == "tuple[str, ...]":
+        if not isinstance(value, list) or not value or any(not isinstance(v, str)
+                                                           for v in value):
+            raise ExperimentError(f"{where}: expected a non-empty list of strings, got {value!r}")
+        return tuple(value)
     if kind == "tuple[int, ...]":
         if not isinstance(value, list) or not value or any(
                 isinstance(v, bool) or not isinstance(v, int) for v in value):
@@ -154,8 +274,19 @@ def _validate(c: SweepConfig):
     def bad(msg):
         raise ExperimentError(msg)
 
-    if c.arch not in ("fc", "residual"):
-        bad(f"model.arch must be 'fc' or 'residual', got {c.arch!r}")
+    for a in c.suite_archs or (c.arch,):
+        if a not in ("fc", "residual"):
+            bad(f"model.arch must be 'fc' or 'residual', got {a!r}")
+    for lo in c.suite_losses:
+        if lo not in LOSSES:
+            bad(f"suite.losses: each must be one of {', '.join(LOSSES)}, got {lo!r}")
+    for name in ("suite_data", "suite_losses", "suite_archs"):
+        v = getattr(c, name)
+        if len(set(v)) != len(v):
+            bad(f"suite.{name[6:]} lists a value twice: {list(v)}")
+    archs = c.suite_archs or (c.arch,)
+    if c.is_suite and not c.workloads():
+        bad("suite.exclude leaves no workload to run")
     if c.activation not in ("linear", "relu"):
         bad(f"model.activation must be 'linear' or 'relu', got {c.activation!r}")
     if c.loss not in LOSSES:
@@ -175,8 +306,32 @@ def _validate(c: SweepConfig):
         bad(f"train.lr_reference_batch must be positive, got {c.lr_reference_batch}")
     if any(d <= 0 for d in c.depths) or len(set(c.depths)) != len(c.depths):
         bad(f"model.depths must be distinct positive integers, got {list(c.depths)}")
-    if c.arch == "residual" and min(c.depths) < 3:
+    family_depths = list(c.depths) + list(c.depth_family_depths) + (
+        [c.width_family_depth] if c.width_family_depth else [])
+    if "residual" in archs and min(family_depths) < 3:
         bad("model.arch 'residual' needs every depth >= 3 (depth counts weight matrices)")
+    for fam, anchor, members, what in (
+            ("width", c.width_family_depth, c.width_family_widths, "widths"),
+            ("depth", c.depth_family_width, c.depth_family_depths, "depths")):
+        if anchor < 0 or (anchor == 0) != (not members):
+            bad(f"families: the {fam} family needs both {fam}_{'depth' if fam == 'width' else 'width'}"
+                f" > 0 and a list of {what} (or neither)")
+        if members and (len(members) < 2 or len(set(members)) != len(members)
+                        or min(members) <= 0):
+            bad(f"families.{what}: a {fam} family needs at least 2 distinct positive "
+                f"{what}, got {list(members)}")
+    if c.lr_center not in LR_CENTERS:
+        bad(f"train.lr_center must be one of {', '.join(LR_CENTERS)}, got {c.lr_center!r}")
+    if c.lr_extend < 0:
+        bad(f"train.lr_extend must be >= 0, got {c.lr_extend}")
+    if c.lr_extend or c.lr_center == "previous_best":
+        lrs = sorted(c.lrs)
+        ratios = [b / a for a, b in zip(lrs, lrs[1:])]
+        if len(lrs) < 2 or max(ratios) / min(ratios) > 1.02:
+            bad(f"train.lr_extend / lr_center 'previous_best' need a geometric lr grid "
+                f"(constant ratio within 2%, >= 2 values), got {list(c.lrs)}")
+    if not 0.5 <= c.level < 1:
+        bad(f"analysis.level must be in [0.5, 1), got {c.level}")
     if c.budget <= 0:
         bad(f"model.budget must be positive, got {c.budget}")
     if not 0 < c.budget_tolerance < 1:
@@ -194,7 +349,7 @@ def _validate(c: SweepConfig):
     if not math.isfinite(c.target) or c.target < 0:
         bad(f"train.target must be a finite number >= 0 (0 = default), got {c.target}")
     if c.target_metric == "accuracy" and c.target > 1:
-        bad(f"an accuracy target must be in (0, 1], got {c.target}")
+        bad(f"an accuracy target must be in (0, 1], got {c.target}: no net can reach it")
     if not c.eval_growth > 1:
         bad(f"train.eval_growth must be > 1, got {c.eval_growth}")
     if not c.stop_factor >= 1:
@@ -210,6 +365,7 @@ def _validate(c: SweepConfig):
 def config_from_dict(raw: dict, source: str = "config") -> SweepConfig:
     """Build a :class:`SweepConfig` from parsed TOML tables, rejecting unknown keys."""
     values = {}
+    overrides = []
     for table, content in raw.items():
         if table not in SECTIONS:
             raise ExperimentError(f"{source}: unknown table [{table}] "
@@ -217,12 +373,27 @@ def config_from_dict(raw: dict, source: str = "config") -> SweepConfig:
         if not isinstance(content, dict):
             raise ExperimentError(f"{source}: {table} must be a table")
         for key, value in content.items():
+            if table == "suite" and isinstance(value, dict):  # [suite."DATA[/LOSS]"]
+                for dotted, v in value.items():
+                    attr = {k: a for a, k in _ATTR_KEY.items()}.get(dotted)
+                    if attr is None or attr in ("data", "loss", "arch"):
+                        raise ExperimentError(
+                            f"{source}: suite.{key}: unknown override {dotted!r} (use "
+                            f"'table.key', e.g. 'train.target'; data/loss/arch come from "
+                            f"[suite])")
+                    overrides.append((key, attr,
+                                      _check_type(attr, v, f"{source}: suite.{key}.{dotted}")))
+                continue
             if key not in SECTIONS[table]:
                 raise ExperimentError(f"{source}: unknown key {table}.{key} "
                                       f"(known: {', '.join(SECTIONS[table])})")
             attr = SECTIONS[table][key]
             values[attr] = _check_type(attr, value, f"{source}: {table}.{key}")
-    return SweepConfig(**values)
+    if overrides:
+        values["suite_overrides"] = tuple(overrides)
+    cfg = SweepConfig(**values)
+    cfg.workloads()  # builds (so validates) every workload with its overrides
+    return cfg
 
 
 def load_config(path: str | None) -> SweepConfig:
@@ -254,4 +425,5 @@ def resolved_target(metric: str, target: float) -> float:
     raise ExperimentError("train.target_metric 'loss' needs an explicit train.target > 0")
 
 
-__all__ = ["SweepConfig", "load_config", "config_from_dict", "resolved_target", "SECTIONS"]
+__all__ = ["SweepConfig", "load_config", "config_from_dict", "resolved_target", "SECTIONS",
+           "data_label"]

@@ -4,6 +4,9 @@ r"""Training data for sweeps: the shared sets of :mod:`theory.data` plus image-f
 
 * ``mnist1d`` (default): :func:`theory.data.mnist1d`, generated offline with a fixed seed;
   a classification task (cross-entropy by default).
+* ``digits``: scikit-learn's bundled 8×8 handwritten digits (1,797 images, 10 classes, shipped
+  inside the package: no download), pixels 0..16 scaled to [0, 1] and standardised; needs the
+  optional extra ``pip install 'widthdepth[digits]'`` (scikit-learn).
 * ``gaussian``: the teacher–student set :func:`theory.data.gaussian` with
   ``d = 32`` inputs :math:`x \sim \mathcal N(0, I_{32})`, one output
   :math:`y = T x/\sqrt{32} + \epsilon`, :math:`T \sim \mathcal N(0,1)^{1\times 32}`,
@@ -39,6 +42,8 @@ from theory.data import Dataset, DataError, gaussian, load_npz, mnist1d
 from ._errors import ExperimentError
 
 GAUSSIAN_D = 32
+MNIST1D_TRAIN = 4000  # the training split of MNIST-1D's standard 5,000-example set
+BUILTIN_DATA = ("mnist1d", "digits", "gaussian")
 GAUSSIAN_NOISE = 0.1
 
 
@@ -236,15 +241,31 @@ def load_cifar(path: str) -> Dataset:
                            f"CIFAR images {data.shape[1]} values")
 
 
-def _classification(pixels: np.ndarray, labels: np.ndarray, name: str, desc: str) -> Dataset:
-    x = pixels.astype(np.float64) / 255.0
+def load_digits(n: int = 0) -> Dataset:
+    """scikit-learn's bundled 8×8 digits (1,797 images; the first ``n`` if ``n > 0``), read
+    from the installed package."""
+    try:
+        from sklearn.datasets import load_digits as _load
+    except ImportError:
+        raise ExperimentError("data 'digits' needs scikit-learn: pip install "
+                              "'widthdepth[digits]' (or scikit-learn)") from None
+    raw = _load()
+    n = raw.data.shape[0] if n <= 0 else min(n, raw.data.shape[0])
+    return _classification(np.asarray(raw.data)[:n], np.asarray(raw.target, np.int64)[:n],
+                           "digits", f"digits: n={n} scikit-learn 8x8 handwritten digits "
+                           f"(64 pixels)", scale=16.0)
+
+
+def _classification(pixels: np.ndarray, labels: np.ndarray, name: str, desc: str,
+                    scale: float = 255.0) -> Dataset:
+    x = pixels.astype(np.float64) / scale
     std = x.std()
     x = (x - x.mean()) / (std if std > 0 else 1.0)
     if labels.min() < 0:
         raise ExperimentError(f"{desc.split(':')[0]}: negative class labels")
     c = int(labels.max()) + 1
     y = np.eye(c)[labels] - 1.0 / c
-    return Dataset(x, y, name, desc + f", {c} classes, pixels/255 standardised", labels)
+    return Dataset(x, y, name, desc + f", {c} classes, pixels/{scale:g} standardised", labels)
 
 
 # --------------------------------------------------------------------------- resolution
@@ -268,14 +289,16 @@ def load_data(name: str, *, n: int = 0, seed: int = 42) -> tuple[Dataset, str]:
     """The training set named by ``name`` (see module doc) and its task,
     ``"classification"`` or ``"regression"``. ``n > 0`` keeps the first ``n`` examples."""
     try:
-        if name == "mnist1d":
-            return mnist1d(n or 2000, seed=seed), "classification"
+        if name == "mnist1d":  # n = 0: the whole standard training split (4,000 examples)
+            return mnist1d(n or MNIST1D_TRAIN, seed=seed), "classification"
+        if name == "digits":
+            return load_digits(n), "classification"
         if name == "gaussian":
             return gaussian(n or 2000, GAUSSIAN_D, seed=seed, labels="teacher", outputs=1,
                             noise=GAUSSIAN_NOISE), "regression"
         if not os.path.exists(name):
-            raise ExperimentError(f"{name}: no such file or folder (and not 'mnist1d' or "
-                                  f"'gaussian')")
+            raise ExperimentError(f"{name}: unknown data set: no such file or folder (and not "
+                                  f"one of {', '.join(BUILTIN_DATA)})")
         if os.path.isdir(name):
             imgs = [f for f in os.listdir(name) if f.startswith("train-images")
                     and "idx3" in f]
@@ -305,5 +328,6 @@ def load_data(name: str, *, n: int = 0, seed: int = 42) -> tuple[Dataset, str]:
     return ds, task
 
 
-__all__ = ["load_data", "restricted_load", "read_idx", "load_mnist_idx", "load_cifar",
+__all__ = ["load_data", "load_digits", "restricted_load", "read_idx", "load_mnist_idx",
+           "load_cifar", "BUILTIN_DATA", "MNIST1D_TRAIN",
            "GAUSSIAN_D", "GAUSSIAN_NOISE"]

@@ -61,6 +61,53 @@ def budget_family(budget: int, depths, *, input_dim: int, outputs: int,
             for L in depths]
 
 
+FAMILIES = ("width", "depth", "budget")
+
+
+def family_specs(cfg, *, input_dim: int, outputs: int) -> dict[str, list[NetSpec]]:
+    """The families of a workload config (:class:`experiments.SweepConfig`):
+
+    * ``width``: depth ``families.width_depth``, every width in ``families.widths``;
+    * ``depth``: width ``families.depth_width``, every depth in ``families.depths``;
+    * ``budget``: ``model.depths`` at the parameter budget ``model.budget``
+      (:func:`budget_family`).
+
+    Families that are not configured are absent; nets shared by two families (same depth and
+    width) are the same :class:`theory.NetSpec`, trained once.
+
+    Example:
+        >>> from experiments import SweepConfig
+        >>> cfg = SweepConfig(depths=(3, 4), budget=3000, width_family_depth=3,
+        ...                   width_family_widths=(16, 32))
+        >>> fams = family_specs(cfg, input_dim=40, outputs=10)
+        >>> {f: [arch_id(s) for s in v] for f, v in fams.items()}
+        {'width': ['fc-relu-L3-K16', 'fc-relu-L3-K32'], 'budget': ['fc-relu-L3-K35', 'fc-relu-L4-K28']}
+    """
+    kw = dict(activation=cfg.activation, arch=cfg.arch)
+    out = {}
+    try:
+        if cfg.width_family_widths:
+            out["width"] = [_spec(cfg.width_family_depth, K, input_dim, outputs, **kw)
+                            for K in cfg.width_family_widths]
+        if cfg.depth_family_depths:
+            out["depth"] = [_spec(L, cfg.depth_family_width, input_dim, outputs, **kw)
+                            for L in cfg.depth_family_depths]
+    except SpecError as err:
+        raise ExperimentError(f"families: {err}") from None
+    out["budget"] = budget_family(cfg.budget, cfg.depths, input_dim=input_dim, outputs=outputs,
+                                  tolerance=cfg.budget_tolerance, **kw)
+    return out
+
+
+def union_of(families: dict) -> list[NetSpec]:
+    """Every distinct net of the families, in first-seen order."""
+    seen = {}
+    for specs in families.values():
+        for s in specs:
+            seen.setdefault(arch_id(s), s)
+    return list(seen.values())
+
+
 def arch_id(spec: NetSpec) -> str:
     """Short stable name, e.g. ``fc-relu-L4-K60``."""
     return f"{spec.arch}-{spec.activation}-L{spec.depth}-K{spec.width or 0}"
@@ -76,4 +123,5 @@ def describe_family(specs, budget: int) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["spec_for_budget", "budget_family", "arch_id", "describe_family"]
+__all__ = ["spec_for_budget", "budget_family", "family_specs", "union_of", "arch_id",
+           "describe_family", "FAMILIES"]

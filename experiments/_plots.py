@@ -15,6 +15,12 @@ def _color(i):
     return f"C{int(i) % 10}"
 
 
+def _legend(ax, size):
+    """A legend when something is labelled (an empty one warns)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=size)
+
+
 def _label(row_or_trial) -> str:
     return f"L={row_or_trial['depth']}, K={row_or_trial['width']}"
 
@@ -46,6 +52,9 @@ def plot_steps_vs_batch(ax, trials, rows, *, epochs: bool = False):
             ax.plot(mm, fit * ((mm / n) if epochs else 1), "--", color=c, lw=1)
         perfect = s[0] * ms[0] / mm
         ax.plot(mm, perfect * ((mm / n) if epochs else 1), ":", color=c, lw=1)
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no study reached the target", ha="center", transform=ax.transAxes)
+        return ax
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2 if not epochs else 10)
     ax.set_xlabel("batch size m")
@@ -53,7 +62,7 @@ def plot_steps_vs_batch(ax, trials, rows, *, epochs: bool = False):
     ax.set_title(("epochs" if epochs else "steps") + " to target vs batch size "
                  "(dotted: perfect scaling, dashed: fit)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, 8)
     return ax
 
 
@@ -89,7 +98,7 @@ def plot_predicted_vs_observed(ax, rows):
     ax.set_ylabel("observed")
     ax.set_title("predicted vs observed critical batch")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax, 7)
     return ax
 
 
@@ -120,7 +129,7 @@ def plot_bs_along_training(ax, trials, rows):
     ax.set_ylabel("B_S of the training set")
     ax.set_title("gradient diversity bound along training")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, 8)
     return ax
 
 
@@ -141,7 +150,7 @@ def plot_theory_mc_training(ax, rows, archs):
         return np.array(out, float)
 
     series = [
-        (get(["theory", "batch_size_bound"]), "s-", r"theory $\bar{B}_S$ (squared loss)"),
+        (get(["theory", "batch_size_bound"]), "s-", r"theory $\bar{B}_S$ (training loss)"),
         (get(["squared_loss", "B_S_ratio_of_means"]), "o--", r"Monte Carlo $\bar{B}_S$ (squared loss)"),
         (get(["squared_loss", "E_B_S"]), "o:", "Monte Carlo E[B_S] (squared loss)"),
         (get(["training_loss", "E_B_S"]), "^-", "Monte Carlo E[B_S] (training loss)"),
@@ -158,7 +167,86 @@ def plot_theory_mc_training(ax, rows, archs):
     ax.set_ylabel("batch size")
     ax.set_title("theory vs Monte Carlo vs training (same family)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax, 7)
+    return ax
+
+
+def plot_bcrit_trend(ax, rows, members, family: str, trend: dict | None = None):
+    """Observed B_crit (with its bootstrap interval) of one family's nets against width
+    (``family = "width"``, log2 axis) or depth (``"depth"``, ``"budget"``); the fitted
+    log-linear trend (dashed) and its slope interval in the legend."""
+    by = {r["arch_id"]: r for r in rows}
+    pts = [by[a] for a in members if a in by and by[a].get("observed_B_crit")]
+    xs = np.array([r["width"] if family == "width" else r["depth"] for r in pts], float)
+    for r, x in zip(pts, xs):
+        b, lo, hi = r["observed_B_crit"], r.get("B_crit_lo"), r.get("B_crit_hi")
+        yerr = None if lo is None else [[max(b - lo, 0)], [max(hi - b, 0)]]
+        edge = bool(r.get("fit_edge"))
+        ax.errorbar([x], [b], yerr=yerr, fmt="o", mfc="none" if edge else None, color="C0",
+                    capsize=3)
+        if r.get("observed_max_batch"):
+            ax.plot([x], [r["observed_max_batch"]], "s", color="C1", mfc="none")
+    ax.plot([], [], "o", color="C0", label="observed B_crit (open: at an edge)")
+    ax.plot([], [], "s", color="C1", mfc="none", label="largest useful batch")
+    if trend and trend.get("slope") is not None and len(xs) >= 2:
+        used = [by[a] for a in trend["nets"] if a in by]
+        ux = np.array([r["width"] if family == "width" else r["depth"] for r in used], float)
+        uy = np.log([r["observed_B_crit"] for r in used])
+        t = np.log(ux) if family == "width" else ux
+        mid = uy.mean() - trend["slope"] * t.mean()
+        grid = np.linspace(t.min(), t.max(), 50)
+        gx = np.exp(grid) if family == "width" else grid
+        ci = ("" if trend.get("ci_low") is None else
+              f" [{trend['ci_low']:+.2f}, {trend['ci_high']:+.2f}]")
+        ax.plot(gx, np.exp(mid + trend["slope"] * grid), "--", color="C0",
+                label=f"slope {trend['slope']:+.2f}{ci} per {trend['axis']}: "
+                      f"{trend['verdict']}")
+    if pts:
+        if family == "width":
+            ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+    else:
+        ax.text(0.5, 0.5, "no net of this family has a fitted B_crit", ha="center",
+                transform=ax.transAxes)
+    ax.set_xlabel({"width": "width K", "depth": "depth L",
+                   "budget": "depth L (fixed parameter budget)"}[family])
+    ax.set_ylabel("batch size")
+    ax.set_title(f"{family} family: observed critical batch")
+    ax.grid(True, which="both", alpha=0.3)
+    _legend(ax, 7)
+    return ax
+
+
+def plot_predictor(ax, rows, key: str, name: str):
+    """One predictor against the observed B_crit (circles, with interval) and the largest
+    useful batch (open squares) for every net, log-log, with y = x."""
+    vals = []
+    for r in rows:
+        p, b = r.get(key), r.get("observed_B_crit")
+        if not p or not b or r.get("fit_edge"):
+            continue
+        lo, hi = r.get("B_crit_lo"), r.get("B_crit_hi")
+        yerr = None if lo is None else [[max(b - lo, 0)], [max(hi - b, 0)]]
+        c = "C0" if r.get("arch") == "fc" else "C3"
+        ax.errorbar([p], [b], yerr=yerr, fmt="o", color=c, capsize=2, ms=4)
+        if r.get("observed_max_batch"):
+            ax.plot([p], [r["observed_max_batch"]], "s", color=c, mfc="none", ms=4)
+            vals.append(r["observed_max_batch"])
+        vals += [p, b]
+    ax.plot([], [], "o", color="C0", label="fc: B_crit")
+    ax.plot([], [], "o", color="C3", label="residual: B_crit")
+    ax.plot([], [], "s", color="k", mfc="none", label="largest useful batch")
+    vals = [v for v in vals if v and v > 0]
+    if vals:
+        lo, hi = min(vals) / 2, max(vals) * 2
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="y = x")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+    ax.set_xlabel(f"predicted: {name}")
+    ax.set_ylabel("observed")
+    ax.set_title(name)
+    ax.grid(True, which="both", alpha=0.3)
+    _legend(ax, 7)
     return ax
 
 
@@ -173,4 +261,4 @@ def save(fig, path_stem: str) -> list[str]:
 
 
 __all__ = ["plot_steps_vs_batch", "plot_predicted_vs_observed", "plot_bs_along_training",
-           "plot_theory_mc_training", "save"]
+           "plot_theory_mc_training", "plot_bcrit_trend", "plot_predictor", "save"]

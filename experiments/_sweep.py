@@ -7,12 +7,23 @@ Layout under the output folder (after batch_science: workload / study / trial)::
     OUT/archs/<arch_id>.json              B_S at initialisation (Monte Carlo over init seeds),
                                           theory's B̄_S where theory covers the model
     OUT/trials/<arch_id>/bs<m>/lr<lr>-seed<s>.json   one trial record each
+    OUT/trials/<arch_id>/bs<m>/study.json the study: learning rates tried, grid extensions
     OUT/timing.json                       wall time of each completed sweep invocation
+
+A config with a ``[suite]`` (the C2 study) runs one such workload per (data, loss, arch) into
+``OUT/<data>-<loss>-<arch>/`` and writes ``OUT/suite.json``; one progress bar (with an ETA)
+covers every study of every workload.
+
+Learning rates: every study first tries ``cfg.lrs_for(m, previous)``; with
+``train.lr_extend = N > 0``, while the best lr is the smallest or largest tried (or no lr
+reached the target with every seed), two more grid points beyond that edge are tried, at most
+N times per study, and ``study.json`` records each extension and whether the optimum ended
+inside the grid (``edge_resolved``).
 
 Every file is written atomically (temporary file in the same folder, then ``os.replace``), so
 a kill at any moment leaves each file either complete or absent. Rerunning the same command
-skips every study whose trial files all exist; a study with some files missing is rerun (it is
-deterministic) and only the missing files are written. A folder holding a sweep with a
+skips every study whose ``study.json`` and trial files all exist; a study with some files
+missing is rerun (it is deterministic) and only the missing files are written. A folder holding a sweep with a
 different workload is refused rather than mixed.
 """
 
@@ -35,8 +46,8 @@ from theory import batch_size_bound
 from ._config import SweepConfig, resolved_target
 from ._data import load_data
 from ._errors import ExperimentError
-from ._families import arch_id, budget_family, describe_family
-from ._train import run_study
+from ._families import arch_id, describe_family, family_specs, union_of
+from ._train import INFEASIBLE, REACHED, run_study
 
 SCHEMA = 1
 
@@ -85,6 +96,10 @@ def trial_path(out: str, aid: str, batch_size: int, lr: float, seed: int) -> str
     return os.path.join(out, "trials", aid, f"bs{batch_size}", f"lr{lr:g}-seed{seed}.json")
 
 
+def study_path(out: str, aid: str, batch_size: int) -> str:
+    return os.path.join(out, "trials", aid, f"bs{batch_size}", "study.json")
+
+
 def versions() -> dict:
     import matplotlib
     import optax
@@ -111,17 +126,23 @@ def plan(cfg: SweepConfig):
         raise ExperimentError(f"{cfg.data}: an accuracy target needs class labels "
                               f"(use target_metric 'loss' or 'relative_loss')")
     target = resolved_target(metric, cfg.target)
-    specs = budget_family(cfg.budget, cfg.depths, input_dim=ds.input_dim, outputs=ds.outputs,
-                          activation=cfg.activation, arch=cfg.arch,
-                          tolerance=cfg.budget_tolerance)
+    if metric == "accuracy" and ds.classes is not None and \
+            target <= 1.0 / (int(ds.classes.max()) + 1):
+        raise ExperimentError(f"an accuracy target of {target:g} is met by chance with "
+                              f"{int(ds.classes.max()) + 1} classes; choose a larger target")
+    if metric == "loss" and target <= 0:
+        raise ExperimentError(f"a loss target must be > 0 (losses are >= 0), got {target:g}")
+    families = family_specs(cfg, input_dim=ds.input_dim, outputs=ds.outputs)
+    specs = union_of(families)
     batch_sizes = [m for m in cfg.batch_sizes if m <= ds.n]
     skipped = [m for m in cfg.batch_sizes if m > ds.n]
     if not batch_sizes:
         raise ExperimentError(f"every batch size exceeds the {ds.n} training examples")
-    return ds, task, loss, metric, target, specs, batch_sizes, skipped
+    return ds, task, loss, metric, target, families, specs, batch_sizes, skipped
 
 
-def _workload_record(cfg, ds, task, loss, metric, target, specs, batch_sizes, skipped):
+def _workload_record(cfg, ds, task, loss, metric, target, families, specs, batch_sizes,
+                     skipped):
     return {
         "schema": SCHEMA,
         "config": cfg.to_dict(),
@@ -136,6 +157,7 @@ def _workload_record(cfg, ds, task, loss, metric, target, specs, batch_sizes, sk
         "family": [{"arch_id": arch_id(s), "arch": s.arch, "activation": s.activation,
                     "depth": s.depth, "width": s.width, "params": s.params,
                     "describe": s.describe()} for s in specs],
+        "families": {f: [arch_id(s) for s in v] for f, v in families.items()},
         "budget": cfg.budget,
     }
 
@@ -149,9 +171,10 @@ def _same_workload(old: dict, new: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------- init statistics
-def init_statistics(spec, x, y_loss, y_sq, loss, samples: int, dtype, data_desc: str) -> dict:
-    """B_S of the training set at initialisation, over ``samples`` random inits (keys 0..),
-    for the training loss and for the squared loss, and theory's B̄_S where covered."""
+def init_statistics(spec, x, y_loss, y_sq, loss, samples: int, dtype) -> dict:
+    """B_S of the training set at initialisation, over ``samples`` random inits (init ``k`` is
+    the one trial seed ``k`` starts from), for the training loss and for the squared loss.
+    Theory's B̄_S is computed by the report (:mod:`experiments._predict`)."""
     xs = jnp.asarray(x, dtype)
     res = {}
     for name, lname, yy in (("training_loss", loss, y_loss), ("squared_loss", "squared", y_sq)):
@@ -174,25 +197,6 @@ def init_statistics(spec, x, y_loss, y_sq, loss, samples: int, dtype, data_desc:
             "B_S_ratio_of_means": float(batch_size_bound(s1.mean(), s2.mean(), n)),
             "B_S_seed": [float(v) for v in bs],
         }
-    try:
-        import theory
-
-        th = theory.expected_moments(spec, np.asarray(x, np.float64),
-                                     np.asarray(y_sq, np.float64), delta=1.0,
-                                     data=data_desc).to_dict()
-        res["theory"] = {"covered": True, "loss": "squared",
-                         "batch_size_bound": th["batch_size_bound"],
-                         "predicted_max_batch": th["predicted_max_batch"],
-                         "kind": th["kind"]["batch_size_bound"], "notes": th["notes"],
-                         "limit_batch_size_bound": th["limit_batch_size_bound"]}
-    except Exception as err:  # theory does not cover every model: say so, do not fail
-        res["theory"] = {"covered": False, "reason": f"{type(err).__name__}: {err}"}
-    if loss != "squared":
-        res["theory"]["training_loss_covered"] = False
-        res["theory"]["training_loss_note"] = (
-            f"theory covers the squared loss; training uses {loss}: not covered")
-    else:
-        res["theory"]["training_loss_covered"] = res["theory"]["covered"]
     return res
 
 
@@ -201,29 +205,66 @@ def run_sweep(cfg: SweepConfig, out: str, *, progress: bool = True, log=None,
               command: str | None = None) -> dict:
     """Run (or resume) every study of ``cfg`` into ``out``; returns a small summary dict.
 
-    ``dtype = "float64"`` runs the whole sweep inside :func:`numerics.x64` (the one precision
-    switch), float32 otherwise."""
+    A suite config runs each of its workloads into ``out/<name>`` under one progress bar.
+    ``dtype = "float64"`` runs inside :func:`numerics.x64` (the one precision switch), float32
+    otherwise."""
     if cfg.dtype == "float64":
         with numerics.x64():
-            return _run_sweep(cfg, out, progress=progress, log=log, command=command)
-    return _run_sweep(cfg, out, progress=progress, log=log, command=command)
+            return _run_all(cfg, out, progress=progress, log=log, command=command)
+    return _run_all(cfg, out, progress=progress, log=log, command=command)
 
 
-def _run_sweep(cfg, out, *, progress, log, command):
+def _run_all(cfg, out, *, progress, log, command):
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
-    ds, task, loss, metric, target, specs, batch_sizes, skipped = plan(cfg)
-    log(f"data: {ds.description}")
+    works = [(name, wcfg, plan(wcfg)) for name, wcfg in cfg.workloads()]
+    os.makedirs(out, exist_ok=True)
+    if cfg.is_suite:
+        rec = {"schema": SCHEMA, "config": cfg.to_dict(), "workloads": [n for n, _, _ in works],
+               "command": command}
+        spath = os.path.join(out, "suite.json")
+        if os.path.exists(spath) and read_json(spath).get("config") != json.loads(
+                json.dumps(rec["config"])):
+            raise ExperimentError(f"{out} holds a different suite; use another --out")
+        write_json_atomic(spath, rec)
+        write_text_atomic(os.path.join(out, "config.toml"), cfg.to_toml())
+    total = sum(len(p[6]) * len(p[7]) for _, _, p in works)
+    bar = _progress(total, progress)
+    n_run = n_done = 0
+    try:
+        for name, wcfg, planned in works:
+            r, d = _run_workload(wcfg, os.path.join(out, name) if name else out, planned,
+                                 bar=bar, log=log, command=command)
+            n_run, n_done = n_run + r, n_done + d
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    log(f"sweep: {n_run} trials run, {n_done} already on disk (resumed), "
+        f"{elapsed:.1f} s; results in {out}")
+    tpath = os.path.join(out, "timing.json")
+    runs = read_json(tpath)["runs"] if os.path.exists(tpath) else []
+    runs.append({"trials_run": n_run, "trials_resumed": n_done, "seconds": round(elapsed, 1),
+                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 "devices": [str(d) for d in jax.local_devices()]})
+    write_json_atomic(tpath, {"runs": runs})
+    return {"trials_run": n_run, "trials_resumed": n_done, "seconds": elapsed, "out": out}
+
+
+def _run_workload(cfg, out, planned, *, bar, log, command):
+    ds, task, loss, metric, target, families, specs, batch_sizes, skipped = planned
+    log(f"workload {os.path.basename(os.path.normpath(out))}: {ds.description}")
     log(f"task: {task}, loss: {loss}, target: training {metric} "
         f"{'>=' if metric == 'accuracy' else '<='} {target:g}")
-    log(describe_family(specs, cfg.budget))
+    for fam, members in families.items():
+        log(f"{fam} family: {', '.join(arch_id(s) for s in members)}")
     if skipped:
         log(f"skipping batch sizes larger than n={ds.n}: {skipped}")
     dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
 
     os.makedirs(out, exist_ok=True)
     _remove_stale_tmp(out)
-    wl = _workload_record(cfg, ds, task, loss, metric, target, specs, batch_sizes, skipped)
+    wl = _workload_record(cfg, ds, task, loss, metric, target, families, specs, batch_sizes,
+                          skipped)
     wl_path = os.path.join(out, "workload.json")
     if os.path.exists(wl_path):
         diff = _same_workload(read_json(wl_path), wl)
@@ -238,68 +279,154 @@ def _run_sweep(cfg, out, *, progress, log, command):
     y_loss = ds.classes if loss == "cross_entropy" else ds.y
     seeds = list(range(cfg.seeds))
     n_done = n_run = 0
-    studies = [(s, m) for s in specs for m in batch_sizes]
-    bar = _progress(len(studies), progress)
-    try:
-        for spec in specs:
-            aid = arch_id(spec)
-            apath = os.path.join(out, "archs", f"{aid}.json")
-            if not os.path.exists(apath):
-                bar.set_postfix_str(f"{aid}: B_S at init, theory")
-                stats = init_statistics(spec, ds.x, y_loss, ds.y, loss, cfg.init_samples,
-                                        dtype, ds.description)
-                record = {"arch_id": aid, "arch": spec.arch, "activation": spec.activation,
-                          "depth": spec.depth, "width": spec.width, "params": spec.params,
-                          "n": ds.n, "describe": spec.describe(), **stats}
-                write_json_atomic(apath, record)
-            for m in batch_sizes:
-                lrs = cfg.lrs_for(m)
-                paths = {(lr, s): trial_path(out, aid, m, lr, s) for lr in lrs for s in seeds}
-                missing = [k for k, p in paths.items() if not os.path.exists(p)]
-                bar.set_postfix_str(f"{aid} batch {m}")
-                if not missing:
+    for spec in specs:
+        aid = arch_id(spec)
+        apath = os.path.join(out, "archs", f"{aid}.json")
+        if not os.path.exists(apath):
+            bar.set_postfix_str(f"{aid}: B_S at init")
+            stats = init_statistics(spec, ds.x, y_loss, ds.y, loss, cfg.init_samples, dtype)
+            record = {"arch_id": aid, "arch": spec.arch, "activation": spec.activation,
+                      "depth": spec.depth, "width": spec.width, "params": spec.params,
+                      "n": ds.n, "describe": spec.describe(), **stats}
+            write_json_atomic(apath, record)
+        previous = None
+        for m in batch_sizes:
+            bar.set_postfix_str(f"{os.path.basename(os.path.normpath(out))} {aid} batch {m}")
+            spath = study_path(out, aid, m)
+            if os.path.exists(spath):
+                st = read_json(spath)
+                paths = [trial_path(out, aid, m, lr, s) for lr in st["lrs_tried"] for s in seeds]
+                if all(os.path.exists(p) for p in paths):
                     n_done += len(paths)
+                    previous = (m, st["best_lr"]) if st.get("best_lr") else previous
                     bar.update(1)
                     continue
-                results = run_study(
-                    spec, ds.x, y_loss, ds.classes if task == "classification" else None,
-                    loss=loss, batch_size=m, lrs=lrs, seeds=seeds, momentum=cfg.momentum,
-                    max_steps=cfg.max_steps, target_metric=metric, target=target,
-                    eval_growth=cfg.eval_growth, stop_factor=cfg.stop_factor, dtype=dtype)
-                for r in results:
-                    key = (r["lr"], r["seed"])
-                    if key not in missing:
-                        continue
-                    steps = r["steps_to_target"]
-                    rec = {
-                        "schema": SCHEMA,
-                        "workload": os.path.basename(os.path.normpath(out)),
-                        "study": f"{aid}/bs{m}",
-                        "arch_id": aid, "arch": spec.arch, "activation": spec.activation,
-                        "depth": spec.depth, "width": spec.width, "params": spec.params,
-                        "batch_size": m, "lr": r["lr"], "seed": r["seed"],
-                        "status": r["status"], "steps_to_target": steps,
-                        "epochs_to_target": None if steps is None else steps * m / ds.n,
-                        "n": ds.n, "loss": loss, "target_metric": metric, "target": target,
-                        "momentum": cfg.momentum, "dtype": cfg.dtype,
-                        **{k: v for k, v in r.items()
-                           if k not in ("lr", "seed", "status", "steps_to_target")},
-                    }
-                    write_json_atomic(paths[key], rec)
-                    n_run += 1
-                n_done += len(paths) - len(missing)
-                bar.update(1)
-    finally:
-        bar.close()
-    elapsed = time.perf_counter() - t0
-    log(f"sweep: {n_run} trials run, {n_done} already on disk (resumed), "
-        f"{elapsed:.1f} s; results in {out}")
-    tpath = os.path.join(out, "timing.json")
-    runs = read_json(tpath)["runs"] if os.path.exists(tpath) else []
-    runs.append({"trials_run": n_run, "trials_resumed": n_done, "seconds": round(elapsed, 1),
-                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    write_json_atomic(tpath, {"runs": runs})
-    return {"trials_run": n_run, "trials_resumed": n_done, "seconds": elapsed, "out": out}
+            st, r, d = _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric,
+                                           target, m, seeds, previous, dtype)
+            write_json_atomic(spath, st)
+            n_run, n_done = n_run + r, n_done + d
+            previous = (m, st["best_lr"]) if st.get("best_lr") else previous
+            bar.update(1)
+    return n_run, n_done
+
+
+def lr_summary(results) -> dict:
+    """Per lr of a study's trial results: ``{lr: (all seeds reached, mean steps or None,
+    any seed diverged)}``."""
+    by = {}
+    for r in results:
+        by.setdefault(r["lr"], []).append(r)
+    out = {}
+    for lr, rs in by.items():
+        ok = all(r["status"] == REACHED for r in rs)
+        out[lr] = (ok, float(np.mean([r["steps_to_target"] for r in rs])) if ok else None,
+                   any(r["status"] == INFEASIBLE for r in rs))
+    return out
+
+
+def edge_direction(results) -> str | None:
+    """Where a study's learning-rate grid should grow: ``"up"`` when the best lr (smallest mean
+    steps-to-target with every seed reaching it) is the largest tried, or when none reached
+    it and the largest did not diverge; ``"down"`` when the best is the smallest tried, or
+    when none reached it and every lr had a diverged seed; None when the optimum is inside.
+
+    Example:
+        >>> mk = lambda lr, st: {"lr": lr, "status": st, "steps_to_target":
+        ...                      100 / lr if st == "REACHED" else None}
+        >>> edge_direction([mk(0.1, "REACHED"), mk(0.2, "REACHED")])
+        'up'
+        >>> edge_direction([mk(0.1, "REACHED"), mk(0.2, "REACHED"), mk(0.4, "INFEASIBLE")])
+    """
+    summ = lr_summary(results)
+    lrs = sorted(summ)
+    done = {lr: v[1] for lr, v in summ.items() if v[0]}
+    if done:
+        best = min(done, key=lambda lr: (done[lr], lr))
+        if best == lrs[-1]:
+            return "up"
+        if best == lrs[0]:
+            return "down"
+        return None
+    if not summ[lrs[-1]][2]:
+        return "up"
+    if all(summ[lr][2] for lr in lrs):
+        return "down"
+    return None
+
+
+def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, m, seeds,
+                        previous, dtype):
+    """One study (every lr × seed at batch ``m``), its grid extended at the edges; writes each
+    missing trial file as soon as its run returns. Returns (study record, run, resumed)."""
+    aid = arch_id(spec)
+    t0 = time.perf_counter()
+    lrs = list(cfg.lrs_for(m, previous))
+    results, extensions = [], []
+    n_run = n_done = 0
+    ups = downs = 0
+    batch = lrs
+    while True:
+        summ = lr_summary(results) if results else {}
+        known = min((v[1] for v in summ.values() if v[0]), default=None)
+        res = run_study(
+            spec, ds.x, y_loss, ds.classes if task == "classification" else None,
+            loss=loss, batch_size=m, lrs=batch, seeds=seeds, momentum=cfg.momentum,
+            max_steps=cfg.max_steps, target_metric=metric, target=target,
+            eval_growth=cfg.eval_growth, stop_factor=cfg.stop_factor, dtype=dtype,
+            known_best=known)
+        r, d = _write_trials(out, spec, ds, m, res, cfg, loss, metric, target)
+        n_run, n_done = n_run + r, n_done + d
+        results += res
+        direction = edge_direction(results)
+        if direction is None or not cfg.lr_extend:
+            break
+        if (direction == "up" and ups >= cfg.lr_extend) or \
+                (direction == "down" and downs >= cfg.lr_extend):
+            break
+        tried = sorted({r_["lr"] for r_ in results})
+        q = cfg.lr_ratio
+        if direction == "up":
+            ups += 1
+            batch = [float(f"{tried[-1] * q:.6g}"), float(f"{tried[-1] * q * q:.6g}")]
+        else:
+            downs += 1
+            batch = [float(f"{tried[0] / q / q:.6g}"), float(f"{tried[0] / q:.6g}")]
+        extensions.append({"direction": direction, "lrs": batch})
+    summ = lr_summary(results)
+    done = {lr: v[1] for lr, v in summ.items() if v[0]}
+    best = min(done, key=lambda lr: (done[lr], lr)) if done else None
+    record = {"schema": SCHEMA, "arch_id": aid, "batch_size": m, "lrs_initial": lrs,
+              "lrs_tried": sorted(summ), "extensions": extensions, "best_lr": best,
+              "edge_resolved": edge_direction(results) is None,
+              "wall_s": round(time.perf_counter() - t0, 3)}
+    return record, n_run, n_done
+
+
+def _write_trials(out, spec, ds, m, results, cfg, loss, metric, target):
+    aid = arch_id(spec)
+    n_run = n_done = 0
+    for r in results:
+        path = trial_path(out, aid, m, r["lr"], r["seed"])
+        if os.path.exists(path):
+            n_done += 1
+            continue
+        steps = r["steps_to_target"]
+        rec = {
+            "schema": SCHEMA,
+            "workload": os.path.basename(os.path.normpath(out)),
+            "study": f"{aid}/bs{m}",
+            "arch_id": aid, "arch": spec.arch, "activation": spec.activation,
+            "depth": spec.depth, "width": spec.width, "params": spec.params,
+            "batch_size": m, "lr": r["lr"], "seed": r["seed"],
+            "status": r["status"], "steps_to_target": steps,
+            "epochs_to_target": None if steps is None else steps * m / ds.n,
+            "n": ds.n, "loss": loss, "target_metric": metric, "target": target,
+            "momentum": cfg.momentum, "dtype": cfg.dtype,
+            **{k: v for k, v in r.items() if k not in ("lr", "seed", "status", "steps_to_target")},
+        }
+        write_json_atomic(path, rec)
+        n_run += 1
+    return n_run, n_done
 
 
 def _progress(total, enabled):
@@ -311,6 +438,15 @@ def _progress(total, enabled):
 
 def load_trials(out: str) -> list[dict]:
     """Every trial record under ``OUT/trials`` (files written atomically, so all complete)."""
+    return [r for r in _records(out) if "lr" in r]
+
+
+def load_studies(out: str) -> list[dict]:
+    """Every ``study.json`` record under ``OUT/trials`` (lrs tried, grid extensions)."""
+    return [r for r in _records(out) if "lrs_tried" in r]
+
+
+def _records(out: str) -> list[dict]:
     root = os.path.join(out, "trials")
     recs = []
     if not os.path.isdir(root):
@@ -322,5 +458,6 @@ def load_trials(out: str) -> list[dict]:
     return recs
 
 
-__all__ = ["run_sweep", "plan", "load_trials", "write_json_atomic", "trial_path",
-           "init_statistics", "versions"]
+__all__ = ["run_sweep", "plan", "load_trials", "load_studies", "write_json_atomic",
+           "trial_path", "study_path", "init_statistics", "versions", "edge_direction",
+           "lr_summary"]

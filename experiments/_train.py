@@ -183,14 +183,34 @@ def _evaluate(params, x, y, classes, *, spec, loss, classification):
 
 
 @partial(jax.jit, static_argnames=("spec", "loss"))
-def _training_set_bound(params, x, y, *, spec, loss):
-    """Per trial: B_S of the whole training set (one backward pass, per-layer trick)."""
+def _training_set_moments(params, x, y, *, spec, loss):
+    """Per trial: S1, S2 of the whole training set (one backward pass, per-layer trick)."""
 
     def one(p):
         st = numerics.per_example_stats(spec, p, x, y, loss=loss)
-        return batch_size_bound(st.S1, st.S2, x.shape[0])
+        return st.S1, st.S2
 
     return jax.vmap(one)(params)
+
+
+def _training_set_bound(params, x, y, *, spec, loss):
+    """Per trial: B_S of the whole training set."""
+    s1, s2 = _training_set_moments(params, x, y, spec=spec, loss=loss)
+    return batch_size_bound(s1, s2, x.shape[0])
+
+
+def _moments_at(state, hits, x, y, spec, loss):
+    """(S1, S2) of the training set for the trials flagged in ``hits`` (others: NaN), computed
+    on those trials only (gathered, padded to a power of two so few shapes compile)."""
+    idx = np.flatnonzero(hits)
+    size = 1 << int(len(idx) - 1).bit_length()
+    take = np.concatenate([idx, np.full(size - len(idx), idx[0])])
+    params = jax.tree_util.tree_map(lambda a: a[take], state.params)
+    out = np.full((2, len(hits)), np.nan)
+    for k, v in enumerate(jax.device_get(_training_set_moments(params, x, y, spec=spec,
+                                                               loss=loss))):
+        out[k, idx] = np.asarray(v, np.float64)[:len(idx)]
+    return out
 
 
 def _shard_trials(tree):
@@ -211,7 +231,8 @@ def next_eval_step(t: int, growth: float, max_steps: int) -> int:
 
 def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, momentum=0.0,
               max_steps: int = 1000, target_metric: str = "accuracy", target: float = 0.9,
-              eval_growth: float = 1.1, stop_factor: float = 2.0, dtype=jnp.float32) -> list[dict]:
+              eval_growth: float = 1.1, stop_factor: float = 2.0, dtype=jnp.float32,
+              known_best: float | None = None) -> list[dict]:
     """Train all (lr × seed) trials of one batch size together; one result dict per trial.
 
     Args:
@@ -227,7 +248,10 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
         ``diverged_by_step``, ``final_loss``, ``final_accuracy``, ``curve`` (``step``,
         ``loss``, ``accuracy`` at the evaluation steps), ``B_S_curve`` (``step``, ``B_S`` of
         the training set at step 0 and each power of two), ``B_S_init``, ``B_S_run_mean``,
-        ``batch_B_S_mean``, ``compile_s`` and ``wall_s`` (shared by the study).
+        ``batch_B_S_mean``, ``B_S_at_target`` (B_S of the training set at the evaluation
+        where the trial first reached the target; None otherwise) and ``B_simple_at_target``
+        (McCandlish's simple noise scale there, the plug-in B_S − 1), ``compile_s`` and
+        ``wall_s`` (shared by the study).
     """
     t_start = time.perf_counter()
     pairs = [(float(lr), int(s)) for lr in lrs for s in seeds]
@@ -245,6 +269,7 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
     n_trials = len(pairs)
     curve = {"step": [], "loss": [], "accuracy": []}
     hit = [None] * n_trials
+    at_target = np.full((2, n_trials), np.nan)  # S1, S2 where each trial first hit
     dead_at = [None] * n_trials
 
     bs_curve = {"step": [], "B_S": []}
@@ -280,6 +305,7 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
         if compile_s is None:
             compile_s = time.perf_counter() - t0
         alive = np.asarray(jax.device_get(state.alive))
+        new_hits = np.zeros(n_trials, bool)
         for i in range(n_trials):
             if not alive[i]:
                 if dead_at[i] is None:
@@ -294,17 +320,23 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
                     ok = l[i] <= threshold
                 if ok:
                     hit[i] = t
+                    new_hits[i] = True
+        if new_hits.any():
+            at_target[:, new_hits] = _moments_at(state, new_hits, x, y, spec, loss)[:, new_hits]
         pending = [i for i in range(n_trials) if hit[i] is None and dead_at[i] is None]
         if not pending:
             stop_reason = "all_finished"
             break
-        if _settled(pairs, hit, dead_at, t, stop_factor):
+        if _settled(pairs, hit, dead_at, t, stop_factor, known_best):
             stop_reason = "dominated"
             break
 
     bs_sum = np.asarray(jax.device_get(state.bs_sum), np.float64)
     bs_count = np.asarray(jax.device_get(state.bs_count), np.float64)
     wall = time.perf_counter() - t_start
+    n = x.shape[0]
+    b_at = batch_size_bound(at_target[0], at_target[1], n)
+    b_simple_at = simple_noise_scale(at_target[0], at_target[1], n)
     bs_steps = bs_curve["step"]
     bsteps = np.asarray(bs_steps)
     out = []
@@ -330,6 +362,8 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
             "B_S_init": _num(bcurve[0]),
             "B_S_run_mean": _num(finite_b.mean()) if finite_b.size else None,
             "batch_B_S_mean": _num(bs_sum[i] / bs_count[i]) if bs_count[i] > 0 else None,
+            "B_S_at_target": _num(b_at[i]) if hit[i] is not None else None,
+            "B_simple_at_target": _num(b_simple_at[i]) if hit[i] is not None else None,
             "curve": {
                 "step": [int(v) for v in curve["step"]],
                 "loss": [_num(c[i]) for c in curve["loss"]],
@@ -362,15 +396,18 @@ def constant_predictor_loss(y, loss: str) -> float:
     return float(0.5 * np.mean(np.sum(r * r, axis=1)))
 
 
-def _settled(pairs, hit, dead_at, t, factor) -> bool:
+def _settled(pairs, hit, dead_at, t, factor, known_best=None) -> bool:
     """True once the learning-rate choice can no longer change: some lr has reached the target
-    with every seed (best mean M), and every lr with a trial still running has a mean
-    steps-to-target of at least ``factor`` × M even if those trials reached it right now."""
+    with every seed (best mean M, or ``known_best`` from an earlier study of the same batch
+    size if smaller), and every lr with a trial still running has a mean steps-to-target of at
+    least ``factor`` × M even if those trials reached it right now."""
     by_lr = {}
     for i, (lr, _) in enumerate(pairs):
         by_lr.setdefault(lr, []).append(i)
     complete = [np.mean([hit[i] for i in idx]) for idx in by_lr.values()
                 if all(hit[i] is not None for i in idx)]
+    if known_best is not None:
+        complete.append(known_best)
     if not complete:
         return False
     best = min(complete)
