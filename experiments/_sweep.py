@@ -16,8 +16,9 @@ covers every study of every workload.
 
 Learning rates: every study first tries ``cfg.lrs_for(m, previous)``; with
 ``train.lr_extend = N > 0``, while the best lr is the smallest or largest tried (or no lr
-reached the target with every seed), two more grid points beyond that edge are tried, at most
-N times per study, and ``study.json`` records each extension and whether the optimum ended
+reached the target with every seed), as many more grid points as the first grid has are tried
+beyond that edge (the same number of trials, so the compiled step is reused), at most N times
+per side, and ``study.json`` records each extension and whether the optimum ended
 inside the grid (``edge_resolved``).
 
 Every file is written atomically (temporary file in the same folder, then ``os.replace``), so
@@ -384,13 +385,13 @@ def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, 
                 (direction == "down" and downs >= cfg.lr_extend):
             break
         tried = sorted({r_["lr"] for r_ in results})
-        q = cfg.lr_ratio
+        q, k = cfg.lr_ratio, len(lrs)
         if direction == "up":
             ups += 1
-            batch = [float(f"{tried[-1] * q:.6g}"), float(f"{tried[-1] * q * q:.6g}")]
+            batch = [float(f"{tried[-1] * q ** j:.6g}") for j in range(1, k + 1)]
         else:
             downs += 1
-            batch = [float(f"{tried[0] / q / q:.6g}"), float(f"{tried[0] / q:.6g}")]
+            batch = [float(f"{tried[0] / q ** j:.6g}") for j in range(k, 0, -1)]
         extensions.append({"direction": direction, "lrs": batch})
     summ = lr_summary(results)
     done = {lr: v[1] for lr, v in summ.items() if v[0]}

@@ -48,7 +48,8 @@ from theory import batch_size_bound, simple_noise_scale
 REACHED, UNREACHED, INFEASIBLE = "REACHED", "UNREACHED", "INFEASIBLE"
 
 
-def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entropy"):
+def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entropy", *,
+               stats: bool = True):
     r"""A jittable optax training step for a :class:`theory.NetSpec` network that also returns
     the gradient statistics of the batch it trained on.
 
@@ -59,6 +60,9 @@ def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entro
         spec: the network.
         opt: any optax transformation (e.g. ``optax.sgd(0.1)``).
         loss: ``"cross_entropy"`` (``y`` = integer classes) or ``"squared"`` (``y`` = targets).
+        stats: False gives a plain step (``jax.value_and_grad`` of the batch mean loss) whose
+            metrics hold ``loss`` only — what :func:`run_study` uses, since it measures B_S
+            on the whole training set at checkpoints instead of per batch.
 
     Returns:
         ``step(params, opt_state, x, y) -> (params, opt_state, metrics)`` with ``metrics`` a dict
@@ -78,6 +82,15 @@ def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entro
         ['B_simple', 'S1', 'S2', 'batch_size_bound', 'loss']
     """
 
+    def plain(params, opt_state, x, y):
+        def mean_loss(p):
+            out = jax.vmap(lambda xi: numerics.apply(spec, p, xi))(x)
+            return jnp.mean(jax.vmap(lambda f, t: _loss_from_output(f, t, loss))(out, y))
+
+        value, grads = jax.value_and_grad(mean_loss)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, {"loss": value}
+
     def step(params, opt_state, x, y):
         m = x.shape[0]
         st = numerics.per_example_stats(spec, params, x, y, loss=loss)
@@ -93,7 +106,7 @@ def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entro
         }
         return params, opt_state, metrics
 
-    return step
+    return step if stats else plain
 
 
 def make_optimizer(momentum: float = 0.0) -> optax.GradientTransformation:
@@ -109,8 +122,6 @@ class _State(NamedTuple):
     alive: jax.Array      # False once an update produced NaN/inf (then frozen)
     step: jax.Array
     key: jax.Array
-    bs_sum: jax.Array     # sum over steps of the batch B_S
-    bs_count: jax.Array
 
 
 def _tree_where(c, a, b):
@@ -131,9 +142,8 @@ def _init_trials(spec, lrs, seeds, momentum, dtype):
         params = numerics.init_params(spec, key=jax.random.fold_in(base, 0), dtype=dtype)
         opt_state = opt_builder(learning_rate=lr,
                                 momentum=momentum if momentum > 0 else None).init(params)
-        zero = jnp.zeros((), dtype)
         return _State(params, opt_state, jnp.array(True), jnp.array(0, jnp.int32),
-                      jax.random.fold_in(base, 1), zero, zero)
+                      jax.random.fold_in(base, 1))
 
     return jax.vmap(one)(lrs, seeds)
 
@@ -141,19 +151,15 @@ def _init_trials(spec, lrs, seeds, momentum, dtype):
 @partial(jax.jit, static_argnames=("spec", "loss", "batch_size", "momentum"))
 def _advance(state, k, x, y, *, spec, loss, batch_size, momentum):
     """Run ``k`` (traced) SGD steps of every trial."""
-    step = train_step(spec, make_optimizer(momentum), loss)
+    step = train_step(spec, make_optimizer(momentum), loss, stats=False)
     n = x.shape[0]
 
     def one(st):
         idx = jax.random.randint(jax.random.fold_in(st.key, st.step), (batch_size,), 0, n)
         params, opt_state, met = step(st.params, st.opt_state, x[idx], y[idx])
         ok = st.alive & jnp.isfinite(met["loss"]) & _all_finite(params)
-        bs = met["batch_size_bound"]
-        good_bs = ok & jnp.isfinite(bs)
         return _State(_tree_where(ok, params, st.params),
-                      _tree_where(ok, opt_state, st.opt_state), ok, st.step + 1, st.key,
-                      st.bs_sum + jnp.where(good_bs, bs, jnp.zeros_like(bs)).astype(st.bs_sum.dtype),
-                      st.bs_count + good_bs.astype(st.bs_count.dtype))
+                      _tree_where(ok, opt_state, st.opt_state), ok, st.step + 1, st.key)
 
     return jax.lax.fori_loop(0, k, lambda i, s: jax.vmap(one)(s), state)
 
@@ -248,7 +254,7 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
         ``diverged_by_step``, ``final_loss``, ``final_accuracy``, ``curve`` (``step``,
         ``loss``, ``accuracy`` at the evaluation steps), ``B_S_curve`` (``step``, ``B_S`` of
         the training set at step 0 and each power of two), ``B_S_init``, ``B_S_run_mean``,
-        ``batch_B_S_mean``, ``B_S_at_target`` (B_S of the training set at the evaluation
+        ``B_S_at_target`` (B_S of the training set at the evaluation
         where the trial first reached the target; None otherwise) and ``B_simple_at_target``
         (McCandlish's simple noise scale there, the plug-in B_S − 1), ``compile_s`` and
         ``wall_s`` (shared by the study).
@@ -331,8 +337,6 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
             stop_reason = "dominated"
             break
 
-    bs_sum = np.asarray(jax.device_get(state.bs_sum), np.float64)
-    bs_count = np.asarray(jax.device_get(state.bs_count), np.float64)
     wall = time.perf_counter() - t_start
     n = x.shape[0]
     b_at = batch_size_bound(at_target[0], at_target[1], n)
@@ -361,7 +365,6 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
             "final_accuracy": _num(curve["accuracy"][-1][i]),
             "B_S_init": _num(bcurve[0]),
             "B_S_run_mean": _num(finite_b.mean()) if finite_b.size else None,
-            "batch_B_S_mean": _num(bs_sum[i] / bs_count[i]) if bs_count[i] > 0 else None,
             "B_S_at_target": _num(b_at[i]) if hit[i] is not None else None,
             "B_simple_at_target": _num(b_simple_at[i]) if hit[i] is not None else None,
             "curve": {

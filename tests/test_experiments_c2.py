@@ -1,0 +1,302 @@
+"""The C2 study's machinery: family trends with bootstrap intervals on synthetic data of known
+slope, learning-rate grid extension, the squared loss on one-hot targets, a tiny suite end to
+end, and one-line errors for bad suites.
+
+Synthetic steps-to-target follow McCandlish's law S(m) = S_min (1 + B/m) with fixed-seed
+multiplicative noise, so every expected verdict is known in advance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import (ExperimentError, SweepConfig, config_from_dict, edge_direction,
+                         family_trend, load_data, predictor_table, study_table)
+from experiments import report as report_cli
+from experiments import sweep as sweep_cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCHES = [8, 16, 32, 64, 128, 256, 512, 1024]
+
+
+def _synthetic_trials(nets, *, sigma, seeds=3, seed=0, n=4096):
+    """Trial records of nets ``[(arch_id, depth, width, B_crit)]``: one lr that reaches the
+    target with steps S_min (1 + B/m) × exp(sigma·N(0,1)) per seed, and one lr that never
+    does (so the lr choice is exercised)."""
+    rng = np.random.default_rng(seed)
+    trials = []
+    for aid, depth, width, B in nets:
+        for m in BATCHES:
+            for s in range(seeds):
+                steps = 200.0 * (1 + B / m) * math.exp(sigma * rng.standard_normal())
+                base = {"arch_id": aid, "arch": "fc", "activation": "relu", "depth": depth,
+                        "width": width, "params": 1000, "batch_size": m, "seed": s, "n": n}
+                trials.append({**base, "lr": 0.1, "status": "REACHED",
+                               "steps_to_target": steps})
+                trials.append({**base, "lr": 0.01, "status": "UNREACHED",
+                               "steps_to_target": None})
+    return trials
+
+
+def _width_family(slope, widths=(16, 32, 64, 128)):
+    """Nets whose true critical batch is 64·(K/16)^slope: a known slope of log B vs log K."""
+    return [(f"fc-relu-L3-K{K}", 3, K, 64.0 * (K / 16) ** slope) for K in widths]
+
+
+def _members(nets):
+    return [{"arch_id": a, "depth": d, "width": w} for a, d, w, _ in nets]
+
+
+@pytest.mark.parametrize("family, slope, sigma, expected", [
+    # width raises B_crit clearly (true slope +1 per log K, 3% noise): C2 supported
+    ("width", 1.0, 0.03, "supported"),
+    # width lowers it clearly: contradicted
+    ("width", -1.0, 0.03, "contradicted"),
+    # no true trend and 30% noise: the interval must contain 0
+    ("width", 0.0, 0.30, "inconclusive"),
+])
+def test_family_trend_verdicts_on_synthetic_data(family, slope, sigma, expected):
+    nets = _width_family(slope)
+    trials = _synthetic_trials(nets, sigma=sigma)
+    t = family_trend(study_table(trials), family, _members(nets), n_boot=300, level=0.9)
+    assert t["verdict"] == expected, t
+    assert len(t["nets"]) == 4
+    # the point slope recovers the truth within the noise: with sigma = 3% per point the
+    # fitted log B_crit of each net is off by ~ sigma·3 (the fit's lever arm), so the slope
+    # over log K spanning log 8 is within 0.2 of the truth; for the 30% case only the sign
+    # question matters and is checked by the verdict
+    if sigma < 0.1:
+        assert t["slope"] == pytest.approx(slope, abs=0.2)
+        assert t["ci_low"] <= t["slope"] <= t["ci_high"]
+
+
+def test_depth_family_sign_convention_and_too_few_nets():
+    # deeper -> smaller B_crit is what C2 predicts: a negative slope in L supports it
+    nets = [(f"fc-relu-L{L}-K32", L, 32, 256.0 * 0.7 ** L) for L in (3, 4, 6, 8)]
+    t = family_trend(study_table(_synthetic_trials(nets, sigma=0.03)), "depth",
+                     _members(nets), n_boot=200)
+    assert t["verdict"] == "supported" and t["slope"] == pytest.approx(math.log(0.7), abs=0.1)
+    # three nets: no verdict from 3 points, whatever the data say
+    t3 = family_trend(study_table(_synthetic_trials(nets[:3], sigma=0.03)), "depth",
+                      _members(nets[:3]), n_boot=200)
+    assert t3["verdict"] == "inconclusive" and "at least 4" in t3["reason"]
+    assert t3["slope"] < 0 and t3["ci_low"] is None
+
+
+def test_predictor_table_ratio_spearman_and_lower_bound():
+    rows = [{"observed_B_crit": b, "observed_max_batch": mb, "fit_edge": None,
+             "predicted_max_batch": p, "predicted_max_batch_run": None,
+             "predicted_max_batch_theory": None, "B_simple_at_target": None}
+            for b, mb, p in ((100, 128, 10), (200, 256, 20), (400, 512, 40), (800, 512, 1000))]
+    preds = {p["predictor"]: p for p in predictor_table(rows, n_boot=200)}
+    mc = preds["mc_init"]
+    assert mc["nets"] == 4 and mc["spearman"] == pytest.approx(1.0)
+    assert mc["ratio_median"] == pytest.approx(10.0)  # observed / predicted: 10, 10, 10, 0.8
+    assert mc["lower_bound_held"] == pytest.approx(0.75)  # 1000 > 512 fails once
+    assert preds["theory_init"]["nets"] == 0 and preds["theory_init"]["spearman"] is None
+
+
+def test_edge_direction_cases():
+    def mk(lr, status, steps=None):
+        return {"lr": lr, "status": status, "steps_to_target": steps}
+
+    inside = [mk(0.1, "REACHED", 300), mk(0.2, "REACHED", 200), mk(0.4, "REACHED", 250)]
+    assert edge_direction(inside) is None
+    assert edge_direction([mk(0.1, "REACHED", 300), mk(0.2, "REACHED", 200)]) == "up"
+    assert edge_direction([mk(0.1, "REACHED", 200), mk(0.2, "REACHED", 300)]) == "down"
+    # nothing reached, the largest lr did not diverge: try larger
+    assert edge_direction([mk(0.1, "UNREACHED"), mk(0.2, "UNREACHED")]) == "up"
+    # everything diverged: try smaller
+    assert edge_direction([mk(0.1, "INFEASIBLE"), mk(0.2, "INFEASIBLE")]) == "down"
+    # small lrs too slow, large ones diverge: nothing to extend
+    assert edge_direction([mk(0.1, "UNREACHED"), mk(0.2, "INFEASIBLE")]) is None
+
+
+# --------------------------------------------------------------------------- tiny suite
+SUITE = """
+[suite]
+data = ["digits"]
+losses = ["cross_entropy", "squared"]
+archs = ["fc"]
+
+[suite."digits/squared"]
+"train.target" = 0.5
+
+[data]
+n = 96
+init_samples = 2
+[model]
+depths = [3, 4]
+budget = 2352       # the parameter count of (L = 3, K = 24): that net is in both families
+[families]
+width_depth = 3
+widths = [8, 24]
+[train]
+batch_sizes = [8, 24, 96]
+lrs = [0.0125, 0.0176777]
+lr_reference_batch = 8
+lr_center = "previous_best"
+lr_extend = 2
+seeds = 2
+max_steps = 80
+target_metric = "accuracy"
+target = 0.6
+[analysis]
+bootstrap = 40
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tmp_path_factory):
+    pytest.importorskip("sklearn")
+    tmp = tmp_path_factory.mktemp("suite")
+    cfg = tmp / "suite.toml"
+    cfg.write_text(SUITE)
+    out = str(tmp / "run")
+    assert sweep_cli.main(["--config", str(cfg), "--out", out, "--no-progress"]) == 0
+    assert report_cli.main([out]) == 0
+    return str(cfg), out
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _walk(out, name):
+    return [os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs if f == name]
+
+
+def test_tiny_suite_end_to_end_contract(tiny_suite):
+    _, out = tiny_suite
+    suite = _load(os.path.join(out, "suite.json"))
+    assert suite["workloads"] == ["digits-cross_entropy-fc", "digits-squared-fc"]
+    a = _load(os.path.join(out, "analysis.json"))
+    keys = {"data", "loss", "arch", "family", "nets", "slope", "ci_low", "ci_high", "verdict"}
+    assert a["trends"] and all(keys <= set(t) for t in a["trends"])
+    assert {(t["loss"], t["family"]) for t in a["trends"]} == {
+        (lo, f) for lo in ("cross_entropy", "squared") for f in ("width", "budget")}
+    assert all(t["verdict"] in ("supported", "contradicted", "inconclusive")
+               for t in a["trends"])
+    # two nets per family: never a verdict
+    assert all(t["verdict"] == "inconclusive" for t in a["trends"])
+    pkeys = {"data", "loss", "predictor", "nets", "spearman", "spearman_ci_low",
+             "spearman_ci_high", "ratio_median", "lower_bound_held"}
+    assert {p["predictor"] for p in a["predictors"]} == {
+        "theory_init", "mc_init", "along_run", "B_simple_at_target"}
+    assert all(pkeys <= set(p) for p in a["predictors"])
+    with open(os.path.join(out, "report.md")) as f:
+        md = f.read()
+    assert "Claim C2 is **" in md and "| digits | squared | fc | width |" in md
+    for stem in ("predictors_digits-cross_entropy", "predictors_digits-squared"):
+        assert os.path.getsize(os.path.join(out, "figures", f"{stem}.png")) > 1000
+    wdir = os.path.join(out, "digits-squared-fc")
+    for stem in ("steps_vs_batch_width", "epochs_vs_batch_budget", "bcrit_vs_width",
+                 "bcrit_vs_depth_budget"):
+        assert os.path.getsize(os.path.join(wdir, "figures", f"{stem}.pdf")) > 1000
+
+
+def test_squared_loss_on_one_hot_targets_is_trained_and_predicted(tiny_suite):
+    _, out = tiny_suite
+    wdir = os.path.join(out, "digits-squared-fc")
+    wl = _load(os.path.join(wdir, "workload.json"))
+    assert wl["loss"] == "squared" and wl["target_metric"] == "accuracy"
+    assert wl["target"] == 0.5  # the [suite."digits/squared"] override
+    trial = _load(_walk(os.path.join(wdir, "trials"), "lr0.0125-seed0.json")[0])
+    assert trial["loss"] == "squared" and trial["final_accuracy"] is not None
+    # the targets the squared loss fits: centred one-hot rows e_k - 1/10 of the classes
+    ds, _ = load_data("digits", n=96)
+    np.testing.assert_allclose(ds.y, np.eye(10)[ds.classes] - 0.1)
+    # theory covers the squared loss: every net has its prediction and kind
+    rows = {r["arch_id"]: r for r in _load(os.path.join(wdir, "analysis.json"))["rows"]}
+    assert all(r["predicted_max_batch_theory"] and r["theory_kind"] in
+               ("exact", "approximation", "limit") for r in rows.values())
+
+
+def test_lr_grid_is_extended_and_recorded(tiny_suite):
+    _, out = tiny_suite
+    studies = [_load(p) for p in _walk(out, "study.json")]
+    assert studies and all({"lrs_initial", "lrs_tried", "extensions", "best_lr",
+                            "edge_resolved"} <= set(s) for s in studies)
+    grown = [s for s in studies if s["extensions"]]
+    # the first grid (0.0125, 0.0177 at batch 8) is far below the best lr for 80 steps, so
+    # some studies must have grown upwards by two sqrt(2) steps at a time, at most twice
+    assert grown and any(e["direction"] == "up" for s in grown for e in s["extensions"])
+    for s in grown:
+        assert len(s["lrs_tried"]) == len(s["lrs_initial"]) + 2 * len(s["extensions"])
+        assert len(s["extensions"]) <= 2 * 2  # lr_extend per side
+        ratio = sorted(s["lrs_tried"])
+        assert all(b / a == pytest.approx(math.sqrt(2), rel=1e-3) for a, b in
+                   zip(ratio, ratio[1:]))
+        if s["edge_resolved"]:
+            assert s["best_lr"] not in (min(s["lrs_tried"]), max(s["lrs_tried"]))
+
+
+def test_suite_resume_runs_nothing_twice(tiny_suite, tmp_path):
+    cfg, out = tiny_suite
+    import shutil
+
+    run = str(tmp_path / "copy")
+    shutil.copytree(out, run)
+    victim = _walk(os.path.join(run, "digits-squared-fc", "trials"), "study.json")[0]
+    os.unlink(victim)  # a study that was interrupted before its record was written
+    r = subprocess.run([sys.executable, "-m", "experiments.sweep", "--config", cfg, "--out",
+                        run, "--no-progress"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 0, r.stderr
+    assert "0 trials run" in r.stderr  # the rerun study rewrote no finished trial
+    assert os.path.exists(victim)
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("raw, message", [
+    ({"families": {"width_depth": 3, "widths": [16]}}, "at least 2 distinct"),
+    ({"families": {"depth_width": 16, "depths": [3, 3]}}, "at least 2 distinct"),
+    ({"families": {"width_depth": 3}}, "needs both"),
+    ({"train": {"target_metric": "accuracy", "target": 1.5}}, "no net can reach it"),
+    ({"suite": {"data": ["digits"], "exclude": ["digits"]}}, "leaves no workload"),
+    ({"suite": {"archs": ["fc", "fc"]}}, "twice"),
+    ({"suite": {"losses": ["hinge"]}}, "suite.losses"),
+    ({"suite": {"digits": {"train.lrr": 0.1}}}, "unknown override"),
+    ({"train": {"lr_extend": 2, "lrs": [0.1, 0.15, 0.4]}}, "geometric"),
+])
+def test_bad_suite_configs_are_one_line_errors(raw, message):
+    with pytest.raises(ExperimentError, match=message) as err:
+        config_from_dict(raw)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "no_such_set"], "unknown data set"),
+    (["--data", "mnist1d", "--target", "accuracy:0.05"], "met by chance"),
+    (["--data", "gaussian", "--target", "loss:0"], "loss target must be > 0"),
+])
+def test_sweep_cli_bad_input_one_line(args, message, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "experiments.sweep", *args, "--out",
+                        str(tmp_path / "o"), "--no-progress"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_suite_config_round_trip():
+    import tomllib
+
+    cfg = config_from_dict(tomllib.loads(SUITE))
+    assert config_from_dict(tomllib.loads(cfg.to_toml())) == cfg
+    (_, ce), (_, sq) = cfg.workloads()
+    assert (ce.loss, ce.target, sq.loss, sq.target) == ("cross_entropy", 0.6, "squared", 0.5)
+    c2 = os.path.join(ROOT, "experiments", "configs", "c2.toml")
+    from experiments import load_config
+
+    names = [n for n, _ in load_config(c2).workloads()]
+    assert len(names) == 6 and "mnist1d-squared-fc" not in names
+    assert SweepConfig().workloads() == [("", SweepConfig())]
