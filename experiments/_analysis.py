@@ -405,6 +405,9 @@ def family_trend(table: dict, family: str, members: list[dict], *, n_boot: int =
         if len(used) >= 2:
             out["slope"] = _slope([_trend_x(family, r) for r in used],
                                   [_fitted_log_bcrit(table[r["arch_id"]]) for r in used])
+            agrees = (out["slope"] > 0) == (C2_SIGN[family] > 0)
+            out["reason"] += (f"; the point slope's direction {'agrees' if agrees else 'disagrees'}"
+                              f" with C2, which alone decides nothing")
         return out
     x = [_trend_x(family, r) for r in used]
     out["slope"] = _slope(x, [_fitted_log_bcrit(table[r["arch_id"]]) for r in used])

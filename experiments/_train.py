@@ -206,16 +206,12 @@ def _training_set_bound(params, x, y, *, spec, loss):
 
 
 def _moments_at(state, hits, x, y, spec, loss):
-    """(S1, S2) of the training set for the trials flagged in ``hits`` (others: NaN), computed
-    on those trials only (gathered, padded to a power of two so few shapes compile)."""
-    idx = np.flatnonzero(hits)
-    size = 1 << int(len(idx) - 1).bit_length()
-    take = np.concatenate([idx, np.full(size - len(idx), idx[0])])
-    params = jax.tree_util.tree_map(lambda a: a[take], state.params)
+    """(S1, S2) of the training set for the trials flagged in ``hits`` (others: NaN). Every
+    trial is computed (one fixed shape, so nothing recompiles); the others are discarded."""
     out = np.full((2, len(hits)), np.nan)
-    for k, v in enumerate(jax.device_get(_training_set_moments(params, x, y, spec=spec,
+    for k, v in enumerate(jax.device_get(_training_set_moments(state.params, x, y, spec=spec,
                                                                loss=loss))):
-        out[k, idx] = np.asarray(v, np.float64)[:len(idx)]
+        out[k, hits] = np.asarray(v, np.float64)[hits]
     return out
 
 

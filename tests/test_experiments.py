@@ -392,7 +392,8 @@ def test_bad_config_file_gives_one_line_error(tmp_path):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert lines == [f"error: {bad}: unknown key train.learning_rate (known: loss, batch_sizes,"
-                     f" lrs, lr_scaling, lr_reference_batch, seeds, momentum, max_steps, "
+                     f" lrs, lr_scaling, lr_reference_batch, lr_center, lr_extend, seeds, "
+                     f"momentum, max_steps, "
                      f"target_metric, target, eval_growth, stop_factor, dtype)"]
     broken = _write_config(tmp_path, "[train\n", "broken.toml")
     r = _cli("experiments.sweep", "--config", broken)
