@@ -453,12 +453,15 @@ def _markdown(out, res, v, figs, command) -> str:
                  + "; ".join(f"{r['arch_id']} at batch {_fmt(r['lr_at_edge'])}" for r in notes)
                  + ".")
     ext = [st for st in res["studies"] if st.get("extensions")]
+    studies = [st for by_m in res["table"].values() for st in by_m.values()]
     if res["studies"]:
         L.append("")
         L.append(f"Learning-rate grid extensions: {len(ext)} of {len(res['studies'])} studies "
-                 f"extended their grid; "
-                 f"{sum(not st.get('edge_resolved', True) for st in res['studies'])} ended with "
-                 f"the optimum still at an edge (recorded in each `study.json`).")
+                 f"extended their grid (each extension is recorded in its `study.json`). "
+                 f"After extension, {sum(st['lr_at_edge'] for st in studies)} studies have their "
+                 f"best lr at an edge of the grid tried and "
+                 f"{sum(st['best_lr'] is None for st in studies)} have no lr that reached the "
+                 f"target with every seed.")
     L.append("")
     L.append("## Studies (best learning rate per batch size)")
     L.append("")

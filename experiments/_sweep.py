@@ -19,7 +19,8 @@ Learning rates: every study first tries ``cfg.lrs_for(m, previous)``; with
 reached the target with every seed), as many more grid points as the first grid has are tried
 beyond that edge (the same number of trials, so the compiled step is reused), at most N times
 per side, and ``study.json`` records each extension and whether the optimum ended
-inside the grid (``edge_resolved``).
+inside the grid (``edge_resolved``: some lr reached the target with every seed and the best is
+not the smallest or largest tried).
 
 Every file is written atomically (temporary file in the same folder, then ``os.replace``), so
 a kill at any moment leaves each file either complete or absent. Rerunning the same command
@@ -203,32 +204,124 @@ def init_statistics(spec, x, y_loss, y_sq, loss, samples: int, dtype) -> dict:
 
 # --------------------------------------------------------------------------- sweep
 def run_sweep(cfg: SweepConfig, out: str, *, progress: bool = True, log=None,
-              command: str | None = None) -> dict:
+              command: str | None = None, workloads=None, jobs: int = 1) -> dict:
     """Run (or resume) every study of ``cfg`` into ``out``; returns a small summary dict.
 
-    A suite config runs each of its workloads into ``out/<name>`` under one progress bar.
-    ``dtype = "float64"`` runs inside :func:`numerics.x64` (the one precision switch), float32
-    otherwise."""
+    A suite config runs each of its workloads into ``out/<name>`` under one progress bar;
+    ``workloads`` restricts it to those names, and ``jobs > 1`` runs that many workloads at
+    once, each in its own ``python -m experiments.sweep --workloads NAME`` process (one
+    progress bar over all of them). ``dtype = "float64"`` runs inside :func:`numerics.x64`
+    (the one precision switch), float32 otherwise."""
+    names = [n for n, _ in cfg.workloads()]
+    if workloads is not None:
+        unknown = [w for w in workloads if w not in names]
+        if unknown or not cfg.is_suite:
+            raise ExperimentError(f"--workloads: unknown workload(s) {', '.join(unknown)} "
+                                  f"(this config has: {', '.join(names) or 'no suite'})")
+    if jobs < 1:
+        raise ExperimentError(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1 and cfg.is_suite:
+        return _run_parallel(cfg, out, workloads or names, jobs, progress=progress, log=log,
+                             command=command)
     if cfg.dtype == "float64":
         with numerics.x64():
-            return _run_all(cfg, out, progress=progress, log=log, command=command)
-    return _run_all(cfg, out, progress=progress, log=log, command=command)
+            return _run_all(cfg, out, progress=progress, log=log, command=command,
+                            only=workloads)
+    return _run_all(cfg, out, progress=progress, log=log, command=command, only=workloads)
 
 
-def _run_all(cfg, out, *, progress, log, command):
+def _suite_record(cfg, out, names, command, log):
+    rec = {"schema": SCHEMA, "config": cfg.to_dict(), "workloads": names, "command": command}
+    spath = os.path.join(out, "suite.json")
+    if os.path.exists(spath):
+        old = read_json(spath)
+        if old.get("config") != json.loads(json.dumps(rec["config"])):
+            # each workload folder still refuses a different workload, so a changed suite
+            # (a data set added, one workload's settings changed) reuses exactly the
+            # workloads whose own settings are unchanged
+            log(f"{out}: the suite's config changed; workloads whose own settings are "
+                f"unchanged are resumed, a changed one is refused")
+        elif old.get("command"):
+            rec["command"] = old["command"]  # a --workloads worker keeps the parent's command
+    write_json_atomic(spath, rec)
+    write_text_atomic(os.path.join(out, "config.toml"), cfg.to_toml())
+
+
+def _run_parallel(cfg, out, names, jobs, *, progress, log, command):
+    """Run workloads in up to ``jobs`` child processes; the parent draws the progress bar by
+    counting finished studies (``study.json`` files) and records the wall time."""
+    import shlex
+    import subprocess
+    import tempfile as _tf
+
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
-    works = [(name, wcfg, plan(wcfg)) for name, wcfg in cfg.workloads()]
+    works = {name: (wcfg, plan(wcfg)) for name, wcfg in cfg.workloads() if name in names}
+    os.makedirs(out, exist_ok=True)
+    _suite_record(cfg, out, [n for n, _ in cfg.workloads()], command, log)
+    cfg_file = os.path.join(out, "config.toml")
+    total = sum(len(p[6]) * len(p[7]) for _, p in works.values())
+    queue = list(works)
+    running = {}
+    failed = []
+    bar = _progress(total, progress)
+
+    def finished_studies():
+        return sum(1 for name in works for _d, _, fs in os.walk(os.path.join(out, name))
+                   for f in fs if f == "study.json")
+
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                name = queue.pop(0)
+                err = _tf.TemporaryFile(mode="w+")
+                cmd = [sys.executable, "-m", "experiments.sweep", "--config", cfg_file,
+                       "--out", out, "--workloads", name, "--no-progress"]
+                running[name] = (subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err),
+                                 err)
+                log(f"started workload {name}: {' '.join(shlex.quote(c) for c in cmd)}")
+            time.sleep(1.0)
+            for name, (proc, err) in list(running.items()):
+                if proc.poll() is not None:
+                    del running[name]
+                    if proc.returncode != 0:
+                        err.seek(0)
+                        lines = [ln for ln in err.read().splitlines() if ln.strip()]
+                        failed.append(f"{name}: {lines[-1] if lines else proc.returncode}")
+                    err.close()
+            bar.n = min(finished_studies(), total)
+            bar.refresh()
+    except KeyboardInterrupt:
+        for proc, _ in running.values():
+            proc.terminate()
+        raise
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    _record_time(out, {"trials_run": None, "trials_resumed": None,
+                       "seconds": round(elapsed, 1), "jobs": jobs, "workloads": list(works)})
+    if failed:
+        raise ExperimentError("workload(s) failed: " + "; ".join(failed))
+    log(f"sweep: {len(works)} workloads in {jobs} processes, {elapsed:.1f} s; results in {out}")
+    return {"trials_run": None, "trials_resumed": None, "seconds": elapsed, "out": out}
+
+
+def _record_time(out, entry):
+    tpath = os.path.join(out, "timing.json")
+    runs = read_json(tpath)["runs"] if os.path.exists(tpath) else []
+    runs.append({**entry, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 "devices": [str(d) for d in jax.local_devices()]})
+    write_json_atomic(tpath, {"runs": runs})
+
+
+def _run_all(cfg, out, *, progress, log, command, only=None):
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    t0 = time.perf_counter()
+    works = [(name, wcfg, plan(wcfg)) for name, wcfg in cfg.workloads()
+             if only is None or name in only]
     os.makedirs(out, exist_ok=True)
     if cfg.is_suite:
-        rec = {"schema": SCHEMA, "config": cfg.to_dict(), "workloads": [n for n, _, _ in works],
-               "command": command}
-        spath = os.path.join(out, "suite.json")
-        if os.path.exists(spath) and read_json(spath).get("config") != json.loads(
-                json.dumps(rec["config"])):
-            raise ExperimentError(f"{out} holds a different suite; use another --out")
-        write_json_atomic(spath, rec)
-        write_text_atomic(os.path.join(out, "config.toml"), cfg.to_toml())
+        _suite_record(cfg, out, [n for n, _ in cfg.workloads()], command, log)
     total = sum(len(p[6]) * len(p[7]) for _, _, p in works)
     bar = _progress(total, progress)
     n_run = n_done = 0
@@ -242,12 +335,13 @@ def _run_all(cfg, out, *, progress, log, command):
     elapsed = time.perf_counter() - t0
     log(f"sweep: {n_run} trials run, {n_done} already on disk (resumed), "
         f"{elapsed:.1f} s; results in {out}")
-    tpath = os.path.join(out, "timing.json")
-    runs = read_json(tpath)["runs"] if os.path.exists(tpath) else []
-    runs.append({"trials_run": n_run, "trials_resumed": n_done, "seconds": round(elapsed, 1),
-                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                 "devices": [str(d) for d in jax.local_devices()]})
-    write_json_atomic(tpath, {"runs": runs})
+    entry = {"trials_run": n_run, "trials_resumed": n_done, "seconds": round(elapsed, 1)}
+    if only is not None:
+        entry["workloads"] = list(only)
+        for name in only:  # a worker of a parallel run: the workload's own wall time
+            _record_time(os.path.join(out, name), entry)
+    else:
+        _record_time(out, entry)
     return {"trials_run": n_run, "trials_resumed": n_done, "seconds": elapsed, "out": out}
 
 
@@ -398,7 +492,7 @@ def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, 
     best = min(done, key=lambda lr: (done[lr], lr)) if done else None
     record = {"schema": SCHEMA, "arch_id": aid, "batch_size": m, "lrs_initial": lrs,
               "lrs_tried": sorted(summ), "extensions": extensions, "best_lr": best,
-              "edge_resolved": edge_direction(results) is None,
+              "edge_resolved": best is not None and edge_direction(results) is None,
               "wall_s": round(time.perf_counter() - t0, 3)}
     return record, n_run, n_done
 

@@ -68,6 +68,10 @@ def _parser():
     p = _cli.ArgumentParser(prog="python -m experiments.sweep", description=__doc__.split("\n")[0])
     add_override_flags(p)
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument("--workloads", type=lambda t: [w for w in t.split(",") if w],
+                   help="a suite's workloads to run (names as in suite.json; default: all)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="run this many workloads of a suite at once, one process each")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -79,7 +83,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     cfg = build_config(args)
     command = "python -m experiments.sweep " + " ".join(shlex.quote(a) for a in argv)
-    run_sweep(cfg, args.out, progress=not args.no_progress, command=command)
+    run_sweep(cfg, args.out, progress=not args.no_progress, command=command,
+              workloads=args.workloads, jobs=args.jobs)
     return 0
 
 
