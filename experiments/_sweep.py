@@ -264,11 +264,11 @@ def _run_parallel(cfg, out, names, jobs, *, progress, log, command):
     queue = list(works)
     running = {}
     failed = []
-    bar = _progress(total, progress)
 
     def finished_studies():
-        return sum(1 for name in works for _d, _, fs in os.walk(os.path.join(out, name))
-                   for f in fs if f == "study.json")
+        return sum(_finished_studies(os.path.join(out, name)) for name in works)
+
+    bar = _progress(total, progress, initial=min(finished_studies(), total))
 
     try:
         while queue or running:
@@ -323,7 +323,8 @@ def _run_all(cfg, out, *, progress, log, command, only=None):
     if cfg.is_suite:
         _suite_record(cfg, out, [n for n, _ in cfg.workloads()], command, log)
     total = sum(len(p[6]) * len(p[7]) for _, _, p in works)
-    bar = _progress(total, progress)
+    bar = _progress(total, progress, initial=min(total, sum(
+        _finished_studies(os.path.join(out, name) if name else out) for name, _, _ in works)))
     n_run = n_done = 0
     try:
         for name, wcfg, planned in works:
@@ -394,8 +395,7 @@ def _run_workload(cfg, out, planned, *, bar, log, command):
                 if all(os.path.exists(p) for p in paths):
                     n_done += len(paths)
                     previous = (m, st["best_lr"]) if st.get("best_lr") else previous
-                    bar.update(1)
-                    continue
+                    continue  # counted in the bar's ``initial``
             st, r, d = _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric,
                                            target, m, seeds, previous, dtype)
             write_json_atomic(spath, st)
@@ -403,6 +403,12 @@ def _run_workload(cfg, out, planned, *, bar, log, command):
             previous = (m, st["best_lr"]) if st.get("best_lr") else previous
             bar.update(1)
     return n_run, n_done
+
+
+def _finished_studies(out: str) -> int:
+    """Studies of a workload folder with a ``study.json`` (for the progress bar)."""
+    return sum(1 for _d, _, fs in os.walk(os.path.join(out, "trials")) for f in fs
+               if f == "study.json")
 
 
 def lr_summary(results) -> dict:
@@ -524,11 +530,13 @@ def _write_trials(out, spec, ds, m, results, cfg, loss, metric, target):
     return n_run, n_done
 
 
-def _progress(total, enabled):
+def _progress(total, enabled, initial=0):
+    """One bar over every study; ``initial`` studies already on disk do not count towards
+    the rate, so the ETA is the remaining studies at the current pace."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="study", desc="sweep", disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=total, initial=initial, unit="study", desc="sweep",
+                disable=not enabled, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
 def load_trials(out: str) -> list[dict]:
