@@ -18,7 +18,7 @@ Learning rates: every study first tries ``cfg.lrs_for(m, previous)``; with
 ``train.lr_extend = N > 0``, while the best lr is the smallest or largest tried (or no lr
 reached the target with every seed), as many more grid points as the first grid has are tried
 beyond that edge (the same number of trials, so the compiled step is reused), at most N times
-per side, and ``study.json`` records each extension and whether the optimum ended
+per side (once only while no lr reaches the target with every seed), and ``study.json`` records each extension and whether the optimum ended
 inside the grid (``edge_resolved``: some lr reached the target with every seed and the best is
 not the smallest or largest tried).
 
@@ -481,6 +481,10 @@ def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, 
         direction = edge_direction(results)
         if direction is None or not cfg.lr_extend:
             break
+        if extensions and not any(v[0] for v in lr_summary(results).values()):
+            break  # no lr reached the target with every seed even after extending: the
+            # target is likely beyond this net at this batch size; more lrs would only
+            # burn max_steps each
         if (direction == "up" and ups >= cfg.lr_extend) or \
                 (direction == "down" and downs >= cfg.lr_extend):
             break
