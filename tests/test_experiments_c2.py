@@ -227,11 +227,16 @@ def test_lr_grid_is_extended_and_recorded(tiny_suite):
                             "edge_resolved"} <= set(s) for s in studies)
     grown = [s for s in studies if s["extensions"]]
     # the first grid (0.0125, 0.0177 at batch 8) is far below the best lr for 80 steps, so
-    # some studies must have grown upwards by two sqrt(2) steps at a time, at most twice
+    # some studies must have grown upwards, each time by as many sqrt(2) steps as the first
+    # grid has points (2), at most lr_extend = 2 times per side
     assert grown and any(e["direction"] == "up" for s in grown for e in s["extensions"])
     for s in grown:
-        assert len(s["lrs_tried"]) == len(s["lrs_initial"]) + 2 * len(s["extensions"])
-        assert len(s["extensions"]) <= 2 * 2  # lr_extend per side
+        assert len(s["lrs_tried"]) == len(s["lrs_initial"]) * (1 + len(s["extensions"]))
+        assert all(len(e["lrs"]) == len(s["lrs_initial"]) for e in s["extensions"])
+        for side in ("up", "down"):
+            assert sum(e["direction"] == side for e in s["extensions"]) <= 2
+        if s["best_lr"] is None:  # nothing reached even after extending: extended once
+            assert len(s["extensions"]) == 1
         ratio = sorted(s["lrs_tried"])
         assert all(b / a == pytest.approx(math.sqrt(2), rel=1e-3) for a, b in
                    zip(ratio, ratio[1:]))
@@ -247,12 +252,18 @@ def test_suite_resume_runs_nothing_twice(tiny_suite, tmp_path):
     shutil.copytree(out, run)
     victim = _walk(os.path.join(run, "digits-squared-fc", "trials"), "study.json")[0]
     os.unlink(victim)  # a study that was interrupted before its record was written
+    # resume with both workloads in parallel processes (--jobs 2)
     r = subprocess.run([sys.executable, "-m", "experiments.sweep", "--config", cfg, "--out",
-                        run, "--no-progress"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                        run, "--jobs", "2", "--no-progress"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr
-    assert "0 trials run" in r.stderr  # the rerun study rewrote no finished trial
+    assert "2 workloads in 2 processes" in r.stderr
     assert os.path.exists(victim)
+    for name in ("digits-cross_entropy-fc", "digits-squared-fc"):
+        last = _load(os.path.join(run, name, "timing.json"))["runs"][-1]
+        # nothing finished is trained or written again: the rerun study found its trials
+        assert last["trials_run"] == 0 and last["workloads"] == [name]
+    assert _load(os.path.join(run, "timing.json"))["runs"][-1]["jobs"] == 2
 
 
 # --------------------------------------------------------------------------- bad input
