@@ -99,6 +99,8 @@ class Context:
     unrecognised: dict = field(default_factory=dict)
     outs: list = field(default_factory=list)
     aux: dict = field(default_factory=dict)
+    no_inline: frozenset = frozenset()  # leaves whose custom rules are bound, not inlined
+    custom: set = field(default_factory=set)  # leaves that entered an inlined custom body
 
 
 def _bind(eqn, invals):
@@ -183,6 +185,12 @@ def interpret(jaxpr, consts, args, views, deps, ctx):
         outdeps = [dep] * len(eqn.outvars)
         if all(w is None for w in ins):
             outs = _bind(eqn, invals)
+        elif name in CUSTOM and any(w is not None and w.leaf in ctx.no_inline for w in ins):
+            outs = _bind(eqn, invals)  # the custom rule's gradient, exactly
+            for w in ins:
+                if w is not None:
+                    ctx.unrecognised.setdefault(w.leaf, f"{name} whose rule differs from its "
+                                                        "primal's gradient")
         elif name in CALLS:
             body = eqn.params[CALLS[name]]
             inner, inner_consts = (body.jaxpr, body.consts) if isinstance(
@@ -190,6 +198,7 @@ def interpret(jaxpr, consts, args, views, deps, ctx):
             if name in CUSTOM:
                 ins = [None if w is None else View(w.leaf, w.fn, w.preserving, name)
                        for w in ins]
+                ctx.custom.update(w.leaf for w in ins if w is not None)
             outs, outviews, outdeps = interpret(inner, inner_consts, invals, ins, indeps, ctx)
         elif len(eqn.invars) == 1 and name in NORM_VIEWS | LINEAR_VIEWS and _float(invals[0]):
             outs = _bind(eqn, invals)
@@ -268,13 +277,17 @@ class Plan:
         paths: per leaf, ``"dense"``, ``"dense-ghost"``, ``"dense-materialised"``,
             ``"bias"``, ``"scale"``, ``"conv"``, ``"embedding"``, ``"unused"`` or
             ``"vmap: <reason>"``.
-        custom: leaves whose recognised operation sits inside a custom_jvp/vjp body.
+        custom: leaves that enter an inlined custom_jvp/vjp body (there the primal is
+            differentiated, which changes every upstream cotangent if the rule is not the
+            primal's gradient: :func:`numerics.gradient_diversity` checks the summed gradient).
+        no_inline: leaves whose custom rules are bound as they are (after a failed check).
     """
 
     sites: tuple
     fallback: tuple
     paths: tuple
     custom: tuple = ()
+    no_inline: tuple = ()
 
     @property
     def site_ids(self) -> frozenset:
@@ -283,18 +296,16 @@ class Plan:
 
 def analyse(closed, n_params, p_structs, xy_structs, force_fallback=()) -> Plan:
     """Walk the traced loss abstractly and decide each leaf's path."""
-    ctx = Context()
+    ctx = Context(no_inline=frozenset(force_fallback))
     jax.eval_shape(lambda p, xy: run(closed, n_params, p, xy, ctx), list(p_structs),
                    list(xy_structs))
     by_leaf = {}
     for sid, s in enumerate(ctx.sites):
         by_leaf.setdefault(s.leaf, []).append(sid)
-    sites, fallback, paths, custom = [], [], [], []
+    sites, fallback, paths = [], [], []
     for leaf in range(n_params):
         used = by_leaf.get(leaf, [])
-        if leaf in force_fallback:
-            reason = force_fallback[leaf] if isinstance(force_fallback, dict) else "forced"
-        elif leaf in ctx.unrecognised:
+        if leaf in ctx.unrecognised:
             reason = f"used by {ctx.unrecognised[leaf]}"
         elif len(used) > 1:
             reason = f"used by {len(used)} operations"
@@ -308,12 +319,12 @@ def analyse(closed, n_params, p_structs, xy_structs, force_fallback=()) -> Plan:
             label = _site_label(s, ctx.outs[sid])
             if s.view.custom:
                 label += f" (primal of {s.view.custom})"
-                custom.append(leaf)
             paths.append(label)
             continue
         fallback.append(leaf)
         paths.append(f"vmap: {reason}")
-    return Plan(tuple(sites), tuple(fallback), tuple(paths), tuple(custom))
+    return Plan(tuple(sites), tuple(fallback), tuple(paths), tuple(sorted(ctx.custom)),
+                tuple(sorted(force_fallback)))
 
 
 def _site_label(site, out):

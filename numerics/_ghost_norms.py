@@ -85,6 +85,7 @@ def dense_sq_norms(a, d, dn, param_side):
         d_perm = (tuple(range(nb)) + tuple(range(nb + nwf, out_nd))
                   + tuple(range(nb, nb + nwf)))
     A = jnp.transpose(a, (0,) + tuple(p + 1 for p in a_perm)).reshape(n, B, S, C)
+    A = A.astype(d.dtype)
     D = jnp.transpose(d, (0,) + tuple(p + 1 for p in d_perm)).reshape(n, B, S, -1)
     mode = dense_mode(S, C, D.shape[-1])
     if mode == "outer":
@@ -114,7 +115,9 @@ def elementwise_sq_norms(d, x, view_shape, view_t):
     (the transpose of the reshape / broadcast chain), or is None when that chain preserves norms.
     """
     def one(di, xi):
-        g = unbroadcast(di if xi is None else di * xi, view_shape)
+        if xi is not None:
+            di = di * jnp.broadcast_to(xi, di.shape).astype(di.dtype)
+        g = unbroadcast(di, view_shape)
         return g if view_t is None else view_t(g)
 
     g = jax.vmap(one)(d, x) if x is not None else jax.vmap(lambda di: one(di, None))(d)
