@@ -77,6 +77,9 @@ def dense_sq_norms(a, d, dn, param_side):
     """
     n = a.shape[0]
     a_perm, nb, nf, (B, S, C) = dense_blocks(a.shape[1:], dn, param_side)
+    if B == 1 and S == 1:  # plain dense layer: no transposes, two fused reductions
+        sq = lambda t: jnp.sum(t * t, axis=tuple(range(1, t.ndim)))
+        return sq(a.astype(d.dtype)) * sq(d)
     out_nd = d.ndim - 1
     if param_side == 1:  # out = (batch, a free, W free)
         d_perm = tuple(range(out_nd))
