@@ -200,7 +200,8 @@ def interpret(jaxpr, consts, args, views, deps, ctx):
                        for w in ins]
                 ctx.custom.update(w.leaf for w in ins if w is not None)
             outs, outviews, outdeps = interpret(inner, inner_consts, invals, ins, indeps, ctx)
-        elif len(eqn.invars) == 1 and name in NORM_VIEWS | LINEAR_VIEWS and _float(invals[0]):
+        elif (len(eqn.invars) == 1 and name in NORM_VIEWS | LINEAR_VIEWS and _float(invals[0])
+              and jnp.issubdtype(eqn.outvars[0].aval.dtype, jnp.inexact)):
             outs = _bind(eqn, invals)
             w = ins[0]
             outviews = [View(w.leaf, _compose(w, eqn), w.preserving and name in NORM_VIEWS,

@@ -286,7 +286,7 @@ def _ce(logits, label):
     return jax.nn.logsumexp(logits) - logits[label]
 
 
-def test_flax_linen_cnn_and_transformer_block():
+def test_flax_linen_cnn():
     nn = pytest.importorskip("flax.linen")
 
     class CNN(nn.Module):
@@ -295,6 +295,23 @@ def test_flax_linen_cnn_and_transformer_block():
             x = nn.relu(nn.Conv(8, (3, 3))(x))
             x = nn.relu(nn.Conv(8, (3, 3), strides=2)(x))
             return nn.Dense(3)(x.reshape(-1))
+
+    with numerics.x64(False):
+        cnn = CNN()
+        x = _normal(jax.random.key(1), (6, 8, 8, 2))
+        p = cnn.init(jax.random.key(0), x[0])
+        paths = assert_matches_vmap(lambda p, xi, yi: _ce(cnn.apply(p, xi), yi), p, x,
+                                    jnp.arange(6) % 3, **LIB)
+    assert paths["['params']['Conv_0']['kernel']"] == "conv"
+    assert paths["['params']['Conv_1']['bias']"] == "bias"
+    assert paths["['params']['Dense_0']['kernel']"] == "dense"
+
+
+@pytest.mark.slow
+def test_flax_linen_transformer_block():
+    """Attention, embedding, layer norms of flax (the plain-JAX sequence case covers the same
+    operations in the default run)."""
+    nn = pytest.importorskip("flax.linen")
 
     class Block(nn.Module):
         @nn.compact
@@ -305,13 +322,6 @@ def test_flax_linen_cnn_and_transformer_block():
             return nn.Dense(20)(h)
 
     with numerics.x64(False):
-        cnn = CNN()
-        x = _normal(jax.random.key(1), (6, 8, 8, 2))
-        p = cnn.init(jax.random.key(0), x[0])
-        paths = assert_matches_vmap(lambda p, xi, yi: _ce(cnn.apply(p, xi), yi), p, x,
-                                    jnp.arange(6) % 3, **LIB)
-        assert paths["['params']['Conv_0']['kernel']"] == "conv"
-        assert paths["['params']['Conv_1']['bias']"] == "bias"
         block = Block()
         tok = jax.random.randint(jax.random.key(2), (5, 7), 0, 20)
         lab = jax.random.randint(jax.random.key(3), (5, 7), 0, 20)
