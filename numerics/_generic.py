@@ -110,6 +110,9 @@ def _site_sq_norms(site, aux, delta, leaf):
     view = site.view
     if site.kind == "dense":
         return _ghost_norms.dense_sq_norms(aux, delta, site.info["dn"], site.info["side"])
+    if site.kind == "conv" and _ghost_norms.conv_unfold(site.info["params"], delta.shape[1:]):
+        return _ghost_norms.conv_patches_sq_norms(aux, delta, site.info["params"],
+                                                  tuple(view.fn(leaf).shape))
     if site.kind == "conv":
         return _ghost_norms.conv_sq_norms(site.info["op"], aux, delta, view.fn(leaf))
     if site.kind == "embedding":
@@ -271,7 +274,8 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
         with ``n``, ``grad_sum`` (:math:`\sum_i g_i`, shaped like params), ``layers``: the
         same statistics per pytree leaf, keyed by ``jax.tree_util.keystr`` of its path, and
         ``paths``: how each leaf's S1 was computed (``"dense"``, ``"dense-ghost"``,
-        ``"dense-materialised"``, ``"bias"``, ``"scale"``, ``"conv"``, ``"embedding"``,
+        ``"dense-materialised"``, ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-unfold"``,
+        ``"embedding"``,
         ``"unused"``, or ``"vmap..."`` with the reason), same keys.
 
     Example:

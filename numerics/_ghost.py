@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
-from ._ghost_norms import dense_blocks, dense_mode
+from ._ghost_norms import conv_unfold, dense_blocks, dense_mode
 
 #: Dependence bits carried with every value: on the example (x_i, y_i), on the parameters.
 EXAMPLE, PARAMS = 1, 2
@@ -143,7 +143,8 @@ def _site(eqn, invals, views):
         if not v.preserving:
             return None, "convolution with a broadcast or scaled kernel", None
         params = dict(eqn.params)
-        return "conv", {"op": lambda a, w: eqn.primitive.bind(a, w, **params)}, invals[0]
+        return "conv", {"op": lambda a, w: eqn.primitive.bind(a, w, **params),
+                        "params": params}, invals[0]
     if name in ("add", "sub", "add_any") and len(invals) == 2:
         return "bias", {"shape": tuple(invals[k].shape)}, None
     if name == "mul" and len(invals) == 2:
@@ -276,7 +277,8 @@ class Plan:
             recognised use (the shape and dtype of that operation's output, one example).
         fallback: leaves that take the exact chunked ``vmap(grad)``.
         paths: per leaf, ``"dense"``, ``"dense-ghost"``, ``"dense-materialised"``,
-            ``"bias"``, ``"scale"``, ``"conv"``, ``"embedding"``, ``"unused"`` or
+            ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-unfold"``, ``"embedding"``,
+            ``"unused"`` or
             ``"vmap: <reason>"``.
         custom: leaves that enter an inlined custom_jvp/vjp body (there the primal is
             differentiated, which changes every upstream cotangent if the rule is not the
@@ -329,6 +331,8 @@ def analyse(closed, n_params, p_structs, xy_structs, force_fallback=()) -> Plan:
 
 
 def _site_label(site, out):
+    if site.kind == "conv" and conv_unfold(site.info["params"], tuple(out.shape)):
+        return "conv-unfold"
     if site.kind != "dense":
         return site.kind
     return "dense" if site.info["mode"] == "outer" else f"dense-{site.info['mode']}"

@@ -21,9 +21,12 @@ With :math:`a_i` the operation's data input and :math:`\delta_i = \partial\ell_i
   entry that output element o reads,
   :math:`\lVert\nabla_T\ell_i\rVert^2 = \sum_k\big(\sum_{o:k(o)=k}\delta_{i,o}\big)^2`
   (a segment sum over the sorted entries, O(output) memory per example);
-* elementwise (bias ``add``, scale ``mul``) and convolutions: the gradient of that one
-  parameter, which is no larger than an activation (bias, scale) or a kernel (conv), computed
-  per example by the operation's own transpose, then squared and summed.
+* elementwise (bias ``add``, scale ``mul``): the gradient of that one parameter, no larger
+  than an activation, squared and summed;
+* convolutions: the kernel's per-example gradient by the op's own transpose (one batched
+  transposed convolution), or, without groups and when there are no more output positions
+  than output channels, the unfolded patches with the dense formulas (whichever intermediate
+  is smaller).
 """
 
 from __future__ import annotations
@@ -125,6 +128,45 @@ def elementwise_sq_norms(d, x, view_shape, view_t):
 
     g = jax.vmap(one)(d, x) if x is not None else jax.vmap(lambda di: one(di, None))(d)
     return _sq(g)
+
+
+def conv_unfold(params, out_shape) -> bool:
+    """Unfold (patches) rather than per-example kernel gradients: when there are no groups and
+    the patches (positions × C_in k²) are no larger than the kernel (C_in k² × C_out), i.e.
+    positions ≤ C_out, so memory stays at the smaller of the two."""
+    if params["feature_group_count"] != 1 or params["batch_group_count"] != 1:
+        return False
+    c_out = out_shape[params["dimension_numbers"].out_spec[1]]
+    return math.prod(out_shape) // c_out <= c_out
+
+
+def conv_patches_sq_norms(a, d, params, kernel_shape):
+    r"""Convolution kernels (no feature / batch groups) by unfolding: with the patches
+    :math:`P_i` (positions × :math:`C_\text{in}k^2`) and cotangents :math:`D_i` (positions ×
+    :math:`C_\text{out}`), the kernel's per-example gradient is a permutation of
+    :math:`P_i^\top D_i`, whose squared norm takes the Gram or the materialised form as for
+    dense layers (one batched matrix product, no grouped convolution)."""
+    dn = params["dimension_numbers"]
+    lhs_spec, rhs_spec, out_spec = dn.lhs_spec, dn.rhs_spec, dn.out_spec
+    filt = tuple(kernel_shape[k] for k in rhs_spec[2:])
+
+    def one(ai, di):
+        pt = jax.lax.conv_general_dilated_patches(
+            ai, filt, params["window_strides"], params["padding"],
+            lhs_dilation=params["lhs_dilation"], rhs_dilation=params["rhs_dilation"],
+            dimension_numbers=dn, precision=HIGHEST)
+        order = (out_spec[0],) + tuple(out_spec[2:]) + (out_spec[1],)  # rows: positions
+        to_rows = lambda t: jnp.transpose(t, order).reshape(-1, t.shape[out_spec[1]])
+        return to_rows(pt), to_rows(di)
+
+    P, D = jax.vmap(one)(a, d)
+    P = P.astype(d.dtype)
+    S, C, R = P.shape[1], P.shape[2], D.shape[2]
+    if dense_mode(S, C, R) == "ghost":
+        gp = jnp.einsum("nsc,ntc->nst", P, P, precision=HIGHEST)
+        gd = jnp.einsum("nsr,ntr->nst", D, D, precision=HIGHEST)
+        return jnp.sum(gp * gd, axis=(1, 2))
+    return _sq(jnp.einsum("nsc,nsr->ncr", P, D, precision=HIGHEST))
 
 
 def conv_sq_norms(op, a, d, view):

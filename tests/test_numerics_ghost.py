@@ -85,21 +85,28 @@ def _sequence_case():
 
 
 def _conv_case():
-    k = _keys(4)
+    k = _keys(6)
     p = {"k1": _normal(k[0], (4, 2, 3, 3)), "k2": _normal(k[1], (6, 2, 2, 2)),
-         "b": _normal(k[2], (6, 1, 1))}
+         "b": _normal(k[2], (6, 1, 1)), "k3": _normal(k[3], (2, 2, 6, 8))}
 
     def loss(p, x, y):                                       # x: (2, 9, 9), one image
+        # 25 positions > 4 channels: per-example kernel gradients by the conv's transpose
         h = jax.lax.conv_general_dilated(x[None], p["k1"], (2, 2), "SAME",
                                          rhs_dilation=(1, 1))
+        # feature groups: the transpose path
         h = jax.lax.conv_general_dilated(jnp.tanh(h), p["k2"], (1, 1), "VALID",
                                          rhs_dilation=(2, 1), feature_group_count=2)
-        h = h[0] + p["b"]                                    # implicit size-1 broadcast
+        h = h + p["b"][None]                                 # implicit size-1 broadcast
+        # 8 positions <= 8 channels, HWIO kernel, NHWC: unfolded patches
+        h = jax.lax.conv_general_dilated(jnp.transpose(jnp.tanh(h), (0, 2, 3, 1)), p["k3"],
+                                         (1, 1), ((0, 0), (1, 0)), lhs_dilation=(1, 1),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return jnp.sum(h * y)
 
-    x = _normal(k[3], (5, 2, 9, 9))
-    y = jnp.ones((5, 6, 3, 4))
-    return loss, p, x, y, {"['k1']": "conv", "['k2']": "conv", "['b']": "bias"}
+    x = _normal(k[4], (5, 2, 9, 9))
+    y = _normal(k[5], (5, 1, 2, 4, 8))
+    return loss, p, x, y, {"['k1']": "conv", "['k2']": "conv", "['b']": "bias",
+                           "['k3']": "conv-unfold"}
 
 
 def _gather_case():
