@@ -16,15 +16,14 @@ Thin re-exports; each concept lives in one private module:
 from ._precision import x64, default_dtype
 from ._network import init_params, apply, branch_scales
 from ._stats import GradStats, per_example_stats
-from ._generic import gradient_diversity, ghost_plan, per_leaf_sums, two_batch_noise_scale
+from ._generic import gradient_diversity, ghost_plan, two_batch_noise_scale
 from ._mc import MCResult, mc_moments
 from ._monitor import (DiversityStats, NoiseScaleState, diversity_stats, noise_scale_ema,
                        noise_scale_estimates, value_grad_and_diversity)
 
 __all__ = [
     "x64", "default_dtype", "init_params", "apply", "branch_scales", "GradStats",
-    "per_example_stats", "gradient_diversity", "ghost_plan", "per_leaf_sums",
-    "two_batch_noise_scale", "MCResult",
+    "per_example_stats", "gradient_diversity", "ghost_plan", "two_batch_noise_scale", "MCResult",
     "mc_moments", "DiversityStats", "NoiseScaleState", "diversity_stats", "noise_scale_ema",
     "noise_scale_estimates", "value_grad_and_diversity",
 ]

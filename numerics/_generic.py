@@ -98,11 +98,31 @@ def _plan_cached(loss_fn, pkey, xkey, ykey, force):
     return _ghost.analyse(closed, len(pav), jax.tree_util.tree_leaves(p), xy, force)
 
 
-def ghost_plan(loss_fn, params, x, y, *, force_fallback=()) -> _ghost.Plan:
-    """The :class:`numerics._ghost.Plan` (path of each leaf) for these shapes; cached.
+def _plan(loss_fn, params, x, y, no_inline=()) -> _ghost.Plan:
+    """The cached plan; ``no_inline``: leaves whose custom_jvp/vjp rules are kept."""
+    return _plan_cached(loss_fn, _key(params), _key(x), _key(y), tuple(no_inline))
 
-    ``force_fallback``: leaf indices whose custom_jvp/vjp rules must not be inlined."""
-    return _plan_cached(loss_fn, _key(params), _key(x), _key(y), tuple(force_fallback))
+
+def ghost_plan(loss_fn, params, x, y, *, batched: bool = False) -> _ghost.Plan:
+    """Which path each parameter leaf takes, without computing anything (shapes only).
+
+    Arguments as for :func:`gradient_diversity`. Returns a :class:`numerics._ghost.Plan`;
+    ``plan.paths`` lists each leaf's path in ``jax.tree_util.tree_leaves(params)`` order
+    (``gradient_diversity(...)["paths"]`` gives the same keyed by leaf; there a custom_jvp/vjp
+    body whose rule differs from its primal's gradient also sends its leaves to ``vmap``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> loss = lambda p, x, y: (jnp.tanh(p["w"] @ x) @ (p["w"] @ x) - y) ** 2
+        >>> ghost_plan(loss, {"w": jnp.ones((2, 3))}, jnp.ones((4, 3)), jnp.ones(4)).paths
+        ('vmap: used by 2 operations',)
+    """
+    if batched:
+        loss_fn = _one_example(loss_fn)
+    x = jax.tree_util.tree_map(jnp.asarray, x)
+    y = jax.tree_util.tree_map(jnp.asarray, y)
+    _check_inputs(params, x, y)
+    return _plan(loss_fn, params, x, y)
 
 
 def _site_sq_norms(site, aux, delta, leaf):
@@ -193,11 +213,10 @@ def _check_inputs(params, x, y):
     return n
 
 
-def per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, batched=False):
+def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, batched=False):
     r"""Per-leaf :math:`S_1, S_2`, :math:`\sum_i g_i`, :math:`\sum_i\ell_i` and the paths.
 
-    The building block of :func:`gradient_diversity` and :func:`numerics.diversity_monitor`;
-    arguments as there. Returns ``(s1, s2, grad_sum, loss_sum, paths)``: the first three
+    The eager core of :func:`gradient_diversity`; arguments as there. Returns ``(s1, s2, grad_sum, loss_sum, paths)``: the first three
     shaped like ``params``, ``paths`` a dict keyed like ``gradient_diversity``'s ``layers``
     (``loss_sum`` is None with ``method="vmap"``).
     """
@@ -217,7 +236,7 @@ def per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, bat
         return s1, s2, gsum, None, {k: "vmap" for k in keys}
     force = ()
     while True:
-        plan = ghost_plan(loss_fn, params, x, y, force_fallback=force)
+        plan = _plan(loss_fn, params, x, y, force)
         leaves = jax.tree_util.tree_leaves(params)
         fb = [leaves[k] for k in plan.fallback]
         chunk = (default_chunk(fb, n) if chunk_size is None else int(min(chunk_size, n)))
@@ -278,6 +297,11 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
         ``"embedding"``,
         ``"unused"``, or ``"vmap..."`` with the reason), same keys.
 
+    Raises:
+        ValueError: on an unknown ``method``, a non-positive ``chunk_size``, a loss that does
+            not return one scalar per example, non-floating parameters, or ``x``/``y`` without
+            a common example axis (or no example).
+
     Example:
         >>> import jax.numpy as jnp
         >>> loss = lambda p, x, y: 0.5 * (jnp.dot(p["w"], x) - y) ** 2
@@ -288,7 +312,7 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
         >>> out["paths"]
         {"['w']": 'dense'}
     """
-    s1, s2, gsum, _, paths = per_leaf_sums(loss_fn, params, x, y, method=method,
+    s1, s2, gsum, _, paths = _per_leaf_sums(loss_fn, params, x, y, method=method,
                                            chunk_size=chunk_size, batched=batched)
     n = jax.tree_util.tree_leaves(x)[0].shape[0]
     S1 = sum(jax.tree_util.tree_leaves(s1))

@@ -297,9 +297,9 @@ class Plan:
         return frozenset(s[0] for s in self.sites)
 
 
-def analyse(closed, n_params, p_structs, xy_structs, force_fallback=()) -> Plan:
+def analyse(closed, n_params, p_structs, xy_structs, no_inline=()) -> Plan:
     """Walk the traced loss abstractly and decide each leaf's path."""
-    ctx = Context(no_inline=frozenset(force_fallback))
+    ctx = Context(no_inline=frozenset(no_inline))
     jax.eval_shape(lambda p, xy: run(closed, n_params, p, xy, ctx), list(p_structs),
                    list(xy_structs))
     by_leaf = {}
@@ -327,7 +327,7 @@ def analyse(closed, n_params, p_structs, xy_structs, force_fallback=()) -> Plan:
         fallback.append(leaf)
         paths.append(f"vmap: {reason}")
     return Plan(tuple(sites), tuple(fallback), tuple(paths), tuple(sorted(ctx.custom)),
-                tuple(sorted(force_fallback)))
+                tuple(sorted(no_inline)))
 
 
 def _site_label(site, out):

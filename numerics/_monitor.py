@@ -94,9 +94,9 @@ def value_grad_and_diversity(loss_fn, *, batched: bool = False, chunk_size: int 
         x = jax.tree_util.tree_map(jnp.asarray, x)
         y = jax.tree_util.tree_map(jnp.asarray, y)
         n = _generic._check_inputs(params, x, y)
-        plan = _generic.ghost_plan(one, params, x, y)
-        if plan.custom:
-            plan = _generic.ghost_plan(one, params, x, y, force_fallback=plan.custom)
+        plan = _generic._plan(one, params, x, y)
+        if plan.custom:  # keep the custom rules: exact whatever they compute
+            plan = _generic._plan(one, params, x, y, plan.custom)
         leaves = jax.tree_util.tree_leaves(params)
         chunk = (_generic.default_chunk([leaves[k] for k in plan.fallback], n)
                  if chunk_size is None else int(min(chunk_size, n)))

@@ -51,7 +51,7 @@ from theory import NetSpec
 from theory._cli import fail, int_list
 
 from . import _bench_models
-from ._generic import _ghost_core, _vmap_sums, default_chunk as generic_chunk, ghost_plan
+from ._generic import _ghost_core, _plan, _vmap_sums, default_chunk as generic_chunk
 from ._mc import STEPS_PER_CALL, _block_fn, default_chunk
 from ._network import apply, init_params
 from ._stats import _stats_jit
@@ -177,7 +177,7 @@ def generic_cases(widths, depths, n, mlp_input_dim, models):
 def bench_generic(name, sizes, *, reps, vmap_reps, key):
     loss, params, x, y, desc = _bench_models.MODELS[name](**sizes, key=key)
     n = x.shape[0]
-    plan = ghost_plan(loss, params, x, y)
+    plan = _plan(loss, params, x, y)
     leaves = jax.tree_util.tree_leaves(params)
     chunk = generic_chunk([leaves[k] for k in plan.fallback], n)
     ghost = jax.jit(lambda p, x, y: _ghost_core(loss, p, x, y, plan, chunk)[:3])
