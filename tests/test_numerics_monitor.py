@@ -125,3 +125,20 @@ def test_monitor_errors():
         tx.update({}, tx.init(None))
     with pytest.raises(ValueError, match="expected one noise_scale_ema state"):
         numerics.noise_scale_estimates(optax.sgd(0.1).init({"w": jnp.zeros(2)}))
+
+
+def test_vmapped_over_trials(getkey):
+    """Several trials stacked on a leading axis (as experiments/ trains them): one vmapped
+    call equals the trials one at a time."""
+    loss, p, x, y = _model(getkey())
+    _, q, _, _ = _model(getkey())
+    stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), p, q)
+    f = numerics.value_grad_and_diversity(loss)
+    _, grads, st = jax.jit(jax.vmap(f, in_axes=(0, None, None)))(stacked, x, y)
+    for t, params in enumerate((p, q)):
+        _, g1, s1 = f(params, x, y)
+        # the same float32 computation batched over trials: round-off only
+        np.testing.assert_allclose(float(st.S1[t]), float(s1.S1), rtol=1e-5)
+        np.testing.assert_allclose(float(st.S2[t]), float(s1.S2), rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(grads["w"][t]), np.asarray(g1["w"]), rtol=1e-5,
+                                   atol=1e-6)
