@@ -47,7 +47,8 @@ def cnn(*, n, key, size=16, channels=(16, 32), classes=10):
     c1, c2 = channels
     out = size // 2
     params = {
-        "c1": {"w": jax.random.normal(k[0], (3, 3, 3, c1)) * jnp.sqrt(2.0 / 27), "b": jnp.zeros(c1)},
+        "c1": {"w": jax.random.normal(k[0], (3, 3, 3, c1)) * jnp.sqrt(2.0 / 27),
+               "b": jnp.zeros(c1)},
         "c2": {"w": jax.random.normal(k[1], (3, 3, c1, c2)) * jnp.sqrt(2.0 / (9 * c1)),
                "b": jnp.zeros(c2)},
         "head": _dense(k[2], out * out * c2, classes),

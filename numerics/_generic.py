@@ -216,9 +216,10 @@ def _check_inputs(params, x, y):
 def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, batched=False):
     r"""Per-leaf :math:`S_1, S_2`, :math:`\sum_i g_i`, :math:`\sum_i\ell_i` and the paths.
 
-    The eager core of :func:`gradient_diversity`; arguments as there. Returns ``(s1, s2, grad_sum, loss_sum, paths)``: the first three
-    shaped like ``params``, ``paths`` a dict keyed like ``gradient_diversity``'s ``layers``
-    (``loss_sum`` is None with ``method="vmap"``).
+    The eager core of :func:`gradient_diversity`; arguments as there. Returns
+    ``(s1, s2, grad_sum, loss_sum, paths)``: the first three shaped like ``params``, ``paths``
+    a dict keyed like ``gradient_diversity``'s ``layers`` (``loss_sum`` is None with
+    ``method="vmap"``).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")

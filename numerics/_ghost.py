@@ -160,8 +160,9 @@ def _site(eqn, invals, views):
 
 def interpret(jaxpr, consts, args, views, deps, ctx):
     """Evaluate ``jaxpr`` on ``args``; ``views[k]`` is the :class:`View` of ``args[k]`` (or
-    None) and ``deps[k]`` its dependence bits (:data:`EXAMPLE`, :data:`PARAMS`). Returns ``(outs, out_views,
-    out_deps)`` and fills ``ctx``."""
+    None) and ``deps[k]`` its dependence bits (:data:`EXAMPLE`, :data:`PARAMS`).
+
+    Returns ``(outs, out_views, out_deps)`` and fills ``ctx``."""
     env, venv, denv = {}, {}, {}
 
     def read(v):
@@ -228,7 +229,7 @@ def interpret(jaxpr, consts, args, views, deps, ctx):
                 if ctx.plan is None:
                     ctx.outs.append(jax.ShapeDtypeStruct(outs[0].shape, outs[0].dtype))
                 elif sid in ctx.plan:
-                    outs = [outs[0] + ctx.probes[sid]]
+                    outs = [jax.lax.add(outs[0], ctx.probes[sid].astype(outs[0].dtype))]
                     ctx.aux[sid] = data
                     outdeps = [dep | EXAMPLE]
         for v, o, w, d in zip(eqn.outvars, outs, outviews, outdeps):

@@ -37,7 +37,8 @@ def assert_matches_vmap(loss, params, x, y, rtol=None, **kw):
         for stat in ("S1", "S2"):
             np.testing.assert_allclose(float(ghost["layers"][k][stat]),
                                        float(ref["layers"][k][stat]), rtol=rtol,
-                                       atol=rtol * float(ref[stat]), err_msg=f"{k} {stat} ({ghost['paths'][k]})")
+                                       atol=rtol * float(ref[stat]),
+                                       err_msg=f"{k} {stat} ({ghost['paths'][k]})")
     refs = jax.tree_util.tree_leaves(ref["grad_sum"])
     scale = max(float(jnp.max(jnp.abs(b))) for b in refs)  # the model's largest entry
     for a, b in zip(jax.tree_util.tree_leaves(ghost["grad_sum"]), refs):

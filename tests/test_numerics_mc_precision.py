@@ -1,4 +1,4 @@
-"""numerics.mc_moments to a stated precision (``rel_se=``) and its caps; ``--rel-se`` in the CLI."""
+"""numerics.mc_moments to a stated precision (``rel_se=``), its caps, and ``--rel-se``."""
 
 import json
 

@@ -16,7 +16,8 @@ F64 = TOL[np.dtype("float64")]
 
 def _model(key):
     k = jax.random.split(key, 4)
-    p = {"w": jax.random.normal(k[0], (6, 3)), "b": jnp.zeros(6), "v": jax.random.normal(k[1], (6,))}
+    p = {"w": jax.random.normal(k[0], (6, 3)), "b": jnp.zeros(6),
+         "v": jax.random.normal(k[1], (6,))}
     loss = lambda p, x, y: 0.5 * (jnp.dot(p["v"], jnp.tanh(p["w"] @ x + p["b"])) - y) ** 2
     return loss, p, jax.random.normal(k[2], (12, 3)), jax.random.normal(k[3], (12,))
 
