@@ -79,16 +79,25 @@ def test_bench_json_smoke(capsys):
     assert rows[0]["ours_s"] > 0 and rows[0]["naive_s"] > 0
 
 
-def test_bench_generic_suite_smoke(capsys):
-    assert bench.main(["--json", "--suite", "generic", "--n", "4", "--widths", "8", "--depths",
-                       "2", "--reps", "1", "--vmap-reps", "1"]) == 0
+def _bench_generic(models, capsys):
+    assert bench.main(["--json", "--suite", "generic", "--models", ",".join(models), "--n", "4",
+                       "--widths", "8", "--depths", "2", "--reps", "1", "--vmap-reps", "1"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    assert [r["model"] for r in rows] == ["mlp", "cnn", "transformer"]
+    assert [r["model"] for r in rows] == list(models)
     for r in rows:
         assert r["ghost_s"] > 0 and r["backward_s"] > 0 and r["vmap_s"] > 0
         # float32 ghost vs float32 vmap(grad): the 1e-5 agreement target
         assert r["S1_rel_diff"] <= 1e-5, r
         assert not [p for p in r["paths"] if p.startswith("vmap")], r["paths"]
+
+
+def test_bench_generic_suite_smoke(capsys):
+    _bench_generic(("mlp",), capsys)
+
+
+@pytest.mark.slow
+def test_bench_generic_suite_all_models(capsys):
+    _bench_generic(("mlp", "cnn", "transformer"), capsys)
 
 
 def test_bench_bad_models_one_line_exit_2(capsys):
