@@ -20,13 +20,13 @@ def _z(estimate, se, target):
     return (estimate - target) / se
 
 
-def compare(spec, x, y, *, key, samples, chunk=None, delta=1.0, bootstrap=0, progress=False,
-            data_description="") -> dict:
+def compare(spec, x, y, *, key, samples, rel_se=None, max_seconds=None, chunk=None, delta=1.0,
+            bootstrap=0, progress=False, data_description="") -> dict:
     """Monte Carlo estimates, theory (when ``theory.expected_moments`` covers the net) and the
     z-scores ``(mc - theory)/se`` in one flat dict (JSON-ready)."""
     start = time.perf_counter()
-    mc = mc_moments(spec, x, y, key=key, samples=samples, chunk=chunk, bootstrap=bootstrap,
-                    progress=progress)
+    mc = mc_moments(spec, x, y, key=key, samples=samples, rel_se=rel_se,
+                    max_seconds=max_seconds, chunk=chunk, bootstrap=bootstrap, progress=progress)
     out = {"dtype": jax.numpy.dtype(default_dtype()).name,
            "devices": len(jax.local_devices()), "backend": jax.default_backend(),
            "conventions": spec.describe(), "data": data_description}

@@ -1,13 +1,17 @@
-r"""Gradient diversity of ANY JAX model: chunked ``vmap(grad)`` with a memory bound.
+r"""Gradient diversity of ANY JAX model: ghost norms in one backward pass, with an exact
+chunked ``vmap(grad)`` fallback per leaf.
 
-For a per-example loss ``loss_fn(params, x_i, y_i)`` with any pytree ``params`` (dicts, flax,
-equinox, ...), the examples are processed ``chunk_size`` at a time inside one ``lax.scan``;
-only one chunk of per-example gradients (``chunk_size`` × parameters) is alive at once, and
-the running sums :math:`S_1` (per leaf) and :math:`\sum_i g_i` are carried.
+``method="ghost"`` (the default) traces the per-example loss and takes every parameter leaf
+that one recognised operation consumes through :mod:`numerics._ghost` (one batched backward
+pass, no per-example gradients); the remaining leaves, and every leaf with ``method="vmap"``,
+take the reference path: the examples are processed ``chunk_size`` at a time inside one
+``lax.scan``, only one chunk of per-example gradients (``chunk_size`` × those parameters) is
+alive at once, and the running sums :math:`S_1` (per leaf) and :math:`\sum_i g_i` are carried.
 """
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 
 import jax
@@ -16,8 +20,17 @@ import numpy as np
 
 from theory import diversity
 
+from . import _ghost, _ghost_norms
+
 #: Default memory bound for one chunk of per-example gradients (bytes).
 CHUNK_BYTES = 1 << 28
+#: Relative difference (global norm) between the summed gradient with custom_jvp/vjp bodies
+#: inlined and the one under the custom rules, per dtype, above which the rules are kept and
+#: the leaves entering them take vmap(grad). Two evaluations of the same gradient in another
+#: operation order agree to ~1e-6 (float32) / ~1e-15 (float64) relative; a rule that is not the
+#: primal's gradient (straight-through, clipping) differs by far more.
+CUSTOM_RULE_RTOL = {"float32": 1e-4, "float64": 1e-9}
+METHODS = ("ghost", "vmap")
 
 
 def _pad(tree, n_pad):
@@ -25,8 +38,8 @@ def _pad(tree, n_pad):
         lambda a: jnp.concatenate([a, jnp.repeat(a[:1], n_pad, axis=0)]) if n_pad else a, tree)
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "chunk"))
-def _sums(loss_fn, params, x, y, chunk):
+def _vmap_sums(loss_fn, params, x, y, chunk):
+    """Traceable reference: per-leaf S1, S2 and the summed gradient by chunked vmap(grad)."""
     n = jax.tree_util.tree_leaves(x)[0].shape[0]
     m = -(-n // chunk)
     n_pad = m * chunk - n
@@ -54,6 +67,9 @@ def _sums(loss_fn, params, x, y, chunk):
     return s1, s2, gsum
 
 
+_sums = partial(jax.jit, static_argnames=("loss_fn", "chunk"))(_vmap_sums)
+
+
 def default_chunk(params, n: int, max_bytes: int = CHUNK_BYTES) -> int:
     """Largest chunk whose per-example gradients fit in ``max_bytes`` (at least 1, at most n)."""
     leaves = jax.tree_util.tree_leaves(params)
@@ -61,22 +77,231 @@ def default_chunk(params, n: int, max_bytes: int = CHUNK_BYTES) -> int:
     return int(max(1, min(n, max_bytes // max(nbytes, 1))))
 
 
-def gradient_diversity(loss_fn, params, x, y, *, chunk_size: int | None = None) -> dict:
+def _structs(tree, drop_lead=False):
+    return jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape[1:] if drop_lead else a.shape, a.dtype), tree)
+
+
+def _key(tree):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan_cached(loss_fn, pkey, xkey, ykey, force):
+    (pdef, pav), (xdef, xav), (ydef, yav) = pkey, xkey, ykey
+    mk = lambda d, av, lead: jax.tree_util.tree_unflatten(
+        d, [jax.ShapeDtypeStruct(s[lead:], dt) for s, dt in av])
+    p, x1, y1 = mk(pdef, pav, 0), mk(xdef, xav, 1), mk(ydef, yav, 1)
+    closed = _ghost.trace(loss_fn, p, x1, y1)
+    xy = jax.tree_util.tree_leaves((x1, y1))
+    return _ghost.analyse(closed, len(pav), jax.tree_util.tree_leaves(p), xy, force)
+
+
+def _plan(loss_fn, params, x, y, no_inline=()) -> _ghost.Plan:
+    """The cached plan; ``no_inline``: leaves whose custom_jvp/vjp rules are kept."""
+    return _plan_cached(loss_fn, _key(params), _key(x), _key(y), tuple(no_inline))
+
+
+def ghost_plan(loss_fn, params, x, y, *, batched: bool = False) -> _ghost.Plan:
+    """Which path each parameter leaf takes, without computing anything (shapes only).
+
+    Arguments as for :func:`gradient_diversity`. Returns a :class:`numerics._ghost.Plan`;
+    ``plan.paths`` lists each leaf's path in ``jax.tree_util.tree_leaves(params)`` order
+    (``gradient_diversity(...)["paths"]`` gives the same keyed by leaf; there a custom_jvp/vjp
+    body whose rule differs from its primal's gradient also sends its leaves to ``vmap``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> loss = lambda p, x, y: (jnp.tanh(p["w"] @ x) @ (p["w"] @ x) - y) ** 2
+        >>> ghost_plan(loss, {"w": jnp.ones((2, 3))}, jnp.ones((4, 3)), jnp.ones(4)).paths
+        ('vmap: used by 2 operations',)
+    """
+    if batched:
+        loss_fn = _one_example(loss_fn)
+    x = jax.tree_util.tree_map(jnp.asarray, x)
+    y = jax.tree_util.tree_map(jnp.asarray, y)
+    _check_inputs(params, x, y)
+    return _plan(loss_fn, params, x, y)
+
+
+def _site_sq_norms(site, aux, delta, leaf):
+    """n squared per-example gradient norms of ``leaf`` from its one recognised operation."""
+    view = site.view
+    if site.kind == "dense":
+        return _ghost_norms.dense_sq_norms(aux, delta, site.info["dn"], site.info["side"])
+    if site.kind == "conv" and _ghost_norms.conv_unfold(site.info["params"], delta.shape[1:]):
+        return _ghost_norms.conv_patches_sq_norms(aux, delta, site.info["params"],
+                                                  tuple(view.fn(leaf).shape))
+    if site.kind == "conv":
+        return _ghost_norms.conv_sq_norms(site.info["op"], aux, delta, view.fn(leaf))
+    if site.kind == "embedding":
+        return _ghost_norms.selection_sq_norms(aux, delta)
+    view_t = None if view.preserving else (lambda g: jax.vjp(view.fn, leaf)[1](g)[0])
+    x = aux if site.kind == "scale" else None
+    return _ghost_norms.elementwise_sq_norms(delta, x, site.info["shape"], view_t)
+
+
+def _ghost_core(loss_fn, params, x, y, plan, chunk):
+    """Traceable: per-leaf S1, S2, the summed gradient, the loss sum and the custom-rule check."""
+    p_leaves, p_def = jax.tree_util.tree_flatten(params)
+    n = jax.tree_util.tree_leaves(x)[0].shape[0]
+    closed = _ghost.trace(loss_fn, _structs(params), _structs(x, True), _structs(y, True))
+    n_params = len(p_leaves)
+    xy = jax.tree_util.tree_leaves((x, y))
+    probes = {sid: jnp.zeros((n,) + shape, dtype) for sid, _, shape, dtype in plan.sites}
+    seen = []
+
+    def one(pl, pr, xyl):
+        ctx = _ghost.Context(plan=plan.site_ids, probes=pr, no_inline=frozenset(plan.no_inline))
+        seen.append(ctx)
+        return _ghost.run(closed, n_params, pl, xyl, ctx), ctx.aux
+
+    def total(pl, pr):
+        losses, aux = jax.vmap(one, in_axes=(None, 0, 0))(pl, pr, xy)
+        return jnp.sum(losses), aux
+
+    loss_sum, vjp_fn, aux = jax.vjp(total, p_leaves, probes, has_aux=True)
+    gsum, deltas = vjp_fn(jnp.ones_like(loss_sum))
+    sites = seen[-1].sites
+    s1 = [jnp.zeros((), a.dtype) for a in p_leaves]
+    for sid, leaf, _, _ in plan.sites:
+        sq = _site_sq_norms(sites[sid], aux[sid], deltas[sid], p_leaves[leaf])
+        s1[leaf] = jnp.sum(sq).astype(p_leaves[leaf].dtype)
+    if plan.fallback:
+        fb = list(plan.fallback)
+
+        def loss_fb(pf, xi, yi):
+            leaves = list(p_leaves)
+            for k, a in zip(fb, pf):
+                leaves[k] = a
+            return loss_fn(jax.tree_util.tree_unflatten(p_def, leaves), xi, yi)
+
+        s1_fb, _, _ = _vmap_sums(loss_fb, [p_leaves[k] for k in fb], x, y, chunk)
+        for k, v in zip(fb, s1_fb):
+            s1[k] = v
+    s2 = [jnp.sum(g * g) for g in gsum]
+    check = jnp.zeros((), loss_sum.dtype)
+    if plan.custom:  # compare with the summed gradient under the custom rules
+        true = jax.grad(lambda pl: jnp.sum(jax.vmap(
+            lambda xi, yi: loss_fn(jax.tree_util.tree_unflatten(p_def, pl), xi, yi))(x, y)))(
+                p_leaves)
+        diff = sum(jnp.sum((a - b) ** 2) for a, b in zip(gsum, true))
+        ref = sum(jnp.sum(b * b) for b in true)
+        check = jnp.sqrt(diff / jnp.maximum(ref, jnp.finfo(ref.dtype).tiny))
+    unflat = lambda v: jax.tree_util.tree_unflatten(p_def, v)
+    return unflat(s1), unflat(s2), unflat(gsum), loss_sum, check
+
+
+_ghost_sums = partial(jax.jit, static_argnames=("loss_fn", "plan", "chunk"))(_ghost_core)
+
+
+def _check_inputs(params, x, y):
+    xs, ys = jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)
+    if not xs:
+        raise ValueError("x has no arrays")
+    n = xs[0].shape[0] if xs[0].ndim else None
+    if n is None or any(a.ndim == 0 or a.shape[0] != n for a in xs + ys):
+        raise ValueError("x and y must hold the examples along axis 0 of every array, got "
+                         f"shapes {[a.shape for a in xs]} and {[a.shape for a in ys]}")
+    if n == 0:
+        raise ValueError("gradient_diversity needs at least one example")
+    for path, a in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if not jnp.issubdtype(jnp.result_type(a), jnp.floating):
+            raise ValueError(f"parameter {jax.tree_util.keystr(path)} is not floating "
+                             f"({jnp.result_type(a)}); pass only trainable float arrays")
+    return n
+
+
+def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, batched=False):
+    r"""Per-leaf :math:`S_1, S_2`, :math:`\sum_i g_i`, :math:`\sum_i\ell_i` and the paths.
+
+    The eager core of :func:`gradient_diversity`; arguments as there. Returns
+    ``(s1, s2, grad_sum, loss_sum, paths)``: the first three shaped like ``params``, ``paths``
+    a dict keyed like ``gradient_diversity``'s ``layers`` (``loss_sum`` is None with
+    ``method="vmap"``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if batched:
+        loss_fn = _one_example(loss_fn)
+    x = jax.tree_util.tree_map(jnp.asarray, x)
+    y = jax.tree_util.tree_map(jnp.asarray, y)
+    n = _check_inputs(params, x, y)
+    if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    keys = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    if method == "vmap":
+        chunk = default_chunk(params, n) if chunk_size is None else int(min(chunk_size, n))
+        s1, s2, gsum = _sums(loss_fn, params, x, y, chunk)
+        return s1, s2, gsum, None, {k: "vmap" for k in keys}
+    force = ()
+    while True:
+        plan = _plan(loss_fn, params, x, y, force)
+        leaves = jax.tree_util.tree_leaves(params)
+        fb = [leaves[k] for k in plan.fallback]
+        chunk = (default_chunk(fb, n) if chunk_size is None else int(min(chunk_size, n)))
+        s1, s2, gsum, loss_sum, check = _ghost_sums(loss_fn, params, x, y, plan, chunk)
+        rtol = CUSTOM_RULE_RTOL.get(str(np.asarray(check).dtype), 1e-4)
+        if not plan.custom or float(check) <= rtol:
+            return s1, s2, gsum, loss_sum, dict(zip(keys, plan.paths))
+        force = tuple(sorted(set(force) | set(plan.custom)))
+
+
+def _one_example(batched_loss):
+    """``loss(params, x_i, y_i)`` from a batched ``loss(params, xb, yb)`` (sum or mean over a
+    batch, or per-example losses): evaluated on a batch of one."""
+    @functools.wraps(batched_loss)
+    def loss(params, xi, yi):
+        add = lambda t: jax.tree_util.tree_map(lambda a: a[None], t)
+        return jnp.sum(batched_loss(params, add(xi), add(yi)))
+
+    return _ONE_EXAMPLE.setdefault(batched_loss, loss)
+
+
+_ONE_EXAMPLE = {}
+
+
+def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
+                       chunk_size: int | None = None, batched: bool = False) -> dict:
     r"""S1, S2, gradient diversity, :math:`B_S` and the estimator variants of SPEC §2.
 
+    .. math::
+
+        S_1 = \sum_i\lVert\nabla_w\ell(w; x_i, y_i)\rVert^2,\qquad
+        S_2 = \Big\lVert\sum_i\nabla_w\ell(w; x_i, y_i)\Big\rVert^2,\qquad
+        B_S = n S_1 / S_2 .
+
     Args:
-        loss_fn: ``loss_fn(params, x_i, y_i) -> scalar`` for ONE example.
-        params: any pytree of floating arrays.
+        loss_fn: ``loss_fn(params, x_i, y_i) -> scalar`` for ONE example (or, with
+            ``batched=True``, ``loss_fn(params, xb, yb)`` for a batch whose examples do not
+            interact, e.g. no batch norm: it is evaluated on batches of one).
+        params: any pytree of floating arrays (dicts, flax ``params`` / nnx ``State``,
+            equinox modules partitioned with ``eqx.partition``).
         x, y: arrays (or pytrees of arrays) with the examples along axis 0.
-        chunk_size: examples per vmapped chunk; default keeps one chunk of per-example
-            gradients under 256 MiB.
+        method: ``"ghost"`` (default): per-example norms from each leaf's one recognised
+            operation in a single backward pass (:mod:`numerics._ghost`), exact
+            ``vmap(grad)`` for the other leaves; ``"vmap"``: ``vmap(grad)`` for every leaf
+            (the reference).
+        chunk_size: examples per vmapped chunk of the ``vmap(grad)`` path; default keeps one
+            chunk of per-example gradients under 256 MiB.
+        batched: ``loss_fn`` takes a batch (see above).
 
     Returns:
         The dict of :func:`theory.diversity` (``S1``, ``S2``, ``gradient_diversity``,
         ``batch_size_bound`` = :math:`B_S`, ``B_simple`` (plug-in, :math:`B_S-1`),
         ``B_simple_unbiased`` (McCandlish two-batch with sizes 1 and n), ``norm_test_theta2``)
-        with ``n``, ``grad_sum`` (:math:`\sum_i g_i`, shaped like params) and ``layers``: the
-        same statistics per pytree leaf, keyed by ``jax.tree_util.keystr`` of its path.
+        with ``n``, ``grad_sum`` (:math:`\sum_i g_i`, shaped like params), ``layers``: the
+        same statistics per pytree leaf, keyed by ``jax.tree_util.keystr`` of its path, and
+        ``paths``: how each leaf's S1 was computed (``"dense"``, ``"dense-ghost"``,
+        ``"dense-materialised"``, ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-unfold"``,
+        ``"embedding"``,
+        ``"unused"``, or ``"vmap..."`` with the reason), same keys.
+
+    Raises:
+        ValueError: on an unknown ``method``, a non-positive ``chunk_size``, a loss that does
+            not return one scalar per example, non-floating parameters, or ``x``/``y`` without
+            a common example axis (or no example).
 
     Example:
         >>> import jax.numpy as jnp
@@ -85,14 +310,12 @@ def gradient_diversity(loss_fn, params, x, y, *, chunk_size: int | None = None) 
         >>> out = gradient_diversity(loss, {"w": jnp.zeros(2)}, x, y)
         >>> float(out["batch_size_bound"])  # orthogonal gradients: B_S = n
         2.0
+        >>> out["paths"]
+        {"['w']": 'dense'}
     """
+    s1, s2, gsum, _, paths = _per_leaf_sums(loss_fn, params, x, y, method=method,
+                                           chunk_size=chunk_size, batched=batched)
     n = jax.tree_util.tree_leaves(x)[0].shape[0]
-    if n == 0:
-        raise ValueError("gradient_diversity needs at least one example")
-    chunk = default_chunk(params, n) if chunk_size is None else int(min(chunk_size, n))
-    if chunk <= 0:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    s1, s2, gsum = _sums(loss_fn, params, x, y, chunk)
     S1 = sum(jax.tree_util.tree_leaves(s1))
     S2 = sum(jax.tree_util.tree_leaves(s2))
     out = diversity(S1, S2, n)
@@ -102,6 +325,7 @@ def gradient_diversity(loss_fn, params, x, y, *, chunk_size: int | None = None) 
     flat2 = jax.tree_util.tree_leaves(s2)
     out["layers"] = {jax.tree_util.keystr(path): diversity(a, b, n)
                      for (path, a), b in zip(flat1, flat2)}
+    out["paths"] = paths
     return out
 
 

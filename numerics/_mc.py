@@ -20,12 +20,20 @@ Estimators (SPEC §2, §4), over N networks with per-network :math:`S_1, S_2`:
   + \frac{\mu_1^2V_{22}}{\mu_2^4}}`;
 * the mean of the ratio :math:`E[B_S]` with :math:`\mathrm{sd}/\sqrt N` and quantiles (the
   distribution is heavy-tailed: compare with the optional percentile bootstrap).
+
+To a stated precision (``rel_se=``): blocks are drawn until the relative standard errors
+:math:`\mathrm{se}(\overline{S_k})/\overline{S_k}` of both :math:`E[S_1]` and :math:`E[S_2]`
+are below the target (checked after each block once :data:`MIN_SAMPLES_FOR_SE` networks are
+in), or ``samples`` (then the cap) or ``max_seconds`` is reached; ``stop_reason`` says which.
+Networks are still ``fold_in(key, i)``, so the result is the first N networks of the
+fixed-count run with the same key.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import time
 from dataclasses import dataclass, field
 
 import jax
@@ -42,6 +50,12 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 CHUNK_BYTES = 1 << 27
 #: lax.map steps per compiled call (per device).
 STEPS_PER_CALL = 4
+#: Networks drawn before a relative standard error is trusted as a stopping rule (a heavy
+#: tail makes the SE itself noisy at small N).
+MIN_SAMPLES_FOR_SE = 256
+#: Default cap on the number of networks of a ``rel_se`` run.
+MAX_SAMPLES = 1_000_000
+STOP_REASONS = ("samples", "rel_se", "max_samples", "max_seconds")
 
 
 def default_chunk(spec, n: int, dtype) -> int:
@@ -92,7 +106,10 @@ class MCResult:
     ``batch_size_bound`` (ratio of means :math:`\bar B_S = nE[S_1]/E[S_2]`) with
     ``batch_size_bound_se`` (delta method), ``mean_B_S`` (:math:`E[B_S]`, mean of the ratio)
     with ``mean_B_S_se`` and ``B_S_quantiles``; ``running``: the estimates after each compiled
-    block; ``bootstrap``: percentile intervals when requested, else None.
+    block; ``bootstrap``: percentile intervals when requested, else None; ``stop_reason``:
+    ``"samples"`` (the fixed count was drawn), ``"rel_se"`` (the target ``target_rel_se`` was
+    met), ``"max_samples"`` or ``"max_seconds"`` (a cap stopped it first); ``S1_rel_se``,
+    ``S2_rel_se``: the relative standard errors reached.
     """
 
     n: int
@@ -103,6 +120,17 @@ class MCResult:
     S2_layer_samples: np.ndarray = field(repr=False)
     running: dict = field(default_factory=dict, repr=False)
     bootstrap: dict | None = field(default=None, repr=False)
+    stop_reason: str = "samples"
+    target_rel_se: float | None = None
+    seconds: float | None = None
+
+    @property
+    def S1_rel_se(self) -> float:
+        return self.S1_se / abs(self.S1) if self.S1 else float("nan")
+
+    @property
+    def S2_rel_se(self) -> float:
+        return self.S2_se / abs(self.S2) if self.S2 else float("nan")
 
     @property
     def S1(self) -> float:
@@ -176,6 +204,9 @@ class MCResult:
             "mc_B_S_quantiles": {str(q): v for q, v in self.B_S_quantiles.items()},
             "mc_S1_layers": self.S1_layers.tolist(),
             "mc_S2_layers": self.S2_layers.tolist(),
+            "mc_stop_reason": self.stop_reason,
+            "mc_target_rel_se": self.target_rel_se,
+            "mc_S1_rel_se": self.S1_rel_se, "mc_S2_rel_se": self.S2_rel_se,
         }
         if self.bootstrap is not None:
             out["mc_bootstrap"] = self.bootstrap
@@ -211,7 +242,22 @@ def _gather_blocks(local, calls, procs, fn, key, x, y, net_sharding, block):
     return [[g[c % procs][c // procs] for g in gathered] for c in range(calls)]
 
 
-def mc_moments(spec, x, y, *, key, samples: int, chunk: int | None = None,
+def _rel_se(a):
+    m = abs(float(a.mean()))
+    return _se(a) / m if m > 0 else float("inf")
+
+
+def _check_positive(name, value, kind=int):
+    ok = (not isinstance(value, bool) and isinstance(value, (int, np.integer, float))
+          and (kind is float or isinstance(value, (int, np.integer))) and value > 0
+          and math.isfinite(value))
+    if not ok:
+        what = "integer" if kind is int else "number"
+        raise ValueError(f"{name} must be a positive {what}, got {value!r}")
+
+
+def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | None = None,
+               max_seconds: float | None = None, chunk: int | None = None,
                loss: str = "squared", devices: int | None = None, bootstrap: int = 0,
                bootstrap_seed: int = 0, progress: bool = False) -> MCResult:
     r"""Monte Carlo estimates of :math:`E[S_1], E[S_2], \bar B_S, E[B_S]` at initialisation.
@@ -220,7 +266,11 @@ def mc_moments(spec, x, y, *, key, samples: int, chunk: int | None = None,
         spec: the network (:class:`theory.NetSpec`).
         x, y: data as for :func:`numerics.per_example_stats` (cast to the default dtype).
         key: PRNG key; network ``i`` uses ``jax.random.fold_in(key, i)``.
-        samples: number of random networks N.
+        samples: number of random networks N; with ``rel_se``, the cap on N (default
+            :data:`MAX_SAMPLES`).
+        rel_se: target relative standard error of both :math:`E[S_1]` and :math:`E[S_2]`:
+            draw compiled blocks until both are below it (or a cap is hit).
+        max_seconds: wall-clock cap (seconds); checked after each compiled block.
         chunk: networks vmapped together on a device (memory ∝ chunk); default by memory.
         loss: ``"squared"`` or ``"cross_entropy"``.
         devices: number of local devices to shard over (default: all).
@@ -234,11 +284,21 @@ def mc_moments(spec, x, y, *, key, samples: int, chunk: int | None = None,
         >>> spec = NetSpec(depth=2, widths=(8,), input_dim=3)
         >>> x = np.eye(3); y = np.zeros((3, 1))
         >>> res = mc_moments(spec, x, y, key=jax.random.key(0), samples=64)
-        >>> res.samples, res.S1 > 0, res.S1_se > 0
-        (64, True, True)
+        >>> res.samples, res.S1 > 0, res.S1_se > 0, res.stop_reason
+        (64, True, True, 'samples')
+        >>> res = mc_moments(spec, x, y, key=jax.random.key(0), rel_se=0.05)
+        >>> res.stop_reason, res.S1_rel_se < 0.05 and res.S2_rel_se < 0.05
+        ('rel_se', True)
     """
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    if rel_se is None and samples is None:
+        raise ValueError("give samples (a fixed count) or rel_se (a target precision)")
+    if samples is not None:
+        _check_positive("samples", samples)
+    if rel_se is not None:
+        _check_positive("rel_se", rel_se, float)
+    if max_seconds is not None:
+        _check_positive("max_seconds", max_seconds, float)
+    cap = int(samples) if samples is not None else MAX_SAMPLES
     dtype = default_dtype()
     x, y = prepare_xy(spec, x, y, loss, dtype)
     n = int(x.shape[0])
@@ -251,44 +311,67 @@ def mc_moments(spec, x, y, *, key, samples: int, chunk: int | None = None,
     fn, net_sharding, rep = _block_fn(spec, loss, chunk, n_dev)
     block = n_dev * chunk * STEPS_PER_CALL
     x, y, key = jax.device_put(x, rep), jax.device_put(y, rep), jax.device_put(key, rep)
-    calls = -(-samples // block)
-    # Several hosts (jax.distributed): process p computes blocks p, p + P, p + 2P, ... on its
-    # local devices; the blocks are then all-gathered, so every process returns the same result
-    # as a single process with the same key. One process: all blocks, nothing gathered.
+    calls = -(-cap // block)
+    # Several hosts (jax.distributed): in each round process p computes block round·P + p on
+    # its local devices; the round's blocks are then all-gathered, so every process sees the
+    # same networks as a single process with the same key and takes the same stopping
+    # decision (the clock of process 0 decides max_seconds). One process: nothing gathered.
     procs, me = jax.process_count(), jax.process_index()
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=samples, desc="random networks", unit="net")
-    local = []
+        bar = tqdm(total=cap if rel_se is None else None, desc="random networks", unit="net")
+    start = time.perf_counter()
+    pieces = []
+    running = {"samples": [], "S1": [], "S2": [], "batch_size_bound": [], "mean_B_S": []}
+    done, stop = 0, "samples" if rel_se is None else "max_samples"
     try:
-        for c in range(me, calls, procs):
-            idx = jax.device_put(np.arange(c * block, (c + 1) * block, dtype=np.int32),
-                                 net_sharding)
-            local.append([np.asarray(a, dtype=np.float64) for a in fn(key, idx, x, y)])
+        for c0 in range(0, calls, procs):
+            ids = range(c0, min(c0 + procs, calls))
+            local = []
+            for c in ids:
+                if c % procs == me:
+                    idx = jax.device_put(np.arange(c * block, (c + 1) * block, dtype=np.int32),
+                                         net_sharding)
+                    local.append([np.asarray(a, dtype=np.float64) for a in fn(key, idx, x, y)])
+            blocks = local if procs == 1 else _gather_blocks(local, len(ids), procs, fn, key,
+                                                             x, y, net_sharding, block)
+            for out in blocks:
+                take = min(block, cap - done)
+                pieces.append([a[:take] for a in out])
+                done += take
+                s1 = np.concatenate([p[0] for p in pieces])
+                s2 = np.concatenate([p[1] for p in pieces])
+                running["samples"].append(done)
+                running["S1"].append(float(s1.mean()))
+                running["S2"].append(float(s2.mean()))
+                running["batch_size_bound"].append(float(n * s1.mean() / s2.mean()))
+                ok = s2 > 0
+                running["mean_B_S"].append(float((n * s1[ok] / s2[ok]).mean()) if ok.any()
+                                           else float("nan"))
             if bar is not None:
-                bar.update(min(block, samples - c * block) * procs)
+                bar.update(sum(min(block, cap - c * block) for c in ids))
+            if done >= cap:
+                break
+            if (rel_se is not None and done >= MIN_SAMPLES_FOR_SE
+                    and max(_rel_se(s1), _rel_se(s2)) < rel_se):
+                stop = "rel_se"
+                break
+            if max_seconds is not None and _elapsed_over(start, max_seconds, procs):
+                stop = "max_seconds"
+                break
     finally:
         if bar is not None:
             bar.close()
-    blocks = local if procs == 1 else _gather_blocks(local, calls, procs, fn, key, x, y,
-                                                     net_sharding, block)
-    pieces = []
-    running = {"samples": [], "S1": [], "S2": [], "batch_size_bound": [], "mean_B_S": []}
-    done = 0
-    for out in blocks:
-        take = min(block, samples - done)
-        pieces.append([a[:take] for a in out])
-        done += take
-        s1 = np.concatenate([p[0] for p in pieces])
-        s2 = np.concatenate([p[1] for p in pieces])
-        running["samples"].append(done)
-        running["S1"].append(float(s1.mean()))
-        running["S2"].append(float(s2.mean()))
-        running["batch_size_bound"].append(float(n * s1.mean() / s2.mean()))
-        ok = s2 > 0
-        running["mean_B_S"].append(float((n * s1[ok] / s2[ok]).mean()) if ok.any()
-                                   else float("nan"))
     S1, S2, L1, L2 = (np.concatenate([p[k] for p in pieces]) for k in range(4))
     boot = _bootstrap(S1, S2, n, int(bootstrap), bootstrap_seed) if bootstrap else None
-    return MCResult(n, samples, S1, S2, L1, L2, running, boot)
+    return MCResult(n, int(S1.shape[0]), S1, S2, L1, L2, running, boot, stop,
+                    None if rel_se is None else float(rel_se), time.perf_counter() - start)
+
+
+def _elapsed_over(start, max_seconds, procs):
+    over = time.perf_counter() - start > max_seconds
+    if procs == 1:
+        return over
+    from jax.experimental import multihost_utils
+    return bool(multihost_utils.broadcast_one_to_all(np.array(over)))

@@ -1,6 +1,24 @@
-"""``python -m numerics.bench [--json]``: cost of S1+S2 per random network.
+"""``python -m numerics.bench [--json]``: cost of S1+S2, as ratios measured in one run.
 
-For each configuration (n examples, hidden width K, depth L; input dim d, c = 1, float32):
+Two suites (``--suite spec|generic|all``, default all).
+
+``generic`` — :func:`numerics.gradient_diversity` on models given as a per-example loss
+(:mod:`numerics._bench_models`: the ReLU MLP with biases at d = 64 for every ``--widths`` ×
+``--depths``, a small CNN, a transformer block; n = ``--n``, float32):
+
+* ``ghost_s``: the ghost path (per-leaf S1, S2 and the summed gradient, one backward pass);
+* ``backward_s``: the plain batched backward ``jit(grad)`` of the summed loss;
+* ``vmap_s``: the reference chunked ``vmap(grad)`` (``method="vmap"``), timed ``--vmap-reps``
+  times;
+* memory: XLA's static analysis of each executable (``*_xla_mb``; arguments + outputs +
+  temporaries) and the device's peak where it has one; ``S1_rel_diff``: agreement of the ghost
+  and vmap S1 in float32.
+
+The three are timed interleaved (one of each per repetition), so load on a shared host hits
+them alike; the table gives the ratio of medians and of minima (the least-disturbed run).
+
+``spec`` — for each configuration (n examples, hidden width K, depth L; input dim d, c = 1,
+float32):
 
 * ``ours_s``: :func:`numerics.per_example_stats` (per-layer trick: S1, S2 per layer, summed
   gradient), jitted;
@@ -32,6 +50,8 @@ import numpy as np
 from theory import NetSpec
 from theory._cli import fail, int_list
 
+from . import _bench_models
+from ._generic import _ghost_core, _plan, _vmap_sums, default_chunk as generic_chunk
 from ._mc import STEPS_PER_CALL, _block_fn, default_chunk
 from ._network import apply, init_params
 from ._stats import _stats_jit
@@ -45,6 +65,21 @@ def _time(fn, *args, reps):
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def _time_interleaved(fns, args, reps, skip_after=None):
+    """Median seconds of each of ``fns`` (a dict), one call of each per repetition."""
+    for f in fns.values():
+        jax.block_until_ready(f(*args))  # compile + warm-up
+    times = {k: [] for k in fns}
+    for r in range(reps):
+        for k, f in fns.items():
+            if skip_after and k in skip_after and r >= skip_after[k]:
+                continue
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(*args))
+            times[k].append(time.perf_counter() - t0)
+    return times
 
 
 def _xla_mb(jitted, *args):
@@ -129,6 +164,62 @@ def bench_one(n, K, L, d, *, reps, naive_max_gb, key):
     return row
 
 
+def generic_cases(widths, depths, n, mlp_input_dim, models):
+    """``(name, sizes)`` of the generic suite, in table order."""
+    cases = []
+    if "mlp" in models:
+        cases += [("mlp", {"n": n, "d": mlp_input_dim, "K": K, "L": L})
+                  for K in widths for L in depths]
+    cases += [(m, {"n": n}) for m in ("cnn", "transformer") if m in models]
+    return cases
+
+
+def bench_generic(name, sizes, *, reps, vmap_reps, key):
+    loss, params, x, y, desc = _bench_models.MODELS[name](**sizes, key=key)
+    n = x.shape[0]
+    plan = _plan(loss, params, x, y)
+    leaves = jax.tree_util.tree_leaves(params)
+    chunk = generic_chunk([leaves[k] for k in plan.fallback], n)
+    ghost = jax.jit(lambda p, x, y: _ghost_core(loss, p, x, y, plan, chunk)[:3])
+    backward = jax.jit(jax.grad(lambda p, x, y: jnp.sum(jax.vmap(loss, (None, 0, 0))(p, x, y))))
+    vchunk = generic_chunk(params, n)
+    vmap = jax.jit(lambda p, x, y: _vmap_sums(loss, p, x, y, vchunk))
+    fns = {"ghost": ghost, "backward": backward, "vmap": vmap}
+    peak = _peak_mb()
+    row = {"suite": "generic", "model": name, "description": desc, **sizes,
+           "params": int(sum(a.size for a in leaves)), "dtype": "float32",
+           "device": jax.local_devices()[0].device_kind, "backend": jax.default_backend(),
+           "paths": sorted(set(plan.paths))}
+    for k, f in fns.items():
+        row[f"{k}_peak_mb"], peak = _measured_peak(peak, f, params, x, y)
+        row[f"{k}_xla_mb"] = _xla_mb(f, params, x, y)
+    times = _time_interleaved(fns, (params, x, y), reps, skip_after={"vmap": vmap_reps})
+    t = {k: statistics.median(v) for k, v in times.items()}
+    for k in fns:
+        row[f"{k}_s"] = t[k]
+        row[f"{k}_min_s"] = min(times[k])
+    row["ghost_over_backward"] = t["ghost"] / t["backward"]
+    row["ghost_over_backward_min"] = row["ghost_min_s"] / row["backward_min_s"]
+    row["vmap_over_backward"] = t["vmap"] / t["backward"]
+    row["ghost_over_backward_mem"] = (None if not row["backward_xla_mb"] or row["ghost_xla_mb"]
+                                      is None else row["ghost_xla_mb"] / row["backward_xla_mb"])
+    g1 = float(sum(jax.tree_util.tree_leaves(ghost(params, x, y)[0])))
+    v1 = float(sum(jax.tree_util.tree_leaves(vmap(params, x, y)[0])))
+    row["S1_rel_diff"] = abs(g1 - v1) / abs(v1)
+    return row
+
+
+def _print_generic(rows):
+    print(f"{'model':<12} {'n':>4} {'K':>5} {'L':>2} {'ghost_s':>9} {'backward_s':>10} "
+          f"{'ghost/bwd':>9} {'(min)':>6} {'vmap/bwd':>8} {'mem ghost/bwd':>13} "
+          f"{'S1 rel diff':>11}")
+    for r in rows:
+        print(f"{r['model']:<12} {r['n']:>4} {r.get('K', '-')!s:>5} {r.get('L', '-')!s:>2} "
+              f"{r['ghost_s']:>9.4g} {r['backward_s']:>10.4g} {r['ghost_over_backward']:>9.3f} "
+              f"{r['ghost_over_backward_min']:>6.3f} {r['vmap_over_backward']:>8.1f} "
+              f"{_f(r['ghost_over_backward_mem']):>13} {r['S1_rel_diff']:>11.2g}")
+
+
 def _f(v, spec=".3g"):
     return "-" if v is None else format(v, spec)
 
@@ -142,11 +233,42 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=5, help="timed repetitions (median; default 5)")
     p.add_argument("--naive-max-gb", type=float, default=4.0,
                    help="skip naive when its per-example gradients exceed this (default 4)")
+    p.add_argument("--suite", choices=("spec", "generic", "all"), default="all",
+                   help="spec networks, generic models (any JAX loss), or both (default)")
+    p.add_argument("--models", default="mlp,cnn,transformer",
+                   help="generic suite models (default mlp,cnn,transformer)")
+    p.add_argument("--mlp-input-dim", type=int, default=64,
+                   help="input dim of the generic MLP (default 64)")
+    p.add_argument("--vmap-reps", type=int, default=2,
+                   help="timed runs of the slow vmap(grad) reference (default 2)")
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     p.error = lambda message: fail(f"{message} (see --help)")
     args = p.parse_args(argv)
-    if args.reps < 1 or args.input_dim < 1:
-        fail("--reps and --input-dim must be positive")
+    if args.reps < 1 or args.input_dim < 1 or args.mlp_input_dim < 1 or args.vmap_reps < 1:
+        fail("--reps, --vmap-reps, --input-dim and --mlp-input-dim must be positive")
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    bad = [m for m in models if m not in _bench_models.MODELS]
+    if bad or not models:
+        fail(f"--models: unknown {bad or args.models!r} (choose from "
+             f"{', '.join(_bench_models.MODELS)})")
+    if args.suite in ("generic", "all"):
+        cases = [(c, n) for n in args.n for c in generic_cases(
+            args.widths, args.depths, n, args.mlp_input_dim, models)]
+        if not args.json:
+            print(f"generic suite: device {jax.local_devices()[0].device_kind} "
+                  f"({jax.default_backend()}), float32, interleaved medians of {args.reps} "
+                  f"(vmap: {min(args.vmap_reps, args.reps)})")
+        grows = []
+        for i, ((name, sizes), _) in enumerate(cases):
+            row = bench_generic(name, sizes, reps=args.reps, vmap_reps=args.vmap_reps,
+                                key=jax.random.key(100 + i))
+            grows.append(row)
+            if args.json:
+                print(json.dumps(row), flush=True)
+        if not args.json:
+            _print_generic(grows)
+        if args.suite == "generic":
+            return 0
     cells = [(n, K, L) for n in args.n for K in args.widths for L in args.depths]
     it = cells
     if not args.json:

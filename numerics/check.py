@@ -29,7 +29,7 @@ CSV_COLUMNS = (
     "depth", "width", "params", "n", "activation", "arch", "samples", "dtype",
     "mc_S1", "mc_S1_se", "mc_S2", "mc_S2_se", "mc_batch_size_bound", "mc_batch_size_bound_se",
     "mc_mean_B_S", "mc_mean_B_S_se", "theory_S1", "theory_S2", "theory_batch_size_bound",
-    "theory_kind", "z_S1", "z_S2", "z_batch_size_bound",
+    "theory_kind", "z_S1", "z_S2", "z_batch_size_bound", "mc_stop_reason",
 )
 
 
@@ -39,7 +39,13 @@ def build_parser() -> Parser:
     add_network_args(p)
     add_data_args(p)
     g = p.add_argument_group("Monte Carlo")
-    g.add_argument("--samples", type=int, default=512, help="random networks (default 512)")
+    g.add_argument("--samples", type=int, default=None,
+                   help="random networks (default 512); with --rel-se the cap (default 10^6)")
+    g.add_argument("--rel-se", type=float, default=None,
+                   help="draw networks in compiled blocks until the relative SEs of E[S1] and "
+                        "E[S2] are below this (e.g. 0.01), or --samples / --max-seconds stop it")
+    g.add_argument("--max-seconds", type=float, default=None,
+                   help="wall-clock cap of the Monte Carlo per network (seconds)")
     g.add_argument("--mc-seed", type=int, default=0,
                    help="seed of the network keys (default 0); --seed is the data seed")
     g.add_argument("--chunk", type=int, default=None,
@@ -73,7 +79,15 @@ def _print_human(r: dict, out=None):
     w(f"conventions: {r['conventions']}; expectations over random init, data fixed\n")
     w(f"data: {r['data']}\n")
     w(f"parameters: P = {r['params']}; Monte Carlo: {r['mc_samples']} networks, {r['dtype']}, "
-      f"{r['devices']} {r['backend']} device(s), {r['mc_seconds']:.2f} s\n\n")
+      f"{r['devices']} {r['backend']} device(s), {r['mc_seconds']:.2f} s\n")
+    stop = {"samples": "the requested count",
+            "rel_se": f"relative SEs of E[S1], E[S2] below the target {r['mc_target_rel_se']}",
+            "max_samples": f"the --samples cap, before the target {r['mc_target_rel_se']}",
+            "max_seconds": "the --max-seconds cap" + (
+                f", before the target {r['mc_target_rel_se']}" if r["mc_target_rel_se"]
+                else "")}[r["mc_stop_reason"]]
+    w(f"stopped by: {stop} (relative SE: E[S1] {r['mc_S1_rel_se']:.3g}, "
+      f"E[S2] {r['mc_S2_rel_se']:.3g})\n\n")
     kind = r.get("kind", {})
     rows = [
         ("E[S1]", "mc_S1", "expected_S1", "expected_S1", "z_S1"),
@@ -143,13 +157,21 @@ def _grid_specs(args, base):
 
 def _run(args, spec, ds, key, progress):
     from ._compare import compare
-    return compare(spec, ds.x, ds.y, key=key, samples=args.samples, chunk=args.chunk,
+    return compare(spec, ds.x, ds.y, key=key, samples=args.samples, rel_se=args.rel_se,
+                   max_seconds=args.max_seconds, chunk=args.chunk,
                    delta=args.delta, bootstrap=args.bootstrap, progress=progress,
                    data_description=ds.description)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from ._mc import MAX_SAMPLES
+    for name in ("rel_se", "max_seconds"):
+        v = getattr(args, name)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            fail(f"--{name.replace('_', '-')} must be a positive number, got {v}")
+    if args.samples is None:
+        args.samples = 512 if args.rel_se is None else MAX_SAMPLES
     if args.samples < 2:
         fail(f"--samples must be at least 2 (standard errors), got {args.samples}")
     if args.chunk is not None and args.chunk < 1:

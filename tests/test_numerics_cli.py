@@ -69,14 +69,43 @@ def test_check_as_module_no_traceback():
 
 
 def test_bench_json_smoke(capsys):
-    assert bench.main(["--json", "--n", "16", "--widths", "8", "--depths", "2", "--reps",
-                       "1"]) == 0
+    assert bench.main(["--json", "--suite", "spec", "--n", "16", "--widths", "8", "--depths",
+                       "2", "--reps", "1"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert len(rows) == 1
     for k in ("n", "width", "depth", "ours_s", "floor_s", "naive_s", "ours_peak_mb",
               "naive_peak_mb", "mc_per_net_s"):
         assert k in rows[0], k
     assert rows[0]["ours_s"] > 0 and rows[0]["naive_s"] > 0
+
+
+def _bench_generic(models, capsys):
+    assert bench.main(["--json", "--suite", "generic", "--models", ",".join(models), "--n", "4",
+                       "--widths", "8", "--depths", "2", "--reps", "1", "--vmap-reps", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["model"] for r in rows] == list(models)
+    for r in rows:
+        assert r["ghost_s"] > 0 and r["backward_s"] > 0 and r["vmap_s"] > 0
+        # float32 ghost vs float32 vmap(grad): the 1e-5 agreement target
+        assert r["S1_rel_diff"] <= 1e-5, r
+        assert not [p for p in r["paths"] if p.startswith("vmap")], r["paths"]
+
+
+def test_bench_generic_suite_smoke(capsys):
+    _bench_generic(("mlp",), capsys)
+
+
+@pytest.mark.slow
+def test_bench_generic_suite_all_models(capsys):
+    _bench_generic(("mlp", "cnn", "transformer"), capsys)
+
+
+def test_bench_bad_models_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as err:
+        bench.main(["--suite", "generic", "--models", "resnet"])
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "resnet" in lines[0]
 
 
 def test_readme_examples_run():

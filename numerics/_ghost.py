@@ -1,0 +1,339 @@
+r"""Per-example gradient norms of ANY JAX model in one backward pass ("ghost norms").
+
+The per-example loss :math:`\ell(w; x_i, y_i)` is traced once with :func:`jax.make_jaxpr`
+and re-evaluated by a small jaxpr interpreter (public APIs only: ``jax.make_jaxpr``,
+``jax.extend.core``). The interpreter follows every parameter leaf through norm-preserving or
+linear *views* (reshape, transpose, squeeze, dtype casts, broadcasts) to the operations that
+consume it, recursing into the sub-computations of ``jit``, ``remat``/``checkpoint``,
+``closed_call``, ``custom_jvp_call`` and ``custom_vjp_call``. An operation is *recognised*
+when it consumes exactly one parameter view and data:
+
+======================  ==================================  ===============================
+operation               parameter                           per-example norm from
+======================  ==================================  ===============================
+``dot_general``         dense / attention weight            inputs and output cotangents
+``conv_general_dilated`` kernel                             one batched transposed conv
+``add``, ``sub``        bias (broadcast over positions)     output cotangent
+``mul``                 elementwise scale (layer norm)      input × output cotangent
+``gather``,             embedding table                     segment sums of cotangents
+``dynamic_slice``
+======================  ==================================  ===============================
+
+A zero *probe* :math:`p_i` is added to the output of each recognised operation of a leaf that
+is used exactly once; one ``jax.vjp`` of
+:math:`\sum_i \ell_i(w, p_i)` with respect to ``(params, probes)`` then gives the summed
+gradient :math:`\sum_i g_i` (for :math:`S_2`) and every output cotangent
+:math:`\delta_i = \partial\ell_i/\partial\mathrm{out}_i` with its example axis; the formulas of
+:mod:`numerics._ghost_norms` turn :math:`(a_i, \delta_i)` into
+:math:`\lVert\nabla_W\ell_i\rVert^2`.
+
+Every other leaf (used by several operations, whose cross terms cannot be split; by an
+unrecognised operation; inside ``scan``, ``while``, ``cond``) takes the exact chunked
+``vmap(grad)`` restricted to those leaves; :func:`plan` says which leaf took which path and why.
+Inside ``custom_jvp_call`` / ``custom_vjp_call`` bodies the primal computation is differentiated
+(for standard layers that is the same gradient); leaves that reach a recognised operation there
+are labelled ``"... (primal of custom_vjp_call)"`` and their summed gradient is checked against
+the custom rule's (:func:`numerics.gradient_diversity` falls back when they differ).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.extend import core as jcore
+
+from ._ghost_norms import conv_unfold, dense_blocks, dense_mode
+
+#: Dependence bits carried with every value: on the example (x_i, y_i), on the parameters.
+EXAMPLE, PARAMS = 1, 2
+
+#: Unary views that keep the Frobenius norm (bijections of the entries, up to sign or dtype).
+NORM_VIEWS = frozenset({"reshape", "transpose", "squeeze", "expand_dims", "convert_element_type",
+                        "copy", "copy_p", "neg", "reduce_precision"})
+#: Unary linear views that do not keep norms.
+LINEAR_VIEWS = frozenset({"broadcast_in_dim"})
+#: Elementwise binary ops that are a (non norm-preserving) view when the other operand does
+#: not depend on the example.
+CONST_BINARY_VIEWS = frozenset({"mul", "div", "add", "sub"})
+#: Call-like primitives whose body is evaluated inline, and the parameter holding the body.
+CALLS = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
+         "remat2": "jaxpr", "checkpoint": "jaxpr", "remat": "jaxpr",
+         "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr",
+         "custom_vjp_call_jaxpr": "fun_jaxpr"}
+CUSTOM = frozenset({"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"})
+#: Primitives whose probe-free handling is only a view when the index operands are data.
+SELECTIONS = frozenset({"gather", "dynamic_slice"})
+
+
+@dataclass(frozen=True)
+class View:
+    """A parameter leaf seen through a chain of views: ``fn(leaf) -> value``."""
+
+    leaf: int
+    fn: Callable
+    preserving: bool
+    custom: str | None = None  # the custom rule whose body it entered, if any
+
+
+@dataclass
+class Site:
+    """One recognised operation consuming one parameter view."""
+
+    leaf: int
+    kind: str
+    view: View
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """Trace-time record of one interpretation (analysis when ``plan`` is None)."""
+
+    plan: frozenset | None = None
+    probes: dict | None = None
+    sites: list = field(default_factory=list)
+    unrecognised: dict = field(default_factory=dict)
+    outs: list = field(default_factory=list)
+    aux: dict = field(default_factory=dict)
+    no_inline: frozenset = frozenset()  # leaves whose custom rules are bound, not inlined
+    custom: set = field(default_factory=set)  # leaves that entered an inlined custom body
+
+
+def _bind(eqn, invals):
+    got = eqn.primitive.get_bind_params(eqn.params)
+    # jax >= 0.10 returns the params; older versions returned (subfuns, params)
+    subfuns, params = got if isinstance(got, tuple) else ((), got)
+    out = eqn.primitive.bind(*subfuns, *invals, **params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _compose(view, eqn, const=None, side=0):
+    if const is None:
+        return lambda w: _bind(eqn, [view.fn(w)])[0]
+    return lambda w: _bind(eqn, [view.fn(w), const] if side == 0 else [const, view.fn(w)])[0]
+
+
+def _iota(shape):
+    size = 1
+    for s in shape:
+        size *= s
+    return (jnp.arange(size, dtype=jnp.int32) + 1).reshape(shape)
+
+
+def _site(eqn, invals, views):
+    """``(kind, info, data)`` of a recognised operation, or ``(None, reason, None)``."""
+    name = eqn.primitive.name
+    tracked = [k for k, v in enumerate(views) if v is not None]
+    if len(tracked) != 1:
+        return None, f"{name} of several parameters", None
+    k = tracked[0]
+    v = views[k]
+    if name == "dot_general" and len(invals) == 2:
+        if not v.preserving:
+            return None, "dot_general of a broadcast or scaled parameter", None
+        dn, data = eqn.params["dimension_numbers"], invals[1 - k]
+        _, _, _, (B, S, C) = dense_blocks(data.shape, dn, k)
+        mode = dense_mode(S, C, invals[k].size // max(B * C, 1))
+        return "dense", {"dn": dn, "side": k, "mode": mode}, data
+    if name == "conv_general_dilated" and k == 1:
+        if not v.preserving:
+            return None, "convolution with a broadcast or scaled kernel", None
+        params = dict(eqn.params)
+        return "conv", {"op": lambda a, w: eqn.primitive.bind(a, w, **params),
+                        "params": params}, invals[0]
+    if name in ("add", "sub", "add_any") and len(invals) == 2:
+        return "bias", {"shape": tuple(invals[k].shape)}, None
+    if name == "mul" and len(invals) == 2:
+        return "scale", {"shape": tuple(invals[k].shape)}, invals[1 - k]
+    if name in SELECTIONS and k == 0 and v.preserving:
+        params = dict(eqn.params)
+        if "fill_value" in params:
+            params["fill_value"] = 0  # dropped lookups read "entry 0", which no entry is
+        src = eqn.primitive.bind(_iota(invals[0].shape), *invals[1:], **params)
+        return "embedding", {}, src
+    return None, name, None
+
+
+def interpret(jaxpr, consts, args, views, deps, ctx):
+    """Evaluate ``jaxpr`` on ``args``; ``views[k]`` is the :class:`View` of ``args[k]`` (or
+    None) and ``deps[k]`` its dependence bits (:data:`EXAMPLE`, :data:`PARAMS`).
+
+    Returns ``(outs, out_views, out_deps)`` and fills ``ctx``."""
+    env, venv, denv = {}, {}, {}
+
+    def read(v):
+        if isinstance(v, jcore.Literal):
+            return v.val, None, 0
+        return env[v], venv.get(v), denv.get(v, 0)
+
+    for v, c in zip(jaxpr.constvars, consts):
+        env[v], denv[v] = c, 0
+    for v, a, w, d in zip(jaxpr.invars, args, views, deps):
+        env[v], venv[v], denv[v] = a, w, d
+    for eqn in jaxpr.eqns:
+        got = [read(v) for v in eqn.invars]
+        invals = [g[0] for g in got]
+        ins = [g[1] for g in got]
+        indeps = [g[2] for g in got]
+        dep = 0
+        for d in indeps:
+            dep |= d
+        name = eqn.primitive.name
+        outviews = [None] * len(eqn.outvars)
+        outdeps = [dep] * len(eqn.outvars)
+        if all(w is None for w in ins):
+            outs = _bind(eqn, invals)
+        elif name in CUSTOM and any(w is not None and w.leaf in ctx.no_inline for w in ins):
+            outs = _bind(eqn, invals)  # the custom rule's gradient, exactly
+            for w in ins:
+                if w is not None:
+                    ctx.unrecognised.setdefault(w.leaf, f"{name} whose rule differs from its "
+                                                        "primal's gradient")
+        elif name in CALLS:
+            body = eqn.params[CALLS[name]]
+            inner, inner_consts = (body.jaxpr, body.consts) if isinstance(
+                body, jcore.ClosedJaxpr) else (body, [])
+            if name in CUSTOM:
+                ins = [None if w is None else View(w.leaf, w.fn, w.preserving, name)
+                       for w in ins]
+                ctx.custom.update(w.leaf for w in ins if w is not None)
+            outs, outviews, outdeps = interpret(inner, inner_consts, invals, ins, indeps, ctx)
+        elif (len(eqn.invars) == 1 and name in NORM_VIEWS | LINEAR_VIEWS and _float(invals[0])
+              and jnp.issubdtype(eqn.outvars[0].aval.dtype, jnp.inexact)):
+            outs = _bind(eqn, invals)
+            w = ins[0]
+            outviews = [View(w.leaf, _compose(w, eqn), w.preserving and name in NORM_VIEWS,
+                             w.custom)]
+        elif (name in CONST_BINARY_VIEWS and len(invals) == 2
+              and sum(w is not None for w in ins) == 1
+              and indeps[1 if ins[0] is not None else 0] == 0):  # a true constant
+            outs = _bind(eqn, invals)
+            side = 0 if ins[0] is not None else 1
+            w = ins[side]
+            outviews = [View(w.leaf, _compose(w, eqn, invals[1 - side], side), False, w.custom)]
+        else:
+            kind, info, data = _site(eqn, invals, ins)
+            outs = _bind(eqn, invals)
+            if kind is None:
+                for w in ins:
+                    if w is not None:
+                        ctx.unrecognised.setdefault(w.leaf, info)
+            else:
+                w = next(w for w in ins if w is not None)
+                sid = len(ctx.sites)
+                ctx.sites.append(Site(w.leaf, kind, w, info))
+                if ctx.plan is None:
+                    ctx.outs.append(jax.ShapeDtypeStruct(outs[0].shape, outs[0].dtype))
+                elif sid in ctx.plan:
+                    outs = [jax.lax.add(outs[0], ctx.probes[sid].astype(outs[0].dtype))]
+                    ctx.aux[sid] = data
+                    outdeps = [dep | EXAMPLE]
+        for v, o, w, d in zip(eqn.outvars, outs, outviews, outdeps):
+            if isinstance(v, jcore.DropVar):
+                continue
+            env[v] = o
+            if w is not None:
+                venv[v] = w
+            denv[v] = d
+    got = [read(v) for v in jaxpr.outvars]
+    return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
+
+
+def _float(a):
+    return jnp.issubdtype(jnp.result_type(a), jnp.inexact)
+
+
+def trace(loss_fn, params, x1, y1):
+    """Closed jaxpr of ``loss_fn(params, x_i, y_i)`` for one example (abstract inputs)."""
+    closed = jax.make_jaxpr(loss_fn)(params, x1, y1)
+    out = closed.out_avals
+    if len(out) != 1 or out[0].shape != ():
+        raise ValueError("loss_fn must return one scalar for one example, got "
+                         f"{[tuple(a.shape) for a in out]}")
+    return closed
+
+
+def run(closed, n_params, p_leaves, xy_leaves, ctx):
+    """Interpret the traced loss on one example; returns the scalar loss."""
+    views = [View(k, lambda w: w, True) for k in range(n_params)] + [None] * len(xy_leaves)
+    deps = [PARAMS] * n_params + [EXAMPLE] * len(xy_leaves)
+    outs, outviews, _ = interpret(closed.jaxpr, closed.consts, list(p_leaves) + list(xy_leaves),
+                                  views, deps, ctx)
+    for w in outviews:
+        if w is not None:
+            ctx.unrecognised.setdefault(w.leaf, "returned by the loss")
+    return outs[0]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which operation (site id) gives each leaf's norms, and which leaves fall back.
+
+    Attributes:
+        sites: ``((site_id, leaf, out_shape, out_dtype), ...)`` of the leaves with one
+            recognised use (the shape and dtype of that operation's output, one example).
+        fallback: leaves that take the exact chunked ``vmap(grad)``.
+        paths: per leaf, ``"dense"``, ``"dense-ghost"``, ``"dense-materialised"``,
+            ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-unfold"``, ``"embedding"``,
+            ``"unused"`` or
+            ``"vmap: <reason>"``.
+        custom: leaves that enter an inlined custom_jvp/vjp body (there the primal is
+            differentiated, which changes every upstream cotangent if the rule is not the
+            primal's gradient: :func:`numerics.gradient_diversity` checks the summed gradient).
+        no_inline: leaves whose custom rules are bound as they are (after a failed check).
+    """
+
+    sites: tuple
+    fallback: tuple
+    paths: tuple
+    custom: tuple = ()
+    no_inline: tuple = ()
+
+    @property
+    def site_ids(self) -> frozenset:
+        return frozenset(s[0] for s in self.sites)
+
+
+def analyse(closed, n_params, p_structs, xy_structs, no_inline=()) -> Plan:
+    """Walk the traced loss abstractly and decide each leaf's path."""
+    ctx = Context(no_inline=frozenset(no_inline))
+    jax.eval_shape(lambda p, xy: run(closed, n_params, p, xy, ctx), list(p_structs),
+                   list(xy_structs))
+    by_leaf = {}
+    for sid, s in enumerate(ctx.sites):
+        by_leaf.setdefault(s.leaf, []).append(sid)
+    sites, fallback, paths = [], [], []
+    for leaf in range(n_params):
+        used = by_leaf.get(leaf, [])
+        if leaf in ctx.unrecognised:
+            reason = f"used by {ctx.unrecognised[leaf]}"
+        elif len(used) > 1:
+            reason = f"used by {len(used)} operations"
+        elif not used:
+            paths.append("unused")
+            continue
+        else:
+            sid = used[0]
+            s = ctx.sites[sid]
+            sites.append((sid, leaf, tuple(ctx.outs[sid].shape), str(ctx.outs[sid].dtype)))
+            label = _site_label(s, ctx.outs[sid])
+            if s.view.custom:
+                label += f" (primal of {s.view.custom})"
+            paths.append(label)
+            continue
+        fallback.append(leaf)
+        paths.append(f"vmap: {reason}")
+    return Plan(tuple(sites), tuple(fallback), tuple(paths), tuple(sorted(ctx.custom)),
+                tuple(sorted(no_inline)))
+
+
+def _site_label(site, out):
+    if site.kind == "conv" and conv_unfold(site.info["params"], tuple(out.shape)):
+        return "conv-unfold"
+    if site.kind != "dense":
+        return site.kind
+    return "dense" if site.info["mode"] == "outer" else f"dense-{site.info['mode']}"

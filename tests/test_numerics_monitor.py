@@ -1,0 +1,145 @@
+"""numerics' training-loop monitor: value_grad_and_diversity (jit, one pass) and the optax
+noise_scale_ema transformation, against vmap(grad) and hand-computed moving averages."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import numerics
+from numerics._testing import TOL
+from theory import diversity
+
+F64 = TOL[np.dtype("float64")]
+
+
+def _model(key):
+    k = jax.random.split(key, 4)
+    p = {"w": jax.random.normal(k[0], (6, 3)), "b": jnp.zeros(6),
+         "v": jax.random.normal(k[1], (6,))}
+    loss = lambda p, x, y: 0.5 * (jnp.dot(p["v"], jnp.tanh(p["w"] @ x + p["b"])) - y) ** 2
+    return loss, p, jax.random.normal(k[2], (12, 3)), jax.random.normal(k[3], (12,))
+
+
+def test_value_grad_and_diversity_matches_reference(getkey):
+    with numerics.x64():
+        loss, p, x, y = _model(getkey())
+        p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), p)
+        value, grads, st = jax.jit(numerics.value_grad_and_diversity(loss))(p, x, y)
+        mean_loss = lambda p: jnp.mean(jax.vmap(loss, (None, 0, 0))(p, x, y))
+        ref_v, ref_g = jax.value_and_grad(mean_loss)(p)
+        ref = numerics.gradient_diversity(loss, p, x, y, method="vmap")
+        tol = F64["roundoff"]  # the same quantities in another operation order
+        np.testing.assert_allclose(float(value), float(ref_v), rtol=tol)
+        for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_g)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
+        for k in ("S1", "S2", "batch_size_bound", "B_simple", "B_simple_unbiased"):
+            np.testing.assert_allclose(float(getattr(st, k)), float(ref[k]), rtol=tol)
+        # McCandlish's unbiased pieces: tr(Sigma)/|G|^2 is the unbiased noise scale
+        np.testing.assert_allclose(float(st.trace_sigma / st.G2), float(st.B_simple_unbiased),
+                                   rtol=tol)
+
+
+def test_custom_rule_inside_jit_keeps_the_rule(getkey):
+    """A straight-through custom_vjp on a parameter: inside jit the rule is kept (vmap path)."""
+    @jax.custom_vjp
+    def ste(s):
+        return jnp.round(s)
+
+    ste.defvjp(lambda s: (jnp.round(s), None), lambda _, g: (g,))
+    with numerics.x64():
+        loss0, p, x, y = _model(getkey())
+        p = dict(jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), p), s=jnp.ones(3))
+        loss = lambda p, xi, yi: loss0(p, xi, yi) + jnp.dot(ste(p["s"]), xi) ** 2
+        _, _, st = jax.jit(numerics.value_grad_and_diversity(loss))(p, x, y)
+        ref = numerics.gradient_diversity(loss, p, x, y, method="vmap")
+        np.testing.assert_allclose(float(st.S1), float(ref["S1"]), rtol=F64["roundoff"])
+        np.testing.assert_allclose(float(st.S2), float(ref["S2"]), rtol=F64["roundoff"])
+
+
+def test_noise_scale_ema_by_hand():
+    decay = 0.8
+    tx = numerics.noise_scale_ema(decay)
+    with numerics.x64():
+        state = tx.init(None)
+        steps = [(12.0, 3.0, 4), (5.0, 4.0, 4), (9.0, 1.0, 8)]
+        for S1, S2, n in steps:
+            st = numerics.diversity_stats(jnp.float64(S1), jnp.float64(S2), n)
+            upd, state = tx.update({"g": jnp.ones(2)}, state, diversity=st)
+            np.testing.assert_array_equal(np.asarray(upd["g"]), 1.0)  # updates unchanged
+        est = numerics.noise_scale_estimates(state)
+
+    def ema(values):
+        e = 0.0
+        for v in values:
+            e = decay * e + (1 - decay) * v
+        return e
+
+    mean_sq = ema([S1 / n for S1, _, n in steps])
+    g2 = ema([S2 / n**2 for _, S2, n in steps])
+    tol = F64["roundoff"]  # a few float64 operations
+    np.testing.assert_allclose(float(est["batch_size_bound"]), mean_sq / g2, rtol=tol)
+    np.testing.assert_allclose(float(est["B_simple"]), mean_sq / g2 - 1, rtol=tol)
+    tr = ema([(S1 / n - S2 / n**2) / (1 - 1 / n) for S1, S2, n in steps])
+    g2u = ema([(S2 / n - S1 / n) / (n - 1) for S1, S2, n in steps])
+    np.testing.assert_allclose(float(est["B_simple_unbiased"]), tr / g2u, rtol=tol)
+    assert int(est["steps"]) == 3
+    last = diversity(9.0, 1.0, 8)
+    np.testing.assert_allclose(float(est["last"]["batch_size_bound"]),
+                               last["batch_size_bound"], rtol=tol)
+
+
+def test_monitor_in_an_optax_training_loop(getkey):
+    loss, p, x, y = _model(getkey())
+    tx = optax.chain(numerics.noise_scale_ema(0.9), optax.sgd(0.05))
+    plain = optax.sgd(0.05)
+    f = numerics.value_grad_and_diversity(loss)
+
+    @jax.jit
+    def step(params, state, ref_params, ref_state):
+        value, grads, st = f(params, x, y)
+        upd, state = tx.update(grads, state, params, diversity=st)
+        ref_grads = jax.grad(lambda q: jnp.mean(jax.vmap(loss, (None, 0, 0))(q, x, y)))(
+            ref_params)
+        ref_upd, ref_state = plain.update(ref_grads, ref_state, ref_params)
+        return (optax.apply_updates(params, upd), state,
+                optax.apply_updates(ref_params, ref_upd), ref_state)
+
+    state, ref, ref_state = tx.init(p), p, plain.init(p)
+    for _ in range(5):
+        p, state, ref, ref_state = step(p, state, ref, ref_state)
+    for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(ref)):
+        # the same SGD trajectory: float32 round-off of 5 steps
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    est = numerics.noise_scale_estimates(state)
+    assert int(est["steps"]) == 5 and float(est["batch_size_bound"]) >= 1.0
+    np.testing.assert_allclose(float(est["B_simple"]), float(est["batch_size_bound"]) - 1,
+                               rtol=1e-6)  # float32 round-off of one subtraction
+
+
+def test_monitor_errors():
+    with pytest.raises(ValueError, match="decay must be in"):
+        numerics.noise_scale_ema(1.0)
+    tx = numerics.noise_scale_ema()
+    with pytest.raises(ValueError, match="needs update"):
+        tx.update({}, tx.init(None))
+    with pytest.raises(ValueError, match="expected one noise_scale_ema state"):
+        numerics.noise_scale_estimates(optax.sgd(0.1).init({"w": jnp.zeros(2)}))
+
+
+def test_vmapped_over_trials(getkey):
+    """Several trials stacked on a leading axis (as experiments/ trains them): one vmapped
+    call equals the trials one at a time."""
+    loss, p, x, y = _model(getkey())
+    _, q, _, _ = _model(getkey())
+    stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), p, q)
+    f = numerics.value_grad_and_diversity(loss)
+    _, grads, st = jax.jit(jax.vmap(f, in_axes=(0, None, None)))(stacked, x, y)
+    for t, params in enumerate((p, q)):
+        _, g1, s1 = f(params, x, y)
+        # the same float32 computation batched over trials: round-off only
+        np.testing.assert_allclose(float(st.S1[t]), float(s1.S1), rtol=1e-5)
+        np.testing.assert_allclose(float(st.S2[t]), float(s1.S2), rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(grads["w"][t]), np.asarray(g1["w"]), rtol=1e-5,
+                                   atol=1e-6)
