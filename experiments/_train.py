@@ -54,7 +54,8 @@ def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entro
     the gradient statistics of the batch it trained on.
 
     The update uses the mean gradient :math:`\frac1m\sum_i\nabla\ell_i` taken from the same
-    pass that gives :math:`S_1, S_2` (:func:`numerics.per_example_stats`).
+    backward pass that gives :math:`S_1, S_2` (:func:`numerics.value_grad_and_diversity`, the
+    monitor any JAX model can use; a spec network's layers all take its dense ghost-norm path).
 
     Args:
         spec: the network.
@@ -91,19 +92,15 @@ def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entro
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, {"loss": value}
 
+    value_grad = numerics.value_grad_and_diversity(
+        lambda p, xi, yi: _loss_from_output(numerics.apply(spec, p, xi), yi, loss))
+
     def step(params, opt_state, x, y):
-        m = x.shape[0]
-        st = numerics.per_example_stats(spec, params, x, y, loss=loss)
-        grads = [g / m for g in st.grad_sum]
+        value, grads, st = value_grad(params, x, y)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        metrics = {
-            "loss": st.loss_sum / m,
-            "S1": st.S1,
-            "S2": st.S2,
-            "batch_size_bound": batch_size_bound(st.S1, st.S2, m),
-            "B_simple": simple_noise_scale(st.S1, st.S2, m),
-        }
+        metrics = {"loss": value, "S1": st.S1, "S2": st.S2,
+                   "batch_size_bound": st.batch_size_bound, "B_simple": st.B_simple}
         return params, opt_state, metrics
 
     return step if stats else plain
