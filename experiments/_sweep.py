@@ -14,9 +14,11 @@ A config with a ``[suite]`` (the C2 study) runs one such workload per (data, los
 ``OUT/<data>-<loss>-<arch>/`` and writes ``OUT/suite.json``; one progress bar (with an ETA)
 covers every study of every workload.
 
-Learning rates: every study first tries ``cfg.lrs_for(m, previous)``; with
-``train.lr_extend = N > 0``, while the best lr is the smallest or largest tried (or no lr
-reached the target with every seed), as many more grid points as the first grid has are tried
+Learning rates: every study first tries ``cfg.lrs_for(m, previous)`` (``previous``: the
+previous batch size's best lr, or its lr with the lowest final loss when none reached the
+target); with ``train.lr_extend = N > 0``, while the best lr (or, when no lr reached the target
+with every seed, the one with the lowest final training loss) is the smallest or largest tried,
+as many more grid points as the first grid has are tried
 beyond that edge (the same number of trials, so the compiled step is reused), at most N times
 per side (once only while no lr reaches the target with every seed), and ``study.json`` records each extension and whether the optimum ended
 inside the grid (``edge_resolved``: some lr reached the target with every seed and the best is
@@ -32,6 +34,7 @@ different workload is refused rather than mixed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -394,13 +397,13 @@ def _run_workload(cfg, out, planned, *, bar, log, command):
                 paths = [trial_path(out, aid, m, lr, s) for lr in st["lrs_tried"] for s in seeds]
                 if all(os.path.exists(p) for p in paths):
                     n_done += len(paths)
-                    previous = (m, st["best_lr"]) if st.get("best_lr") else previous
+                    previous = _anchor(m, st, previous)
                     continue  # counted in the bar's ``initial``
             st, r, d = _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric,
                                            target, m, seeds, previous, dtype)
             write_json_atomic(spath, st)
             n_run, n_done = n_run + r, n_done + d
-            previous = (m, st["best_lr"]) if st.get("best_lr") else previous
+            previous = _anchor(m, st, previous)
             bar.update(1)
     return n_run, n_done
 
@@ -409,6 +412,13 @@ def _finished_studies(out: str) -> int:
     """Studies of a workload folder with a ``study.json`` (for the progress bar)."""
     return sum(1 for _d, _, fs in os.walk(os.path.join(out, "trials")) for f in fs
                if f == "study.json")
+
+
+def _anchor(m, study, previous):
+    """Where the next batch size's grid is centred from: this study's best lr, else its lr
+    with the lowest final training loss, else the previous anchor."""
+    lr = study.get("best_lr") or study.get("anchor_lr")
+    return (m, lr) if lr else previous
 
 
 def lr_summary(results) -> dict:
@@ -427,32 +437,47 @@ def lr_summary(results) -> dict:
 
 def edge_direction(results) -> str | None:
     """Where a study's learning-rate grid should grow: ``"up"`` when the best lr (smallest mean
-    steps-to-target with every seed reaching it) is the largest tried, or when none reached
-    it and the largest did not diverge; ``"down"`` when the best is the smallest tried, or
-    when none reached it and every lr had a diverged seed; None when the optimum is inside.
+    steps-to-target with every seed reaching it) is the largest tried, ``"down"`` when it is
+    the smallest, None when the optimum is inside. When no lr reached the target with every
+    seed, the lr whose seeds end with the lowest mean training loss (diverged seeds count as
+    infinite) plays the best lr's part: too large an lr can also stall a net (dead ReLUs, a
+    squared loss that collapses to a constant), so "nothing reached" alone says nothing about
+    the direction.
 
     Example:
-        >>> mk = lambda lr, st: {"lr": lr, "status": st, "steps_to_target":
-        ...                      100 / lr if st == "REACHED" else None}
+        >>> mk = lambda lr, st, loss=1.0: {"lr": lr, "status": st, "final_loss": loss,
+        ...     "steps_to_target": 100 / lr if st == "REACHED" else None}
         >>> edge_direction([mk(0.1, "REACHED"), mk(0.2, "REACHED")])
         'up'
         >>> edge_direction([mk(0.1, "REACHED"), mk(0.2, "REACHED"), mk(0.4, "INFEASIBLE")])
+        >>> edge_direction([mk(0.1, "UNREACHED", 0.3), mk(0.2, "UNREACHED", 0.9)])
+        'down'
     """
     summ = lr_summary(results)
     lrs = sorted(summ)
     done = {lr: v[1] for lr, v in summ.items() if v[0]}
     if done:
         best = min(done, key=lambda lr: (done[lr], lr))
-        if best == lrs[-1]:
-            return "up"
-        if best == lrs[0]:
-            return "down"
-        return None
-    if not summ[lrs[-1]][2]:
+    else:
+        best = _lowest_final_loss(results)
+        if best is None:
+            return "down"  # everything diverged
+    if len(lrs) > 1 and best == lrs[-1]:
         return "up"
-    if all(summ[lr][2] for lr in lrs):
+    if len(lrs) > 1 and best == lrs[0]:
         return "down"
     return None
+
+
+def _lowest_final_loss(results):
+    """The lr whose seeds end with the lowest mean training loss (None if all diverged)."""
+    final = {}
+    for r in results:
+        v = r.get("final_loss")
+        final.setdefault(r["lr"], []).append(math.inf if v is None else float(v))
+    mean = {lr: float(np.mean(v)) for lr, v in final.items()}
+    finite = {lr: v for lr, v in mean.items() if math.isfinite(v)}
+    return min(finite, key=lambda lr: (finite[lr], lr)) if finite else None
 
 
 def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, m, seeds,
@@ -502,6 +527,7 @@ def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, 
     best = min(done, key=lambda lr: (done[lr], lr)) if done else None
     record = {"schema": SCHEMA, "arch_id": aid, "batch_size": m, "lrs_initial": lrs,
               "lrs_tried": sorted(summ), "extensions": extensions, "best_lr": best,
+              "anchor_lr": best if best is not None else _lowest_final_loss(results),
               "edge_resolved": best is not None and edge_direction(results) is None,
               "wall_s": round(time.perf_counter() - t0, 3)}
     return record, n_run, n_done

@@ -104,19 +104,25 @@ def test_predictor_table_ratio_spearman_and_lower_bound():
 
 
 def test_edge_direction_cases():
-    def mk(lr, status, steps=None):
-        return {"lr": lr, "status": status, "steps_to_target": steps}
+    def mk(lr, status, steps=None, loss=1.0):
+        return {"lr": lr, "status": status, "steps_to_target": steps,
+                "final_loss": None if status == "INFEASIBLE" else loss}
 
     inside = [mk(0.1, "REACHED", 300), mk(0.2, "REACHED", 200), mk(0.4, "REACHED", 250)]
     assert edge_direction(inside) is None
     assert edge_direction([mk(0.1, "REACHED", 300), mk(0.2, "REACHED", 200)]) == "up"
     assert edge_direction([mk(0.1, "REACHED", 200), mk(0.2, "REACHED", 300)]) == "down"
-    # nothing reached, the largest lr did not diverge: try larger
-    assert edge_direction([mk(0.1, "UNREACHED"), mk(0.2, "UNREACHED")]) == "up"
+    # nothing reached: follow the lowest final training loss
+    assert edge_direction([mk(0.1, "UNREACHED", loss=0.5),
+                           mk(0.2, "UNREACHED", loss=0.3)]) == "up"
+    # ... a large lr that stalled (e.g. collapsed to a constant) points down
+    assert edge_direction([mk(0.1, "UNREACHED", loss=0.3), mk(0.2, "UNREACHED", loss=0.45),
+                           mk(0.4, "UNREACHED", loss=0.45)]) == "down"
     # everything diverged: try smaller
     assert edge_direction([mk(0.1, "INFEASIBLE"), mk(0.2, "INFEASIBLE")]) == "down"
-    # small lrs too slow, large ones diverge: nothing to extend
-    assert edge_direction([mk(0.1, "UNREACHED"), mk(0.2, "INFEASIBLE")]) is None
+    # the lowest final loss inside the grid: nothing to extend
+    assert edge_direction([mk(0.1, "UNREACHED", loss=0.5), mk(0.2, "UNREACHED", loss=0.2),
+                           mk(0.4, "INFEASIBLE")]) is None
 
 
 # --------------------------------------------------------------------------- tiny suite
