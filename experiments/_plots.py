@@ -242,6 +242,9 @@ def plot_predictor(ax, rows, key: str, name: str):
         ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="y = x")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
+    else:
+        ax.text(0.5, 0.5, "no net has this prediction\n(not covered)", ha="center",
+                va="center", transform=ax.transAxes)
     ax.set_xlabel(f"predicted: {name}")
     ax.set_ylabel("observed")
     ax.set_title(name)
