@@ -4,6 +4,11 @@ Example::
 
     python -m experiments.sweep --config experiments/configs/quick.toml --out runs/quick
     python -m experiments.sweep --data my.npz --depths 2,4 --batch-sizes 16,64,256 --out runs/my
+    python -m experiments.sweep --config experiments/configs/c2.toml --data my.npz \
+        --seeds 2 --max-steps 5000 --out runs/c2-mine      # a reduced C2 study on your data
+
+With a suite config (``[suite]``), ``--data``, ``--arch`` and ``--loss`` replace the suite's
+lists, and every other flag wins over the suite's per-data overrides.
 
 Without ``--config`` the quick-study defaults apply. Each finished trial is written atomically;
 Ctrl-C or a kill loses nothing finished, and rerunning the same command resumes.
@@ -27,6 +32,8 @@ def add_override_flags(p) -> None:
     p.add_argument("--data", help="mnist1d | gaussian | FILE.npz | MNIST IDX | CIFAR-10 batches")
     p.add_argument("--n", type=int, help="use the first N training examples (0 = all)")
     p.add_argument("--arch", choices=("fc", "residual"))
+    p.add_argument("--loss", choices=("cross_entropy", "squared"),
+                   help="training loss (squared: on centred one-hot targets for classes)")
     p.add_argument("--activation", choices=("linear", "relu"))
     p.add_argument("--depths", type=_cli.int_list, help="e.g. 2,4,8 (weight matrices)")
     p.add_argument("--budget", type=int, help="parameter budget P of the family")
@@ -54,11 +61,23 @@ def build_config(args) -> SweepConfig:
         v = getattr(args, flag)
         if v is not None:
             changes[attr] = v
+    if getattr(args, "loss", None) is not None:
+        changes["loss"] = args.loss
     if args.target is not None:
         metric, value = args.target
         if metric is not None:
             changes["target_metric"] = metric
         changes["target"] = value
+    if changes and cfg.is_suite:
+        # a flag wins over the suite: --data/--arch/--loss replace the suite's lists, and
+        # every other flag replaces the per-data overrides of the same setting
+        for flag, lists in (("data", "suite_data"), ("arch", "suite_archs"),
+                            ("loss", "suite_losses")):
+            if flag in changes:
+                changes[lists] = (changes[flag],)
+        changes["suite_overrides"] = tuple(o for o in cfg.suite_overrides
+                                           if o[1] not in changes)
+        changes["suite_exclude"] = ()
     if changes:
         cfg = cfg.replace(**changes)  # validates, raising ExperimentError
     return cfg

@@ -317,3 +317,19 @@ def test_suite_config_round_trip():
     names = [n for n, _ in load_config(c2).workloads()]
     assert len(names) == 6 and "mnist1d-squared-fc" not in names
     assert SweepConfig().workloads() == [("", SweepConfig())]
+
+
+def test_cli_flags_win_over_the_suite():
+    """A reduced C2 study on any data file: --data/--arch/--loss replace the suite's lists,
+    other flags beat the per-data overrides (digits' batch sizes here)."""
+    c2 = os.path.join(ROOT, "experiments", "configs", "c2.toml")
+    args = sweep_cli._parser().parse_args(["--config", c2, "--data", "digits", "--seeds", "2",
+                                           "--batch-sizes", "8,64", "--arch", "fc"])
+    works = sweep_cli.build_config(args).workloads()
+    assert [n for n, _ in works] == ["digits-cross_entropy-fc", "digits-squared-fc"]
+    assert all(w.seeds == 2 and w.batch_sizes == (8, 64) for _, w in works)
+    assert [w.target for _, w in works] == [0.99, 0.9]  # untouched overrides stay
+    args = sweep_cli._parser().parse_args(["--config", c2, "--data", "my.npz", "--loss",
+                                           "squared"])
+    assert [n for n, _ in sweep_cli.build_config(args).workloads()] == [
+        "my-squared-fc", "my-squared-residual"]
