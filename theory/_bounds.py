@@ -37,18 +37,20 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from . import _linear, _relu_chain
+from . import _linear, _relu_chain, _softmax
 from ._chain import Layer, chain_sum, chain_terms, uniform_sum
 from ._diversity import batch_size_bound, predicted_max_batch
 from ._invariants import Invariants
 from ._kernels import limit_terms, two_layer_relu_terms
-from ._spec import NetSpec
+from ._spec import MAX_DEPTH, NetSpec
 
 DPS = 50
 LARGE_WIDTH_FACTOR = 10**30  # widths × this factor evaluate the K → ∞ limit
 APPROX_VALID_L_OVER_K = Fraction(1, 16)  # deep-ReLU approximation checked for depth/width ≤ this
 APPROX_REL_ERROR = 0.10  # stated bound on its relative error of E[S2] there (Monte Carlo, README)
 KIND_ORDER = ("exact", "approximation", "limit")
+PAIR_BLOCK_BYTES = 1 << 28  # memory of one block of ReLU pair terms (float64 arrays)
+PROGRESS_PAIRS = 2 * 10**8  # pair-layer terms above which pair_sums shows a progress bar
 
 
 def _mp(value):
@@ -133,14 +135,65 @@ def _relu_s1_exact(spec: NetSpec, inv: Invariants, closed_form: bool = True):
             total(lab, _relu_chain.LABEL_TOP, (_mp(inv.Yd),)))
 
 
-def _parts(net, lab) -> dict:
-    """E[S1] (diagonal sums) and E[S2] (total sums) of per-layer n×n pair-term matrices."""
-    return {
-        "S1_net": _mp(sum(float(np.trace(a)) for a in net)),
-        "S2_net": _mp(sum(float(np.sum(a)) for a in net)),
-        "S1_label": _mp(sum(float(np.trace(a)) for a in lab)),
-        "S2_label": _mp(sum(float(np.sum(a)) for a in lab)),
-    }
+@dataclass(frozen=True)
+class PairSums:
+    """Per layer (arrays of length L): total sums over all pairs (i, j) and diagonal sums of the
+    network and label pair terms, and :math:`\\sum_i \\sqrt{\\text{net}_l(i,i)}`."""
+
+    net_sum: np.ndarray
+    net_trace: np.ndarray
+    net_sqrt: np.ndarray
+    lab_sum: np.ndarray
+    lab_trace: np.ndarray
+
+    def parts(self) -> dict:
+        """E[S1] (diagonal sums) and E[S2] (total sums)."""
+        return {"S1_net": _mp(float(self.net_trace.sum())),
+                "S2_net": _mp(float(self.net_sum.sum())),
+                "S1_label": _mp(float(self.lab_trace.sum())),
+                "S2_label": _mp(float(self.lab_sum.sum()))}
+
+
+def pair_block_rows(n: int, depth: int) -> int:
+    """Rows i per block of pair terms (i, 1..n): the block's float64 arrays (about 6 per layer
+    plus temporaries, each rows × n) stay under :data:`PAIR_BLOCK_BYTES`."""
+    per_row = 8 * n * (6 * depth + 24)
+    return int(max(1, min(n, PAIR_BLOCK_BYTES // per_row)))
+
+
+def pair_sums(terms, spec: NetSpec, x, y, *, progress: bool = False) -> PairSums:
+    """Sum the pair terms ``terms(spec, x, y, rows)`` (per layer, rows × n arrays) over all
+    pairs in blocks of rows: O(n²·d) time, O(block·n·L) memory; never the n×n matrices.
+
+    ``progress``: a tqdm bar on stderr when the run is long (> :data:`PROGRESS_PAIRS` pair-
+    layer terms) and stderr is a terminal."""
+    n, L = x.shape[0], spec.depth
+    block = pair_block_rows(n, L)
+    out = [np.zeros(L) for _ in range(5)]
+    bar = None
+    if progress and n * n * L > PROGRESS_PAIRS:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n, desc=f"pair sums (depth {L})", unit="row", disable=None,
+                   leave=False)
+    try:
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            net, lab = terms(spec, x, y, slice(start, stop))
+            r = np.arange(stop - start)
+            for l in range(L):
+                dn = net[l][r, start + r]
+                out[0][l] += net[l].sum()
+                out[1][l] += dn.sum()
+                out[2][l] += np.sqrt(np.maximum(dn, 0.0)).sum()
+                out[3][l] += lab[l].sum()
+                out[4][l] += lab[l][r, start + r].sum()
+            del net, lab
+            if bar is not None:
+                bar.update(stop - start)
+    finally:
+        if bar is not None:
+            bar.close()
+    return PairSums(*out)
 
 
 def _bound_of(parts: dict, n: int) -> float:
@@ -173,11 +226,13 @@ class TheoryResult:
     limit_batch_size_bound: float | None
     delta: float = 1.0
     notes: tuple = field(default_factory=tuple)
+    loss: str = "squared"
 
     @property
     def kind(self) -> str:
-        """Kind of the bound: the weakest of the kinds of E[S1] and E[S2]."""
-        return max(self.kind_S1, self.kind_S2, key=KIND_ORDER.index)
+        """Kind of the bound: the weakest of the kinds of E[S1] and E[S2] (a qualifier such as
+        " (linearised softmax)" is kept)."""
+        return max(self.kind_S1, self.kind_S2, key=lambda k: KIND_ORDER.index(k.split()[0]))
 
     @property
     def batch_size_bound(self) -> float:
@@ -199,6 +254,7 @@ class TheoryResult:
             "B_simple": self.batch_size_bound - 1.0,
             "predicted_max_batch": self.predicted_max_batch,
             "delta": self.delta,
+            "loss": self.loss,
             "kind": {"expected_S1": self.kind_S1, "expected_S2": self.kind_S2,
                      "batch_size_bound": self.kind, "predicted_max_batch": self.kind},
             "limit_batch_size_bound": self.limit_batch_size_bound,
@@ -221,15 +277,22 @@ class TheoryResult:
 
 
 def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
-                     invariants: Invariants | None = None, data: str = "") -> TheoryResult:
+                     invariants: Invariants | None = None, data: str = "",
+                     loss: str = "squared", progress: bool = False) -> TheoryResult:
     """Expected :math:`S_1`, :math:`S_2` over random initial weights, data fixed.
 
     Args:
         spec: the network.
         x, y: data (n×d, n×c). Alternatively ``invariants`` (linear nets only), e.g.
             :meth:`Invariants.gaussian_expectation` for the data-free Gaussian-input mode.
+            With ``loss="cross_entropy"``, ``y`` holds integer class labels (n,) in
+            0..c−1, c = ``spec.outputs`` ≥ 2 (the number of logits).
         delta: the δ of the predicted maximum batch δ·B̄_S + 1.
         data: a description of the data, carried into the result.
+        loss: ``"squared"`` (½‖f − y‖²) or ``"cross_entropy"`` (softmax cross-entropy,
+            linearised at small logits: :mod:`theory._softmax`; every kind gets the suffix
+            " (linearised softmax)", e.g. "exact (linearised softmax)").
+        progress: a progress bar on stderr for long ReLU pair sums (terminal only).
 
     Example:
         >>> import numpy as np
@@ -240,10 +303,24 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
         (3.0, 'exact')
     """
     with mpmath.workdps(DPS):
-        return _expected_moments(spec, x, y, delta, invariants, data)
+        if loss == "squared":
+            return _expected_moments(spec, x, y, delta, invariants, data, progress)
+        if loss != "cross_entropy":
+            raise ValueError(f"unknown loss {loss!r} (choose 'squared' or 'cross_entropy')")
+        if invariants is not None or x is None or y is None:
+            raise ValueError("cross_entropy needs data x and integer class labels y")
+        x = np.asarray(x, dtype=np.float64)
+        reduced, z, c = _softmax.reduce(spec, y, x.shape[0] if x.ndim == 2 else None)
+        r = _expected_moments(reduced, x, z, delta, None, data, progress)
+        scale = mpmath.mpf(1) / (c * c)
+        return replace(r, spec=spec, expected_S1=r.expected_S1 * scale,
+                       expected_S2=r.expected_S2 * scale,
+                       parts={k: v * scale for k, v in r.parts.items()},
+                       kind_S1=r.kind_S1 + _softmax.SUFFIX, kind_S2=r.kind_S2 + _softmax.SUFFIX,
+                       notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
 
 
-def _expected_moments(spec, x, y, delta, invariants, data):
+def _expected_moments(spec, x, y, delta, invariants, data, progress=False):
     notes = []
     if invariants is None:
         if x is None or y is None:
@@ -255,6 +332,9 @@ def _expected_moments(spec, x, y, delta, invariants, data):
         raise ValueError(f"data has input dim {inv.d} but the net expects {spec.input_dim}")
     if inv.c != spec.outputs:
         raise ValueError(f"labels have {inv.c} columns but the net has {spec.outputs} outputs")
+    if inv.X4 == 0:
+        raise ValueError("every input row is zero: all gradients vanish at every "
+                         "initialisation, so B_S-bar = n*E[S1]/E[S2] = 0/0 is undefined")
     n = inv.n
     relu = spec.activation == "relu" and spec.depth >= 2
     limit_bound = None
@@ -268,16 +348,17 @@ def _expected_moments(spec, x, y, delta, invariants, data):
     else:
         if x is None:
             raise ValueError("ReLU nets need data x, y (the data-free mode covers linear nets)")
-        limit_bound = _bound_of(_parts(*limit_terms(_scaled(spec, LARGE_WIDTH_FACTOR), x, y)), n)
+        limit_bound = _bound_of(pair_sums(limit_terms, _scaled(spec, LARGE_WIDTH_FACTOR), x, y,
+                                          progress=progress).parts(), n)
         if spec.arch == "residual":
-            parts = _parts(*limit_terms(spec, x, y))
+            parts = pair_sums(limit_terms, spec, x, y, progress=progress).parts()
             kinds = ("limit", "limit")
             notes.append("residual ReLU: infinite-width (NTK) leading order at these widths")
         elif spec.depth == 2:
-            parts = _parts(*two_layer_relu_terms(spec, x, y))
+            parts = pair_sums(two_layer_relu_terms, spec, x, y, progress=progress).parts()
             kinds = ("exact", "exact")
         else:
-            S1n, S1l, S2n, S2l = _approx_parts(spec, inv, x, y)
+            S1n, S1l, S2n, S2l = _approx_parts(spec, inv, x, y, progress)
             parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
             kinds = ("exact", "approximation")
             ratio = Fraction(spec.depth, min(spec.widths))
@@ -294,7 +375,7 @@ def _expected_moments(spec, x, y, delta, invariants, data):
     )
 
 
-def _approx_parts(spec: NetSpec, inv: Invariants, x, y):
+def _approx_parts(spec: NetSpec, inv: Invariants, x, y, progress: bool = False):
     r"""The deep-ReLU approximation: (E[S1]_net, E[S1]_label, E[S2]_net, E[S2]_label).
 
     Per layer l, with :math:`T^\infty_l(i,j)` the infinite-width pair term and
@@ -312,20 +393,19 @@ def _approx_parts(spec: NetSpec, inv: Invariants, x, y):
     the formula is exact, and it is exact for every net on the diagonal and as K → ∞.
     """
     tn, tl = _relu_s1_terms(spec, inv)
-    lnet, llab = limit_terms(spec, x, y)
+    ps = pair_sums(limit_terms, spec, x, y, progress=progress)
     args = _layer_args(spec, _mp)
     S2n = S2l = _mp(0)
     rho = _mp(1)
     for l in range(spec.depth):
-        dn = np.diag(lnet[l])
-        if dn.sum() != 0:
-            geo = np.sqrt(np.outer(dn, dn))
-            pair = _mp(float(np.sum(lnet[l])))
-            spread = _mp(float(np.sum(geo))) - pair
-            S2n += tn[l] / _mp(float(dn.sum())) * (pair + (1 - rho) / 3 * spread)
-        dl = float(np.trace(llab[l]))
+        dn = float(ps.net_trace[l])
+        if dn != 0:
+            pair = _mp(float(ps.net_sum[l]))
+            spread = _mp(float(ps.net_sqrt[l])) ** 2 - pair  # sum_ij sqrt(T(i,i) T(j,j)) - T
+            S2n += tn[l] / _mp(dn) * (pair + (1 - rho) / 3 * spread)
+        dl = float(ps.lab_trace[l])
         if dl != 0:
-            S2l += tl[l] / _mp(dl) * _mp(float(np.sum(llab[l])))
+            S2l += tl[l] / _mp(dl) * _mp(float(ps.lab_sum[l]))
         n_in, n_out, s2, _, _, _, p_out = args[l]
         f, mu = _relu_chain.fourth_moment_factors(n_in, n_out, s2, p_out)
         rho *= mu / f
@@ -350,28 +430,31 @@ def budget_family(template: NetSpec, budget: int, depths, *, tolerance: float = 
     out = []
     for L in depths:
         K = width_for_budget(budget, template.input_dim, template.outputs, L)
-        if K is None or (template.arch == "residual" and L < 3):
+        if K is None or (template.arch == "residual" and L < 3) or L > MAX_DEPTH:
             continue
         spec = template.reshaped(L, K)
         out.append((spec, abs(spec.params - budget) <= tolerance * budget))
     return out
 
 
-def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: float = 0.05):
+def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: float = 0.05,
+                             loss: str = "squared", progress: bool = False):
     """Nets of other depths whose parameter count is within ``tolerance`` of ``spec.params``.
 
     For each depth, the uniform width K with P(d, K, L, c) closest to the budget; those outside
     the tolerance are reported with ``within_tolerance=False``. Returns a list of dicts with
-    depth, width, params and the theory result (or an error string).
+    depth, width, params and the theory result (or an error string). ``loss``, ``y`` as for
+    :func:`expected_moments`.
     """
-    inv = Invariants.of(x, y)
+    inv = Invariants.of(x, y) if loss == "squared" else None
     if depths is None:
         L = spec.depth
         depths = sorted({max(1, L // 2), max(1, L - 1), L + 1, 2 * L} - {L})
     out = []
     for alt, within in budget_family(spec, spec.params, depths, tolerance=tolerance):
         try:
-            res = expected_moments(alt, x, y, delta=1.0, invariants=inv)
+            res = expected_moments(alt, x, y, delta=1.0, invariants=inv, loss=loss,
+                                   progress=progress)
         except ValueError as err:
             res = str(err)
         out.append({"depth": alt.depth, "width": alt.width, "params": alt.params,

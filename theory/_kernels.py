@@ -44,18 +44,21 @@ from ._spec import NetSpec
 TWO_PI = 2.0 * np.pi
 
 
-def _angles(k11, k22, k12):
-    norm = np.sqrt(np.outer(k11, k22))
+def _angles(k11, k22, k12, pointwise=False):
+    norm = np.sqrt(k11 * k22 if pointwise else np.outer(k11, k22))
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(norm > 0, k12 / np.where(norm > 0, norm, 1.0), 1.0)
     cos = np.clip(cos, -1.0, 1.0)
     return np.arccos(cos), cos, norm
 
 
-def relu_moments(K: np.ndarray):
-    """(m0, m2, m4) of a centred Gaussian pair with covariance matrix entries of Gram ``K``."""
-    k = np.diag(K).copy()
-    theta, cos, norm = _angles(k, k, K)
+def relu_moments(K: np.ndarray, k_row=None, k_col=None, *, pointwise: bool = False):
+    """(m0, m2, m4) of centred Gaussian pairs with covariances ``K[i, j]`` and variances
+    ``k_row[i]``, ``k_col[j]`` (default: the diagonal of a square ``K``); ``pointwise``: the
+    pairs are (K[i], k_row[i], k_col[i]) (elementwise, the same arithmetic)."""
+    if k_row is None:
+        k_row = k_col = np.diag(K).copy()
+    theta, cos, norm = _angles(k_row, k_col, K, pointwise)
     sin = np.sqrt(np.maximum(1.0 - cos * cos, 0.0))
     j0 = np.pi - theta
     j1 = sin + j0 * cos
@@ -63,12 +66,32 @@ def relu_moments(K: np.ndarray):
     return j0 / TWO_PI, norm * j1 / TWO_PI, norm * norm * j2 / TWO_PI
 
 
-def _post(K: np.ndarray, relu: bool):
-    """Post-activation kernel and derivative kernel of a pre-activation Gram ``K``."""
+def _post(K: np.ndarray, relu: bool, k_row=None, k_col=None):
+    """Post-activation kernel and derivative kernel of a pre-activation Gram ``K`` (a block of
+    rows, with the variances ``k_row``, ``k_col`` of its rows and columns)."""
     if not relu:
         return K, np.ones_like(K)
-    m0, m2, _ = relu_moments(K)
+    m0, m2, _ = relu_moments(K, k_row, k_col)
     return m2, m0
+
+
+def _diag_post(k: np.ndarray, relu: bool) -> np.ndarray:
+    """Post-activation variances (the pairs (i, i)), by the same arithmetic as :func:`_post`,
+    so that a block's diagonal entries and these agree to the last bit."""
+    if not relu:
+        return k
+    return relu_moments(k, k, k, pointwise=True)[1]
+
+
+def _gram_block(x: np.ndarray, rows):
+    """(x[rows]·xᵀ, |x_i|² for all i), the block's diagonal entries set to the row norms (one
+    value per pair (i, i), so angles there are exactly 0)."""
+    sq = np.einsum("ij,ij->i", x, x)
+    G = x[rows] @ x.T
+    start = rows.start or 0
+    r = np.arange(G.shape[0])
+    G[r, start + r] = sq[start:start + G.shape[0]]
+    return G, sq
 
 
 def two_layer_pair_terms(m0, m2, m4, g, yy, K, c, sig2):
@@ -85,22 +108,24 @@ def two_layer_pair_terms(m0, m2, m4, g, yy, K, c, sig2):
     return net1, net2, lab1, lab2
 
 
-def two_layer_relu_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray):
-    """Exact per-pair expectations (net, label) of a depth-2 ReLU net, as n×n matrices per layer.
+def two_layer_relu_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray, rows=slice(None)):
+    """Exact per-pair expectations (net, label) of a depth-2 ReLU net for the pairs (i, j),
+    i in ``rows`` (default all), j = 1..n: per layer a (rows × n) array.
 
-    Returns ``(net_layers, label_layers)``: lists of two n×n arrays (layer 1, layer 2) whose
-    diagonal sums give E[S1] and total sums give E[S2].
+    Returns ``(net_layers, label_layers)``: lists of two arrays (layer 1, layer 2) whose
+    diagonal sums give E[S1] and total sums give E[S2] (see :func:`pair_sums`).
     """
     (d, K), (_, c) = spec.layer_dims
     s1, s2 = (float(g) for g in spec.gain_squares)
-    G = x @ x.T
-    m0, m2, m4 = relu_moments(s1 / d * G)
-    net1, net2, lab1, lab2 = two_layer_pair_terms(m0, m2, m4, G, y @ y.T, K, c, s2 / K)
+    G, sq = _gram_block(x, rows)
+    m0, m2, m4 = relu_moments(s1 / d * G, s1 / d * sq[rows], s1 / d * sq)
+    net1, net2, lab1, lab2 = two_layer_pair_terms(m0, m2, m4, G, y[rows] @ y.T, K, c, s2 / K)
     return [net1, net2], [lab1, lab2]
 
 
-def limit_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray):
-    """Infinite-width pair terms per layer (n×n arrays), network and label parts.
+def limit_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray, rows=slice(None)):
+    """Infinite-width pair terms per layer for the pairs (i, j), i in ``rows`` (default all):
+    (rows × n) arrays, network and label parts.
 
     Widths enter only as the factors :math:`n_{l-1}` of :math:`\\langle a, a\\rangle`, i.e. these
     are the leading-order terms at the given widths.
@@ -109,22 +134,25 @@ def limit_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray):
     L = spec.depth
     dims = spec.dims
     s2 = [float(g) for g in spec.gain_squares]
-    G = x @ x.T
-    YY = y @ y.T
+    G, sq = _gram_block(x, rows)
+    YY = y[rows] @ y.T
     c = spec.outputs
     acts = [G]              # <a_{l-1}^i, a_{l-1}^j>, l = 1..L (limit)
     dots = []               # derivative kernels of the layer inputs' activation, l = 1..L-1
     K = s2[0] * G / dims[0]
+    kr, kc = s2[0] * sq[rows] / dims[0], s2[0] * sq / dims[0]  # variances of rows, columns
     residual = spec.arch == "residual"
     a2 = float(spec.alpha_square) if residual else 0.0
     for l in range(2, L + 1):  # layer l takes phi(h_{l-1})
-        post, dot = _post(K, relu)
+        post, dot = _post(K, relu, kr, kc)
+        pr, pc = _diag_post(kr, relu), _diag_post(kc, relu)
         acts.append(dims[l - 1] * post)
         dots.append(dot)
         if residual and l <= L - 1:
-            K = K + a2 * s2[l - 1] * post
+            K, kr, kc = K + a2 * s2[l - 1] * post, kr + a2 * s2[l - 1] * pr, \
+                kc + a2 * s2[l - 1] * pc
         else:
-            K = s2[l - 1] * post
+            K, kr, kc = s2[l - 1] * post, s2[l - 1] * pr, s2[l - 1] * pc
     # backward factors Delta_l, l = L..1
     delta = [None] * (L + 1)
     delta[L] = np.ones_like(G)
