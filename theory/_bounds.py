@@ -153,6 +153,11 @@ class PairSums:
                 "S1_label": _mp(float(self.lab_trace.sum())),
                 "S2_label": _mp(float(self.lab_sum.sum()))}
 
+    def split(self, k: int) -> tuple["PairSums", "PairSums"]:
+        """(the first k layers, the rest): terms of two nets summed in one pass."""
+        arrays = (self.net_sum, self.net_trace, self.net_sqrt, self.lab_sum, self.lab_trace)
+        return PairSums(*(a[:k] for a in arrays)), PairSums(*(a[k:] for a in arrays))
+
 
 def pair_block_rows(n: int, depth: int) -> int:
     """Rows i per block of pair terms (i, 1..n): the block's float64 arrays (about 6 per layer
@@ -161,35 +166,40 @@ def pair_block_rows(n: int, depth: int) -> int:
     return int(max(1, min(n, PAIR_BLOCK_BYTES // per_row)))
 
 
-def pair_sums(terms, spec: NetSpec, x, y, *, progress: bool = False) -> PairSums:
-    """Sum the pair terms ``terms(spec, x, y, rows)`` (per layer, rows × n arrays) over all
-    pairs in blocks of rows: O(n²·d) time, O(block·n·L) memory; never the n×n matrices.
+def pair_sums(terms, spec: NetSpec, x, y, *, progress: bool = False, layers: int | None = None
+              ) -> PairSums:
+    """Sum the symmetric pair terms ``terms(spec, x, y, rows, cols)`` (per layer, rows × cols
+    arrays) over all pairs (i, j): blocks of rows against the columns j ≥ the block's first
+    row, off-block pairs counted twice. O(n²·d) time (half the pairs evaluated),
+    O(block·n·L) memory; never the n×n matrices.
 
-    ``progress``: a tqdm bar on stderr when the run is long (> :data:`PROGRESS_PAIRS` pair-
-    layer terms) and stderr is a terminal."""
-    n, L = x.shape[0], spec.depth
+    ``layers``: how many arrays ``terms`` returns (default ``spec.depth``). ``progress``: a
+    tqdm bar on stderr when the run is long (> :data:`PROGRESS_PAIRS` pair-layer terms) and
+    stderr is a terminal."""
+    n, L = x.shape[0], spec.depth if layers is None else layers
     block = pair_block_rows(n, L)
     out = [np.zeros(L) for _ in range(5)]
     bar = None
     if progress and n * n * L > PROGRESS_PAIRS:
         from tqdm.auto import tqdm
-        bar = tqdm(total=n, desc=f"pair sums (depth {L})", unit="row", disable=None,
-                   leave=False)
+        bar = tqdm(total=n * (n + 1) // 2, desc=f"pair sums ({L} layers)", unit="pair",
+                   unit_scale=True, disable=None, leave=False)
     try:
         for start in range(0, n, block):
             stop = min(n, start + block)
-            net, lab = terms(spec, x, y, slice(start, stop))
-            r = np.arange(stop - start)
+            b = stop - start
+            net, lab = terms(spec, x, y, slice(start, stop), slice(start, n))
+            r = np.arange(b)
             for l in range(L):
-                dn = net[l][r, start + r]
-                out[0][l] += net[l].sum()
-                out[1][l] += dn.sum()
-                out[2][l] += np.sqrt(np.maximum(dn, 0.0)).sum()
-                out[3][l] += lab[l].sum()
-                out[4][l] += lab[l][r, start + r].sum()
+                for k, arr in ((0, net[l]), (3, lab[l])):
+                    out[k][l] += arr[:, :b].sum() + 2.0 * arr[:, b:].sum()
+                    dg = arr[r, r]
+                    out[k + 1][l] += dg.sum()
+                    if k == 0:
+                        out[2][l] += np.sqrt(np.maximum(dg, 0.0)).sum()
             del net, lab
             if bar is not None:
-                bar.update(stop - start)
+                bar.update(b * (n - start) - b * (b - 1) // 2)
     finally:
         if bar is not None:
             bar.close()
@@ -348,14 +358,21 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False):
     else:
         if x is None:
             raise ValueError("ReLU nets need data x, y (the data-free mode covers linear nets)")
-        limit_bound = _bound_of(pair_sums(limit_terms, _scaled(spec, LARGE_WIDTH_FACTOR), x, y,
-                                          progress=progress).parts(), n)
+        if spec.arch == "fc" and spec.depth == 2:  # exact and K -> oo from the same moments
+            both = pair_sums(lambda *a: two_layer_relu_terms(
+                *a, width_factors=(1, LARGE_WIDTH_FACTOR)), spec, x, y, progress=progress,
+                layers=4)
+            parts, limit = both.split(2)
+            limit_bound = _bound_of(limit.parts(), n)
+        else:
+            limit_bound = _bound_of(pair_sums(limit_terms, _scaled(spec, LARGE_WIDTH_FACTOR),
+                                              x, y, progress=progress).parts(), n)
         if spec.arch == "residual":
             parts = pair_sums(limit_terms, spec, x, y, progress=progress).parts()
             kinds = ("limit", "limit")
             notes.append("residual ReLU: infinite-width (NTK) leading order at these widths")
         elif spec.depth == 2:
-            parts = pair_sums(two_layer_relu_terms, spec, x, y, progress=progress).parts()
+            parts = parts.parts()
             kinds = ("exact", "exact")
         else:
             S1n, S1l, S2n, S2l = _approx_parts(spec, inv, x, y, progress)

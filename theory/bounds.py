@@ -34,6 +34,9 @@ def build_parser() -> Parser:
                         "linearised at small logits")
     p.add_argument("--delta", type=float, default=1.0,
                    help="delta of the predicted maximum batch delta*B_S + 1 (default 1)")
+    p.add_argument("--no-same-budget", action="store_true",
+                   help="skip the same-parameter-budget table (it evaluates up to 4 more nets: "
+                        "slow for ReLU nets on large data)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--symbolic", action="store_true",
                    help="print the closed form in K and L (pretty and LaTeX)")
@@ -175,7 +178,8 @@ def _main(argv=None) -> int:
                                       progress=True)
         except ValueError as err:
             fail(str(err))
-    alts = _alternatives(spec, ds, args.data_free, args.loss, labels)
+    alts = [] if args.no_same_budget else _alternatives(spec, ds, args.data_free, args.loss,
+                                                        labels)
     if args.json:
         out = result.to_dict()
         out["same_budget"] = alts
