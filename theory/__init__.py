@@ -18,8 +18,9 @@ __all__ = [
 ]
 from ._bounds import (
     TheoryResult, expected_moments, same_budget_alternatives, width_for_budget,
-    APPROX_VALID_L_OVER_K, APPROX_REL_ERROR,
+    APPROX_VALID_L_OVER_K, APPROX_REL_ERROR, APPROX_OUTSIDE_ERROR, RESIDUAL_LIMIT_ERROR,
 )
 
 __all__ += ["TheoryResult", "expected_moments", "same_budget_alternatives", "width_for_budget",
-            "APPROX_VALID_L_OVER_K", "APPROX_REL_ERROR"]
+            "APPROX_VALID_L_OVER_K", "APPROX_REL_ERROR", "APPROX_OUTSIDE_ERROR",
+            "RESIDUAL_LIMIT_ERROR"]
