@@ -100,8 +100,12 @@ def relu_rows(samples: int = 4000, n: int = 64, widths=(16, 32), depths=(3, 4, 6
                     th = expected_moments(spec, x, y)
                     mc = _mc(spec, x, y, "squared", samples, seed)
                     rel, rel_se = _rel(float(th.expected_S2), mc.S2, mc.S2_se)
+                    old = None
+                    if arch == "fc":
+                        ap = expected_moments(spec, x, y, deep_relu="approximation")
+                        old = _rel(float(ap.expected_S2), mc.S2, mc.S2_se)[0]
                     rows.append((name, arch, K, L, mc.S2, mc.S2_se, float(th.expected_S2),
-                                 th.kind_S2, rel, rel_se))
+                                 th.kind_S2, rel, rel_se, old))
     return rows
 
 
@@ -110,6 +114,8 @@ def main(argv=None) -> int:
     p.add_argument("what", choices=("ce", "relu"))
     p.add_argument("--samples", type=int, default=None)
     p.add_argument("--n", type=int, default=64)
+    p.add_argument("--arch", default="fc,residual")
+    p.add_argument("--widths", default="16,32")
     a = p.parse_args(argv)
     if a.what == "ce":
         rows = ce_rows(samples=a.samples or 2000, n=a.n)
@@ -118,11 +124,14 @@ def main(argv=None) -> int:
             print(f"{r[0]} | {r[1]} | {r[2]:g} | {r[3]} | {r[4]:.5g} ± {r[5]:.2g} | {r[6]:.5g} "
                   f"| {r[7]} | {100 * r[8]:+.1f}% ± {100 * r[9]:.1f}%")
     else:
-        rows = relu_rows(samples=a.samples or 4000, n=a.n)
-        print("data | arch | K | L | MC E[S2] ± SE | theory | kind | (th−MC)/MC ± SE")
+        rows = relu_rows(samples=a.samples or 4000, n=a.n, archs=tuple(a.arch.split(",")),
+                         widths=tuple(int(w) for w in a.widths.split(",")))
+        print("data | arch | K | L | MC E[S2] ± SE | theory | kind | (th−MC)/MC ± SE | "
+              "approximation's error")
         for r in rows:
+            old = "-" if r[10] is None else f"{100 * r[10]:+.1f}%"
             print(f"{r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.5g} ± {r[5]:.2g} | {r[6]:.5g} "
-                  f"| {r[7]} | {100 * r[8]:+.1f}% ± {100 * r[9]:.1f}%")
+                  f"| {r[7]} | {100 * r[8]:+.1f}% ± {100 * r[9]:.1f}% | {old}", flush=True)
         errs = [abs(r[8]) for r in rows]
         print(f"max |error| {100 * max(errs):.1f}%  (worst: {rows[int(np.argmax(errs))][:4]})")
     return 0

@@ -72,8 +72,10 @@ def test_kinds_carry_the_qualifier():
     res = NetSpec.uniform(4, 8, 4, outputs=3, activation="relu", arch="residual")
     r = expected_moments(deep, x, classes, loss="cross_entropy")
     assert (r.kind_S1, r.kind_S2) == ("exact (linearised softmax)",
-                                      "approximation (linearised softmax)")
-    assert r.kind == "approximation (linearised softmax)"
+                                      "numerical (linearised softmax)")
+    assert r.kind == "numerical (linearised softmax)"
+    old = expected_moments(deep, x, classes, loss="cross_entropy", deep_relu="approximation")
+    assert old.kind == "approximation (linearised softmax)"
     assert expected_moments(res, x, classes, loss="cross_entropy").kind == \
         "limit (linearised softmax)"
     d = r.to_dict()

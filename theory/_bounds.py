@@ -37,7 +37,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from . import _linear, _relu_chain, _softmax
+from . import _linear, _pair_chain, _relu_chain, _softmax
 from ._chain import Layer, chain_sum, chain_terms, uniform_sum
 from ._diversity import batch_size_bound, predicted_max_batch
 from ._invariants import Invariants
@@ -54,7 +54,13 @@ APPROX_REL_ERROR = 0.10  # stated bound on its relative error of E[S2] there (Mo
 APPROX_OUTSIDE_ERROR = (-0.23, 0.43)
 #: The same for residual ReLU nets (kind "limit": NTK pair terms at the given widths).
 RESIDUAL_LIMIT_ERROR = (-0.82, -0.35)
-KIND_ORDER = ("exact", "approximation", "limit")
+KIND_ORDER = ("exact", "numerical", "approximation", "limit")
+#: Deep fully connected ReLU nets whose hidden widths sum to at most this use the pair chain
+#: (kind "numerical", :mod:`theory._pair_chain`) for E[S2]; wider ones the approximation.
+PAIR_CHAIN_MAX_UNITS = 320
+#: Stated precision of the pair chain's E[S2] (numerical integration, relative), and its
+#: measured agreement with Monte Carlo (README; `python -m tests.measure_theory relu`).
+PAIR_CHAIN_PRECISION = 0.01
 PAIR_BLOCK_BYTES = 1 << 28  # memory of one block of ReLU pair terms (float64 arrays)
 PROGRESS_PAIRS = 2 * 10**8  # pair-layer terms above which pair_sums shows a progress bar
 
@@ -294,7 +300,8 @@ class TheoryResult:
 
 def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
                      invariants: Invariants | None = None, data: str = "",
-                     loss: str = "squared", progress: bool = False) -> TheoryResult:
+                     loss: str = "squared", progress: bool = False,
+                     deep_relu: str = "auto") -> TheoryResult:
     """Expected :math:`S_1`, :math:`S_2` over random initial weights, data fixed.
 
     Args:
@@ -309,6 +316,11 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
             linearised at small logits: :mod:`theory._softmax`; every kind gets the suffix
             " (linearised softmax)", e.g. "exact (linearised softmax)").
         progress: a progress bar on stderr for long ReLU pair sums (terminal only).
+        deep_relu: E[S2] of fully connected ReLU nets of depth ≥ 3: ``"pair_chain"`` (the
+            exact reduction to the pair's angle, integrated numerically; kind "numerical"),
+            ``"approximation"`` (the older closed recipe), or ``"auto"``: the pair chain when
+            the hidden widths sum to at most :data:`PAIR_CHAIN_MAX_UNITS` (its cost grows with
+            them), else the approximation.
 
     Example:
         >>> import numpy as np
@@ -319,15 +331,17 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
         (3.0, 'exact')
     """
     with mpmath.workdps(DPS):
+        if deep_relu not in ("auto", "pair_chain", "approximation"):
+            raise ValueError(f"unknown deep_relu method {deep_relu!r}")
         if loss == "squared":
-            return _expected_moments(spec, x, y, delta, invariants, data, progress)
+            return _expected_moments(spec, x, y, delta, invariants, data, progress, deep_relu)
         if loss != "cross_entropy":
             raise ValueError(f"unknown loss {loss!r} (choose 'squared' or 'cross_entropy')")
         if invariants is not None or x is None or y is None:
             raise ValueError("cross_entropy needs data x and integer class labels y")
         x = np.asarray(x, dtype=np.float64)
         reduced, z, c = _softmax.reduce(spec, y, x.shape[0] if x.ndim == 2 else None)
-        r = _expected_moments(reduced, x, z, delta, None, data, progress)
+        r = _expected_moments(reduced, x, z, delta, None, data, progress, deep_relu)
         scale = mpmath.mpf(1) / (c * c)
         return replace(r, spec=spec, expected_S1=r.expected_S1 * scale,
                        expected_S2=r.expected_S2 * scale,
@@ -336,7 +350,7 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
                        notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
 
 
-def _expected_moments(spec, x, y, delta, invariants, data, progress=False):
+def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_relu="auto"):
     notes = []
     if invariants is None:
         if x is None or y is None:
@@ -384,6 +398,15 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False):
         elif spec.depth == 2:
             parts = parts.parts()
             kinds = ("exact", "exact")
+        elif deep_relu == "pair_chain" or (deep_relu == "auto"
+                                           and sum(spec.widths) <= PAIR_CHAIN_MAX_UNITS):
+            S1n, S1l, S2n, S2l = _pair_chain_parts(spec, inv, x, y, progress)
+            parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
+            kinds = ("exact", "numerical")
+            notes.append(f"E[S2]: exact reduction to the angle between the inputs of each "
+                         f"pair, integrated numerically (precision about "
+                         f"{100 * PAIR_CHAIN_PRECISION:.0f}% of E[S2]; checked against Monte "
+                         f"Carlo for K = 16-64, L/K <= 1/2, README)")
         else:
             S1n, S1l, S2n, S2l = _approx_parts(spec, inv, x, y, progress)
             parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
@@ -397,7 +420,8 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False):
                              f"E[S2] for K = 16-32, L/K <= 1/2 is {100 * lo:+.0f}% to "
                              f"{100 * hi:+.0f}% depending on the data, and at K = 256, "
                              f"L/K = 0.09-0.19 E[S2] is under-estimated (B_S-bar over-estimated "
-                             f"by 16-19%) (Monte Carlo, README)")
+                             f"by 16-19%) (Monte Carlo, README); narrower nets (hidden widths "
+                             f"summing to <= {PAIR_CHAIN_MAX_UNITS}) use the pair chain")
     return TheoryResult(
         spec=spec, n=n, data=data,
         expected_S1=parts["S1_net"] + parts["S1_label"],
@@ -405,6 +429,26 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False):
         kind_S1=kinds[0], kind_S2=kinds[1], parts=parts,
         limit_batch_size_bound=limit_bound, delta=delta, notes=tuple(notes),
     )
+
+
+def _pair_chain_parts(spec: NetSpec, inv: Invariants, x, y, progress: bool = False):
+    """Deep fc ReLU: exact E[S1] (single-input chain) and E[S2] from the pair chain
+    (:mod:`theory._pair_chain`) off the diagonal plus the exact diagonal. The angle functions
+    are scaled so that their value at angle 0 is the exact single-input one (a control
+    variate: the numerical noise is common to all angles)."""
+    tn, tl = _relu_s1_terms(spec, inv)
+    unit = Invariants(n=1, d=spec.input_dim, c=spec.outputs, X4=1.0, X2=1.0, F=1.0, Yd=1.0,
+                      Yo=1.0)
+    e_net, e_lab = (float(sum(t)) for t in _relu_s1_terms(spec, unit))
+    grid, pn, pl = _pair_chain.pair_functions(spec)
+    pn = pn * (e_net / pn[0])
+    pl = pl * (e_lab / pl[0])
+    ps = pair_sums(lambda sp, xx, yy, rows, cols: _pair_chain.pair_terms(
+        grid, pn, pl, xx, yy, rows, cols), spec, x, y, progress=progress, layers=1)
+    S1n, S1l = sum(tn), sum(tl)
+    S2n = S1n + _mp(float(ps.net_sum[0] - ps.net_trace[0]))
+    S2l = S1l + _mp(float(ps.lab_sum[0] - ps.lab_trace[0]))
+    return S1n, S1l, S2n, S2l
 
 
 def _approx_parts(spec: NetSpec, inv: Invariants, x, y, progress: bool = False):
