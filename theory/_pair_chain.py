@@ -87,7 +87,41 @@ def _top(theta, c, sig2, label: bool):
                                      [s4 * sin, s4 * cos]])
 
 
-def _layer(theta, g, sig2_next, sets, grid, relu: bool):
+def _control_variates(r, r2, aa, theta, units, sig2, relu):
+    r"""A mean over the draws (last axis) corrected by regression on five control variates whose
+    exact means are known: :math:`|a|^2, |a'|^2, a\cdot a', |a|^2|a'|^2, (a\cdot a')^2` (arc-cosine
+    moments :math:`J_1, J_2` for ReLU, Gaussian moments for the identity), per angle."""
+    cos, sin = np.cos(theta), np.sin(theta)
+    K = float(units)
+    if relu:
+        j1 = (sin + (np.pi - theta) * cos) / (2 * np.pi)       # E relu(u) relu(u')
+        j2 = (3 * sin * cos + (np.pi - theta) * (1 + 2 * cos * cos)) / (2 * np.pi)
+        sq = 0.5                                                 # E relu(u)^2
+    else:
+        j1, j2, sq = cos, 1 + 2 * cos * cos, 1.0
+    one = np.ones_like(theta)
+    exact = np.stack([K * sq * one, K * sq * one, K * j1,
+                      K * j2 + K * (K - 1) * sq * sq, K * j2 + K * (K - 1) * j1 * j1])
+    scale = np.array([K, K, K, K * K, K * K])[:, None]
+    C = np.stack([r * r / sig2, r2 * r2 / sig2, aa / sig2, (r * r2) ** 2 / sig2 ** 2,
+                  (aa / sig2) ** 2]) / scale[..., None]
+    exact = exact / scale
+    nodes = C.shape[-1]
+    Cbar = C.mean(-1)
+    Cc = C - Cbar[..., None]
+    S = np.einsum("ian,jan->aij", Cc, Cc) / nodes
+    Sinv = np.linalg.pinv(S, rcond=1e-10, hermitian=True)
+    dev = (Cbar - exact).T                                       # (angles, 5)
+
+    def mean(Y):
+        Yc = Y - Y.mean(-1, keepdims=True)
+        beta = np.einsum("aij,ja->ai", Sinv, np.einsum("ian,an->ia", Cc, Yc) / nodes)
+        return Y.mean(-1) - np.einsum("ai,ai->a", beta, dev)
+
+    return mean
+
+
+def _layer(theta, g, sig2_next, sets, grid, relu: bool, sig2_this: float = 1.0):
     """One step down: for each function set ``(u, v, psi, p)`` (next layer's values on
     ``grid``; p = 1 network, 0 labels) its values at this layer's input angles ``theta``,
     averaging over the draws ``g`` (nodes, units, 2) of this layer's frame pre-activations."""
@@ -116,6 +150,8 @@ def _layer(theta, g, sig2_next, sets, grid, relu: bool):
         pn = np.sqrt(dot(perp, perp))
         fs = (f1, perp / np.where(pn > 0, pn, 1.0)[..., None])
         th_next = np.arccos(np.clip(c12 / r2s, -1.0, 1.0))
+        mean = _control_variates(r, r2, c12 * rs, theta[s:s + step], units,
+                                 sig2_this, relu)
         M = D & D2
         Mf = [f * M for f in fs]
         fMf = [[dot(fs[i], Mf[j]) for j in range(2)] for i in range(2)]
@@ -131,15 +167,15 @@ def _layer(theta, g, sig2_next, sets, grid, relu: bool):
             vn = [[np.interp(th_next, grid, v[i][j]) for j in range(2)] for i in range(2)]
             scale = (rs * r2s) ** p * ok           # homogeneity of U, V at the next layer
             tot = sum(fMf[i][j] * vn[i][j] for i in range(2) for j in range(2))
-            ou[s:s + step] = ((tot + sig2_next * rest_u * un) * scale).mean(-1)
+            ou[s:s + step] = mean((tot + sig2_next * rest_u * un) * scale)
             for al in range(2):
                 for be in range(2):
                     tot = sum(fv[al][i] * fvp[be][j] * vn[i][j]
                               for i in range(2) for j in range(2))
-                    ov[al, be, s:s + step] = ((tot + sig2_next * rest_v[al][be] * un)
-                                              * scale).mean(-1)
-            opsi[s:s + step] = ((rs * r2s) ** (p + 1) * ok
-                                * np.interp(th_next, grid, psi)).mean(-1)
+                    ov[al, be, s:s + step] = mean((tot + sig2_next * rest_v[al][be] * un)
+                                                  * scale)
+            opsi[s:s + step] = mean((rs * r2s) ** (p + 1) * ok
+                                    * np.interp(th_next, grid, psi))
     return [(ou, ov, opsi + np.cos(theta) * ou) for ou, ov, opsi in outs]
 
 
@@ -169,7 +205,7 @@ def pair_functions(spec: NetSpec, *, grid=None, nodes: int | None = None,
         sets.append((u, v, np.cos(hgrid) * u, 0 if label else 1))
     for l in range(L - 2, -1, -1):     # python index of W_{l+1}, whose output has n_{l+1}
         g = draws[l] * np.sqrt(sig2[l])
-        new = _layer(grid if l == 0 else hgrid, g, sig2[l + 1], sets, hgrid, relu)
+        new = _layer(grid if l == 0 else hgrid, g, sig2[l + 1], sets, hgrid, relu, sig2[l])
         sets = [(u, v, psi, p) for (u, v, psi), (_, _, _, p) in zip(new, sets)]
     return grid, sets[0][2], sets[1][2]
 
