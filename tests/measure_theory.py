@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.what == "ce":
         rows = ce_rows(samples=a.samples or 2000, n=a.n)
-        print("data | net | s_L | quantity | Monte Carlo ± SE | theory | kind | (th−MC)/MC ± SE")
+        print("data | net | s_L | quantity | MC ± SE | theory | kind | (th−MC)/MC ± SE")
         for r in rows:
             print(f"{r[0]} | {r[1]} | {r[2]:g} | {r[3]} | {r[4]:.5g} ± {r[5]:.2g} | {r[6]:.5g} "
                   f"| {r[7]} | {100 * r[8]:+.1f}% ± {100 * r[9]:.1f}%")
