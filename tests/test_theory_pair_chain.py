@@ -2,9 +2,9 @@
 exact reduction to the pair's angle, integrated numerically.
 
 Tolerances: the numerical integration (fixed draws) has a relative standard deviation over
-draw seeds of about 0.2% of E[S2] for ReLU nets (K = 16, L = 6-8) and below 0.05% for the
+draw seeds of 0.16-0.36% of E[S2] for ReLU nets (K = 16-32, L = 8) and below 0.05% for the
 linear nets below (measured with 4-5 seeds), plus a linear-interpolation bias of at most +0.2%;
-theory.PAIR_CHAIN_PRECISION (0.5%) states both. Monte Carlo comparisons add Z = 4 standard
+theory.PAIR_CHAIN_PRECISION (0.6%) states both. Monte Carlo comparisons add Z = 4 standard
 errors of the (fixed-seed) Monte Carlo.
 """
 
