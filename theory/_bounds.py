@@ -417,7 +417,7 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_
             kinds = ("exact", "numerical")
             notes.append(f"E[S2]: exact reduction to the angle between the inputs of each "
                          f"pair, integrated numerically (precision about "
-                         f"{100 * PAIR_CHAIN_PRECISION:.0f}% of E[S2]; within "
+                         f"{100 * PAIR_CHAIN_PRECISION:.1f}% of E[S2]; within "
                          f"{100 * PAIR_CHAIN_VALIDATED[2]:.1f}% of Monte Carlo for K >= "
                          f"{PAIR_CHAIN_VALIDATED[0]}, L/K <= {PAIR_CHAIN_VALIDATED[1]}, README)")
             K_min = min(spec.widths)
