@@ -125,10 +125,11 @@ def _control_variates(r, r2, aa, theta, units, sig2, relu):
     return mean
 
 
-def _layer(theta, g, sig2_next, sets, grid, relu: bool, sig2_this: float = 1.0):
+def _layer(theta, g, sig2_next, sets, grid, relu: bool, sig2_this: float):
     """One step down: for each function set ``(u, v, psi, p)`` (next layer's values on
     ``grid``; p = 1 network, 0 labels) its values at this layer's input angles ``theta``,
-    averaging over the draws ``g`` (nodes, units, 2) of this layer's frame pre-activations."""
+    averaging over the draws ``g`` (nodes, units, 2) of this layer's frame pre-activations
+    (variance ``sig2_this``; ``sig2_next`` is the next layer's)."""
     outs = [(np.empty(theta.shape), np.empty((2, 2) + theta.shape), np.empty(theta.shape))
             for _ in sets]
     nodes, units, _ = g.shape
