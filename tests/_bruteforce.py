@@ -12,8 +12,17 @@ def sample_weights(spec, rng, N):
             for (n_in, n_out), s2 in zip(spec.layer_dims, spec.gain_squares)]
 
 
-def per_network_S(spec, Ws, x, y):
-    """(S1, S2) for each of the N networks in ``Ws`` on data x (n×d), y (n×c)."""
+def linearised_softmax_grad(f, classes):
+    """dloss/df of the cross-entropy with softmax(f) replaced by 1/c + (f - mean f)/c (plain
+    numpy, written from the definition, not from theory/_softmax.py)."""
+    c = f.shape[-1]
+    soft = 1.0 / c + (f - f.mean(axis=-1, keepdims=True)) / c
+    return soft - np.eye(c)[classes]
+
+
+def per_network_S(spec, Ws, x, y, output_grad=None):
+    """(S1, S2) for each of the N networks in ``Ws`` on data x (n×d), y (n×c); ``output_grad``
+    (f, y) -> dloss/df replaces the squared loss's f - y."""
     relu = spec.activation == "relu"
     L = spec.depth
     alpha = spec.branch_scale or 0.0
@@ -30,7 +39,7 @@ def per_network_S(spec, Ws, x, y):
         z = np.einsum("Noi,Nni->Nno", Ws[l], inp)
         h = h + alpha * z if block[l] else z
         pre.append(h)
-    delta = h - y[None]  # dloss/df
+    delta = h - y[None] if output_grad is None else output_grad(h, y)  # dloss/df
     S1 = np.zeros(N)
     S2 = np.zeros(N)
     for l in range(L - 1, -1, -1):
@@ -46,14 +55,14 @@ def per_network_S(spec, Ws, x, y):
     return S1, S2
 
 
-def mc_moments(spec, x, y, *, samples, seed, chunk=2000):
+def mc_moments(spec, x, y, *, samples, seed, chunk=2000, output_grad=None):
     """Means and standard errors of S1, S2 over ``samples`` random networks."""
     rng = np.random.default_rng(seed)
     s1, s2 = [], []
     done = 0
     while done < samples:
         N = min(chunk, samples - done)
-        a, b = per_network_S(spec, sample_weights(spec, rng, N), x, y)
+        a, b = per_network_S(spec, sample_weights(spec, rng, N), x, y, output_grad)
         s1.append(a)
         s2.append(b)
         done += N

@@ -31,7 +31,7 @@ def test_check_json_has_mc_theory_and_z_keys(capsys):
 def test_check_human_table(capsys):
     assert check.main(SMALL + ["--activation", "relu", "--bootstrap", "50"]) == 0
     out = capsys.readouterr().out
-    assert "E[S1]" in out and "approximation" in out and "bootstrap 95%" in out
+    assert "E[S1]" in out and "numerical" in out and "bootstrap 95%" in out
 
 
 def test_check_grid_writes_csv_png_pdf(tmp_path, capsys):

@@ -180,7 +180,7 @@ def test_mc_vs_deep_relu_approximation_inside_stated_range(L, K, getkey):
     spec = NetSpec.uniform(L, K, 4, activation="relu")
     assert theory.APPROX_VALID_L_OVER_K >= __import__("fractions").Fraction(L, K)
     x, y = _teacher(6, 4, 1, 5)
-    th = theory.expected_moments(spec, x, y)
+    th = theory.expected_moments(spec, x, y, deep_relu="approximation")
     assert (th.kind_S1, th.kind_S2) == ("exact", "approximation")
     with numerics.x64():
         mc = numerics.mc_moments(spec, x, y, key=getkey(), samples=3000)
@@ -199,7 +199,7 @@ def test_mc_vs_deep_relu_approximation_mnist1d(L, getkey):
     K = 64
     ds = data.mnist1d(48)
     spec = NetSpec.uniform(L, K, 40, outputs=10, activation="relu")
-    th = theory.expected_moments(spec, ds.x, ds.y)
+    th = theory.expected_moments(spec, ds.x, ds.y, deep_relu="approximation")
     assert th.kind_S2 == "approximation" and not th.notes
     with numerics.x64():
         mc = numerics.mc_moments(spec, ds.x, ds.y, key=getkey(), samples=1024)

@@ -42,7 +42,7 @@ def test_human_table_labels_every_number(capsys):
     assert code == 0
     for needle in ("conventions:", "parameters: P =", "E[S1]", "E[S2]", "B_S-bar",
                    "predicted max batch", "K -> infinity limit", "same parameter budget",
-                   "approximation", "exact", "gaussian: n=128"):
+                   "numerical", "exact", "gaussian: n=128"):
         assert needle in text, needle
 
 

@@ -89,7 +89,7 @@ def test_deep_relu_S2_approximation_within_stated_error(L, K):
 
     spec = NetSpec.uniform(L, K, 8, activation="relu")
     ds = gaussian(6, 8, seed=1, labels="teacher")
-    r = expected_moments(spec, ds.x, ds.y)
+    r = expected_moments(spec, ds.x, ds.y, deep_relu="approximation")
     assert r.kind_S2 == "approximation" and L / K <= 1 / 16 and not r.notes
     _, _, m2, se2 = mc_moments(spec, ds.x, ds.y, samples=4000, seed=9, chunk=500)
     assert abs(m2 - float(r.expected_S2)) <= APPROX_REL_ERROR * m2 + Z * se2

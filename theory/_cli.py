@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._spec import ACTIVATIONS, ARCHS, NetSpec, SpecError
+from ._spec import ACTIVATIONS, ARCHS, NetSpec, SpecError, check_depth
 from .data import DataError, Dataset, resolve
 
 DEFAULT_N = 128
@@ -129,8 +129,9 @@ def dataset_from_args(args) -> Dataset:
     return ds
 
 
-def spec_from_args(args, dataset: Dataset | None = None) -> NetSpec:
-    """The :class:`NetSpec` named by the options, with d and c taken from the data."""
+def spec_from_args(args, dataset: Dataset | None = None, outputs: int | None = None) -> NetSpec:
+    """The :class:`NetSpec` named by the options, with d and c taken from the data (or c =
+    ``outputs`` when given, e.g. the number of classes of a cross-entropy net)."""
     if args.widths is not None:
         widths = tuple(args.widths)
         depth = args.depth if args.depth is not None else len(widths) + 1
@@ -139,10 +140,16 @@ def spec_from_args(args, dataset: Dataset | None = None) -> NetSpec:
                  f"{depth - 1}")
     else:
         depth = args.depth if args.depth is not None else args._depth_default
+        try:
+            check_depth(depth)
+        except SpecError as err:
+            fail(str(err))
         widths = (args.width or args._width_default,) * (depth - 1)
     d = dataset.input_dim if dataset is not None else (args.input_dim or DEFAULT_INPUT_DIM)
     c = dataset.outputs if dataset is not None else (args.outputs or 1)
-    if dataset is not None and args.outputs is not None and args.outputs != dataset.outputs:
+    if outputs is not None:
+        c = outputs
+    elif dataset is not None and args.outputs is not None and args.outputs != dataset.outputs:
         fail(f"--outputs {args.outputs} but the labels have {dataset.outputs} columns")
     try:
         return NetSpec(depth=depth, widths=widths, input_dim=d, outputs=c,

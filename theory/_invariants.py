@@ -24,14 +24,23 @@ class Invariants:
 
     @classmethod
     def of(cls, x: np.ndarray, y: np.ndarray) -> "Invariants":
-        G = x @ x.T
-        sq = np.diag(G).copy()
-        YY = y @ y.T
-        return cls(
-            n=x.shape[0], d=x.shape[1], c=y.shape[1],
-            X4=float(np.sum(sq * sq)), X2=float(np.sum(sq) ** 2), F=float(np.sum(G * G)),
-            Yd=float(np.sum(np.diag(YY) * sq)), Yo=float(np.sum(YY * G)),
-        )
+        r"""From the data without the n×n Gram matrix: :math:`F = \lVert X^\top X\rVert_F^2`,
+        :math:`Y_o = \lVert X^\top Y\rVert_F^2` (or the n×n forms when n < d, whichever is
+        smaller), row norms for the rest: O(n·min(n, d)·max(d, c)) time, O(min(n, d)²) memory."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        n, d = x.shape
+        sq = np.einsum("ij,ij->i", x, x)
+        ysq = np.einsum("ij,ij->i", y, y)
+        if n <= d:  # the n×n Gram is the smaller matrix
+            G = x @ x.T
+            F, Yo = float(np.sum(G * G)), float(np.sum((y @ y.T) * G))
+        else:
+            C = x.T @ x
+            XY = x.T @ y
+            F, Yo = float(np.sum(C * C)), float(np.sum(XY * XY))
+        return cls(n=n, d=d, c=y.shape[1], X4=float(np.sum(sq * sq)),
+                   X2=float(np.sum(sq) ** 2), F=F, Yd=float(np.sum(ysq * sq)), Yo=Yo)
 
     @classmethod
     def gaussian_expectation(cls, n: int, d: int, c: int = 1) -> "Invariants":

@@ -44,31 +44,74 @@ from ._spec import NetSpec
 TWO_PI = 2.0 * np.pi
 
 
-def _angles(k11, k22, k12):
-    norm = np.sqrt(np.outer(k11, k22))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.where(norm > 0, k12 / np.where(norm > 0, norm, 1.0), 1.0)
-    cos = np.clip(cos, -1.0, 1.0)
+def _angles(k11, k22, k12, pointwise=False):
+    norm = k11 * k22 if pointwise else np.multiply.outer(k11, k22)
+    np.sqrt(norm, out=norm)
+    cos = np.divide(k12, norm, out=np.ones_like(norm), where=norm > 0)
+    np.clip(cos, -1.0, 1.0, out=cos)
     return np.arccos(cos), cos, norm
 
 
-def relu_moments(K: np.ndarray):
-    """(m0, m2, m4) of a centred Gaussian pair with covariance matrix entries of Gram ``K``."""
-    k = np.diag(K).copy()
-    theta, cos, norm = _angles(k, k, K)
-    sin = np.sqrt(np.maximum(1.0 - cos * cos, 0.0))
-    j0 = np.pi - theta
-    j1 = sin + j0 * cos
-    j2 = 3 * sin * cos + j0 * (1 + 2 * cos * cos)
-    return j0 / TWO_PI, norm * j1 / TWO_PI, norm * norm * j2 / TWO_PI
+def relu_moments(K: np.ndarray, k_row=None, k_col=None, *, pointwise: bool = False,
+                 fourth: bool = True):
+    """(m0, m2, m4) of centred Gaussian pairs with covariances ``K[i, j]`` and variances
+    ``k_row[i]``, ``k_col[j]`` (default: the diagonal of a square ``K``); ``pointwise``: the
+    pairs are (K[i], k_row[i], k_col[i]) (elementwise, the same arithmetic); ``fourth=False``
+    skips m4 (None). In-place arithmetic: these arrays are the cost of the ReLU pair sums."""
+    if k_row is None:
+        k_row = k_col = np.diag(K).copy()
+    theta, cos, norm = _angles(k_row, k_col, K, pointwise)
+    c2 = cos * cos
+    sin = np.subtract(1.0, c2)
+    np.maximum(sin, 0.0, out=sin)
+    np.sqrt(sin, out=sin)
+    j0 = np.subtract(np.pi, theta, out=theta)
+    m0 = j0 / TWO_PI
+    m2 = j0 * cos
+    m2 += sin
+    m2 *= norm
+    m2 /= TWO_PI                      # norm * j1 / 2pi, j1 = sin + j0 cos
+    m4 = None
+    if fourth:
+        c2 *= 2.0
+        c2 += 1.0
+        c2 *= j0                      # j0 (1 + 2 cos^2)
+        sin *= 3.0
+        sin *= cos
+        sin += c2                     # j2 = 3 sin cos + j0 (1 + 2 cos^2)
+        norm *= norm
+        norm *= sin
+        norm /= TWO_PI
+        m4 = norm                     # norm^2 j2 / 2pi
+    return m0, m2, m4
 
 
-def _post(K: np.ndarray, relu: bool):
-    """Post-activation kernel and derivative kernel of a pre-activation Gram ``K``."""
+def _post(K: np.ndarray, relu: bool, k_row=None, k_col=None):
+    """Post-activation kernel and derivative kernel of a pre-activation Gram ``K`` (a block of
+    rows, with the variances ``k_row``, ``k_col`` of its rows and columns)."""
     if not relu:
         return K, np.ones_like(K)
-    m0, m2, _ = relu_moments(K)
+    m0, m2, _ = relu_moments(K, k_row, k_col, fourth=False)
     return m2, m0
+
+
+def _diag_post(k: np.ndarray, relu: bool) -> np.ndarray:
+    """Post-activation variances (the pairs (i, i)), by the same arithmetic as :func:`_post`,
+    so that a block's diagonal entries and these agree to the last bit."""
+    if not relu:
+        return k
+    return relu_moments(k, k, k, pointwise=True, fourth=False)[1]
+
+
+def _gram_block(x: np.ndarray, rows, cols):
+    """(x[rows]·x[cols]ᵀ, |x_i|² for all i), the entries of the pairs (i, i) set to the row
+    norms (one value per pair (i, i), so angles there are exactly 0)."""
+    sq = np.einsum("ij,ij->i", x, x)
+    G = x[rows] @ x[cols].T
+    r0, c0 = rows.start or 0, cols.start or 0
+    i = np.arange(max(r0, c0), min(r0 + G.shape[0], c0 + G.shape[1]))
+    G[i - r0, i - c0] = sq[i]
+    return G, sq
 
 
 def two_layer_pair_terms(m0, m2, m4, g, yy, K, c, sig2):
@@ -85,22 +128,34 @@ def two_layer_pair_terms(m0, m2, m4, g, yy, K, c, sig2):
     return net1, net2, lab1, lab2
 
 
-def two_layer_relu_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray):
-    """Exact per-pair expectations (net, label) of a depth-2 ReLU net, as n×n matrices per layer.
+def two_layer_relu_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray, rows=slice(None),
+                         cols=slice(None), width_factors=(1,)):
+    """Exact per-pair expectations (net, label) of a depth-2 ReLU net for the pairs (i, j),
+    i in ``rows``, j in ``cols`` (default all): per layer a (rows × cols) array.
 
-    Returns ``(net_layers, label_layers)``: lists of two n×n arrays (layer 1, layer 2) whose
-    diagonal sums give E[S1] and total sums give E[S2].
+    Returns ``(net_layers, label_layers)``: lists of two arrays (layer 1, layer 2) whose
+    diagonal sums give E[S1] and total sums give E[S2] (see :func:`theory._bounds.pair_sums`);
+    with several ``width_factors`` (hidden width × factor, from the same arc-cosine moments),
+    two arrays per factor, in order.
     """
     (d, K), (_, c) = spec.layer_dims
     s1, s2 = (float(g) for g in spec.gain_squares)
-    G = x @ x.T
-    m0, m2, m4 = relu_moments(s1 / d * G)
-    net1, net2, lab1, lab2 = two_layer_pair_terms(m0, m2, m4, G, y @ y.T, K, c, s2 / K)
-    return [net1, net2], [lab1, lab2]
+    G, sq = _gram_block(x, rows, cols)
+    m0, m2, m4 = relu_moments(s1 / d * G, s1 / d * sq[rows], s1 / d * sq[cols])
+    YY = y[rows] @ y[cols].T
+    net, lab = [], []
+    for factor in width_factors:
+        Kf = float(K * factor)
+        net1, net2, lab1, lab2 = two_layer_pair_terms(m0, m2, m4, G, YY, Kf, c, s2 / Kf)
+        net += [net1, net2]
+        lab += [lab1, lab2]
+    return net, lab
 
 
-def limit_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray):
-    """Infinite-width pair terms per layer (n×n arrays), network and label parts.
+def limit_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray, rows=slice(None),
+                cols=slice(None)):
+    """Infinite-width pair terms per layer for the pairs (i, j), i in ``rows``, j in ``cols``
+    (default all): (rows × cols) arrays, network and label parts.
 
     Widths enter only as the factors :math:`n_{l-1}` of :math:`\\langle a, a\\rangle`, i.e. these
     are the leading-order terms at the given widths.
@@ -109,22 +164,25 @@ def limit_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray):
     L = spec.depth
     dims = spec.dims
     s2 = [float(g) for g in spec.gain_squares]
-    G = x @ x.T
-    YY = y @ y.T
+    G, sq = _gram_block(x, rows, cols)
+    YY = y[rows] @ y[cols].T
     c = spec.outputs
     acts = [G]              # <a_{l-1}^i, a_{l-1}^j>, l = 1..L (limit)
     dots = []               # derivative kernels of the layer inputs' activation, l = 1..L-1
     K = s2[0] * G / dims[0]
+    kr, kc = s2[0] * sq[rows] / dims[0], s2[0] * sq[cols] / dims[0]  # rows', columns' variances
     residual = spec.arch == "residual"
     a2 = float(spec.alpha_square) if residual else 0.0
     for l in range(2, L + 1):  # layer l takes phi(h_{l-1})
-        post, dot = _post(K, relu)
+        post, dot = _post(K, relu, kr, kc)
+        pr, pc = _diag_post(kr, relu), _diag_post(kc, relu)
         acts.append(dims[l - 1] * post)
         dots.append(dot)
         if residual and l <= L - 1:
-            K = K + a2 * s2[l - 1] * post
+            K, kr, kc = K + a2 * s2[l - 1] * post, kr + a2 * s2[l - 1] * pr, \
+                kc + a2 * s2[l - 1] * pc
         else:
-            K = s2[l - 1] * post
+            K, kr, kc = s2[l - 1] * post, s2[l - 1] * pr, s2[l - 1] * pc
     # backward factors Delta_l, l = L..1
     delta = [None] * (L + 1)
     delta[L] = np.ones_like(G)

@@ -16,6 +16,7 @@ from fractions import Fraction
 ACTIVATIONS = ("linear", "relu")
 ARCHS = ("fc", "residual")
 PARAMETERIZATIONS = ("standard",)
+MAX_DEPTH = 100_000  # deepest net accepted (a depth is a tuple of widths: refuse, never hang)
 
 
 class SpecError(ValueError):
@@ -32,6 +33,14 @@ def _as_fraction(value) -> Fraction:
         return Fraction(str(value))
     except (ValueError, ZeroDivisionError) as err:
         raise SpecError(f"not a finite number: {value!r}") from err
+
+
+def check_depth(depth: int) -> None:
+    """Refuse depths above :data:`MAX_DEPTH` in O(1) (before any per-layer tuple is built)."""
+    if depth > MAX_DEPTH:
+        raise SpecError(f"depth {depth} exceeds the supported maximum of {MAX_DEPTH} weight "
+                        f"matrices (for the K -> infinity and L -> infinity limits see the "
+                        f"README's verified results)")
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ class NetSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise SpecError(f"{name} must be a positive integer, got {value!r}")
+        check_depth(self.depth)
         widths = self.widths
         if isinstance(widths, int):
             widths = (widths,) * (self.depth - 1)
@@ -141,6 +151,7 @@ class NetSpec:
             raise SpecError(f"width must be a positive integer, got {width!r}")
         if isinstance(depth, bool) or not isinstance(depth, int) or depth <= 0:
             raise SpecError(f"depth must be a positive integer, got {depth!r}")
+        check_depth(depth)
         return cls(depth=depth, widths=(width,) * (depth - 1), input_dim=input_dim, **kwargs)
 
     def reshaped(self, depth: int, width: int) -> "NetSpec":

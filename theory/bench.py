@@ -1,19 +1,34 @@
-"""``python -m theory.bench``: start-up cost of the bounds CLI, as ratios measured in one run.
+"""``python -m theory.bench``: speed of the bounds CLI, measured in one run (fresh interpreters).
 
-Times (median of ``--repeat`` runs, fresh interpreter each) of
-``python -c "import sympy"`` (the reference), ``python -m theory.bounds --depth 8 --width 256``
-and the same at depth 2 and 10000. Targets: CLI / import-sympy < 1.5; depth 10000 / depth 2
-close to 1 (the closed form is O(1) in depth).
+Start-up (default): times (median of ``--repeat`` runs) of ``python -c "import sympy"`` (the
+reference), ``python -m theory.bounds --depth 8 --width 256`` and the same at depth 2 and 10000.
+Targets: CLI / import-sympy < 1.5; depth 10000 / depth 2 close to 1 (the closed form is O(1) in
+depth).
+
+Scale (``--scale``): wall time and peak memory (max RSS of the child process) of the CLI on full
+data sets. Targets: linear net on n = 60,000 Gaussian inputs of dimension d = 784 (the size of
+MNIST) in ≤ 10 s; two-layer ReLU on n = 20,000 MNIST-1D examples (d = 40, labels) in ≤ 120 s
+with ≤ 2 GiB peak memory (ReLU pair sums in blocks of rows). ``--no-same-budget``: only the asked
+net is evaluated.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+
+SCALE_CASES = (
+    # name, CLI arguments, target seconds, target peak bytes (None: no memory target)
+    ("linear_n60000_d784", ["--n", "60000", "--input-dim", "784", "--depth", "8", "--width",
+                            "256"], 10.0, None),
+    ("relu2_n20000_mnist1d", ["--data", "mnist1d", "--n", "20000", "--depth", "2", "--width",
+                              "256", "--activation", "relu"], 120.0, 2 * 1024**3),
+)
 
 
 def _time(cmd: list[str], repeat: int) -> float:
@@ -25,23 +40,66 @@ def _time(cmd: list[str], repeat: int) -> float:
     return statistics.median(runs)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m theory.bench")
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
+def _run_measured(cmd: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS bytes of the child, stdout) of one run."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: {' '.join(cmd)} exited with {proc.returncode}")
+    return wall, usage.ru_maxrss * 1024, out.decode()
+
+
+def startup(repeat: int) -> dict:
     py = sys.executable
     cli = [py, "-m", "theory.bounds", "--width", "256"]
     res = {
-        "import_sympy_s": _time([py, "-c", "import sympy"], a.repeat),
-        "cli_depth8_s": _time(cli + ["--depth", "8"], a.repeat),
-        "cli_depth2_s": _time(cli + ["--depth", "2"], a.repeat),
-        "cli_depth10000_s": _time(cli + ["--depth", "10000"], a.repeat),
+        "import_sympy_s": _time([py, "-c", "import sympy"], repeat),
+        "cli_depth8_s": _time(cli + ["--depth", "8"], repeat),
+        "cli_depth2_s": _time(cli + ["--depth", "2"], repeat),
+        "cli_depth10000_s": _time(cli + ["--depth", "10000"], repeat),
     }
     res["ratio_cli_vs_import_sympy"] = res["cli_depth8_s"] / res["import_sympy_s"]
     res["ratio_depth10000_vs_depth2"] = res["cli_depth10000_s"] / res["cli_depth2_s"]
+    return res
+
+
+def scale() -> dict:
+    res = {}
+    for name, args, t_max, mem_max in SCALE_CASES:
+        cmd = [sys.executable, "-m", "theory.bounds", *args, "--no-same-budget", "--json"]
+        wall, peak, out = _run_measured(cmd)
+        d = json.loads(out)
+        res[name] = {"command": " ".join(["python", "-m", "theory.bounds", *args,
+                                          "--no-same-budget"]),
+                     "seconds": wall, "target_seconds": t_max, "peak_bytes": peak,
+                     "target_peak_bytes": mem_max, "batch_size_bound": d["batch_size_bound"],
+                     "kind": d["kind"]["batch_size_bound"],
+                     "ok": wall <= t_max and (mem_max is None or peak <= mem_max)}
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m theory.bench")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--scale", action="store_true",
+                   help="full-data-set benchmarks (about 1-2 minutes) instead of start-up")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    res = scale() if a.scale else startup(a.repeat)
     if a.json:
         print(json.dumps(res))
+    elif a.scale:
+        for name, r in res.items():
+            mem = "" if r["target_peak_bytes"] is None else \
+                f" (target <= {r['target_peak_bytes'] / 2**30:.0f} GiB)"
+            print(f"{name}: {r['seconds']:.1f} s (target <= {r['target_seconds']:.0f} s), peak "
+                  f"memory {r['peak_bytes'] / 2**20:.0f} MiB{mem}, B_S-bar "
+                  f"{r['batch_size_bound']:.6g} ({r['kind']}): {'ok' if r['ok'] else 'MISSED'}")
+            print(f"  {r['command']}")
     else:
         for k, v in res.items():
             print(f"{k:30s} {v:8.3f}")

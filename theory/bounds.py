@@ -3,7 +3,8 @@
 Prints E[S1], E[S2], the expected batch-size bound B̄_S = n·E[S1]/E[S2] (ratio of expectations
 over random initial weights, data fixed), B_simple = B̄_S − 1, the predicted maximum batch
 δ·B̄_S + 1, the K → ∞ limit and the same-parameter-budget alternatives, each tagged
-exact / approximation / limit. ``--json`` prints one object; ``--symbolic`` the closed form.
+exact / numerical / approximation / limit (with " (linearised softmax)" for
+``--loss cross_entropy``). ``--json`` prints one object; ``--symbolic`` the closed form.
 This module never imports jax; sympy is imported only for ``--symbolic``.
 """
 
@@ -28,8 +29,15 @@ def build_parser() -> Parser:
     p.add_argument("--data-free", action="store_true",
                    help="also take the expectation over i.i.d. N(0, I_d) inputs with zero "
                         "labels (linear nets; uses --n and --input-dim)")
+    p.add_argument("--loss", default="squared", choices=("squared", "cross_entropy"),
+                   help="squared (default) or cross_entropy: softmax cross-entropy with the "
+                        "data's integer classes (c = --outputs, else the number of classes), "
+                        "linearised at small logits")
     p.add_argument("--delta", type=float, default=1.0,
                    help="delta of the predicted maximum batch delta*B_S + 1 (default 1)")
+    p.add_argument("--no-same-budget", action="store_true",
+                   help="skip the same-parameter-budget table (it evaluates up to 4 more nets: "
+                        "slow for ReLU nets on large data)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--symbolic", action="store_true",
                    help="print the closed form in K and L (pretty and LaTeX)")
@@ -44,11 +52,12 @@ def _fmt(v) -> str:
     return f"{v:.6g}"
 
 
-def _alternatives(spec, ds, data_free):
+def _alternatives(spec, ds, data_free, loss="squared", labels=None):
     if data_free:
         return []
     rows = []
-    for alt in same_budget_alternatives(spec, ds.x, ds.y):
+    for alt in same_budget_alternatives(spec, ds.x, ds.y if labels is None else labels,
+                                        loss=loss, progress=True):
         r = alt["result"]
         row = {k: alt[k] for k in ("depth", "width", "params", "within_tolerance")}
         if isinstance(r, TheoryResult):
@@ -68,6 +77,9 @@ def _print_human(result: TheoryResult, ds_desc: str, alts: list, out=None):
     w("theory.bounds: expected gradient diversity at initialisation\n")
     w(f"conventions: {spec.describe()}; expectations over random init, data fixed\n")
     w(f"data: {ds_desc}\n")
+    if result.loss == "cross_entropy":
+        w("loss: softmax cross-entropy with integer classes, linearised at small logits "
+          "(replaces the squared loss above)\n")
     w(f"parameters: P = {spec.params}\n\n")
     rows = [
         ("E[S1] = E sum_i ||g_i||^2", d["expected_S1_str"], d["kind"]["expected_S1"]),
@@ -115,10 +127,32 @@ def _print_human(result: TheoryResult, ds_desc: str, alts: list, out=None):
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except MemoryError:
+        fail("out of memory (the ReLU pair sums need O(n * depth) floats per block; "
+             "try a smaller --n)")
+
+
+def _cross_entropy_setup(args, ds):
+    """(spec, integer labels) of a cross-entropy net on ``ds`` (one-line errors)."""
+    if ds.classes is None:
+        fail("--loss cross_entropy needs integer class labels (mnist1d, gaussian, or an .npz "
+             "whose y is an integer vector)")
+    if args.labels == "zero":
+        fail("--loss cross_entropy uses the class labels: drop --labels zero")
+    c = args.outputs or max(int(ds.classes.max()) + 1, ds.outputs, 2)
+    return spec_from_args(args, ds, outputs=c), ds.classes
+
+
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not math.isfinite(args.delta) or args.delta <= 0:
         fail(f"--delta must be a positive number, got {args.delta}")
+    labels = None
     if args.data_free:
+        if args.loss != "squared":
+            fail("--data-free covers the squared loss with zero labels: drop --loss")
         if args.data not in (None, "gaussian"):
             fail("--data-free takes the expectation over Gaussian inputs: drop --data")
         n = args.n or 128
@@ -134,13 +168,19 @@ def main(argv=None) -> int:
         ds = None
     else:
         ds = dataset_from_args(args)
-        spec = spec_from_args(args, ds)
+        if args.loss == "cross_entropy":
+            spec, labels = _cross_entropy_setup(args, ds)
+        else:
+            spec = spec_from_args(args, ds)
         desc = ds.description
         try:
-            result = expected_moments(spec, ds.x, ds.y, delta=args.delta, data=desc)
+            result = expected_moments(spec, ds.x, ds.y if labels is None else labels,
+                                      delta=args.delta, data=desc, loss=args.loss,
+                                      progress=True)
         except ValueError as err:
             fail(str(err))
-    alts = _alternatives(spec, ds, args.data_free)
+    alts = [] if args.no_same_budget else _alternatives(spec, ds, args.data_free, args.loss,
+                                                        labels)
     if args.json:
         out = result.to_dict()
         out["same_budget"] = alts

@@ -1,0 +1,99 @@
+"""Full data sets: invariants without the n×n Gram matrix, ReLU pair sums in row blocks, and the
+bad inputs a new user meets (all-zero rows, absurd depths, memory errors)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import theory._bounds as B
+from theory import Invariants, NetSpec, expected_moments
+
+from .test_theory_cli import ROOT, run_cli
+
+REL = 1e-12  # float64 sums of the same terms in another order
+
+
+def _gram_invariants(x, y):
+    """The definitions, through the n×n Gram matrix (small n only)."""
+    G, YY = x @ x.T, y @ y.T
+    sq = np.diag(G)
+    return dict(X4=np.sum(sq * sq), X2=np.sum(sq) ** 2, F=np.sum(G * G),
+                Yd=np.sum(np.diag(YY) * sq), Yo=np.sum(YY * G))
+
+
+@pytest.mark.parametrize("n,d,c", [(40, 7, 3), (5, 9, 2), (30, 30, 1)])
+def test_invariants_without_gram_match_definitions(n, d, c, rng):
+    x = rng.standard_normal((n, d)) + 0.3
+    y = rng.standard_normal((n, c))
+    inv = Invariants.of(x, y)
+    for k, v in _gram_invariants(x, y).items():
+        assert getattr(inv, k) == pytest.approx(v, rel=REL), k
+
+
+SPECS = [
+    (NetSpec.uniform(2, 7, 5, outputs=2, activation="relu"), "auto"),
+    (NetSpec.uniform(4, 6, 5, outputs=2, activation="relu"), "pair_chain"),
+    (NetSpec.uniform(4, 6, 5, outputs=2, activation="relu"), "approximation"),
+    (NetSpec.uniform(5, 6, 5, outputs=2, activation="relu", arch="residual"), "auto"),
+]
+
+
+@pytest.mark.parametrize("spec,method", SPECS,
+                         ids=["relu2", "relu4-pair-chain", "relu4-approx", "relu5-residual"])
+def test_pair_sums_do_not_depend_on_the_block_size(spec, method, rng, monkeypatch):
+    """One row per block (many blocks, ragged last one) gives the one-block result."""
+    x = rng.standard_normal((23, 5))
+    x[3] = x[7]  # a repeated input: an angle of exactly 0 off the diagonal
+    y = rng.standard_normal((23, 2))
+    whole = expected_moments(spec, x, y, deep_relu=method)
+    assert B.pair_block_rows(23, spec.depth + 2) == 23
+    for size in (1, 4):
+        monkeypatch.setattr(B, "pair_block_rows", lambda n, depth, size=size: size)
+        part = expected_moments(spec, x, y, deep_relu=method)
+        assert float(part.expected_S1 / whole.expected_S1) == pytest.approx(1, abs=REL)
+        assert float(part.expected_S2 / whole.expected_S2) == pytest.approx(1, abs=REL)
+        assert part.limit_batch_size_bound == pytest.approx(whole.limit_batch_size_bound,
+                                                            rel=REL)
+
+
+def test_block_memory_is_bounded():
+    """Rows per block × n × (6 L + 24) float64 stays under PAIR_BLOCK_BYTES (at least 1 row)."""
+    for n, L in [(100_000, 2), (20_000, 8), (128, 10_000), (10, 3)]:
+        rows = B.pair_block_rows(n, L)
+        assert 1 <= rows <= n
+        assert rows == 1 or rows * 8 * n * (6 * L + 24) <= B.PAIR_BLOCK_BYTES
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--depth", "1000000000"], "exceeds the supported maximum"),
+    (["--depth", "100001", "--activation", "relu"], "exceeds the supported maximum"),
+])
+def test_absurd_depth_refused_at_once(args, needle):
+    p = run_cli(*args)
+    assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_all_zero_rows_one_line_error(tmp_path):
+    path = tmp_path / "zero.npz"
+    np.savez(path, x=np.zeros((8, 3)), y=np.ones(8))
+    for act in ("linear", "relu"):
+        p = run_cli("--depth", "3", "--width", "4", "--activation", act, "--data", str(path))
+        assert p.returncode == 2 and "every input row is zero" in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match="every input row is zero"):
+        expected_moments(NetSpec.uniform(2, 4, 3), np.zeros((8, 3)), np.ones((8, 1)))
+
+
+def test_memory_error_is_one_line():
+    code = ("import theory._bounds as B\n"
+            "def boom(*a, **k): raise MemoryError\n"
+            "B.pair_sums = boom\n"
+            "from theory import bounds\n"
+            "bounds.main(['--depth', '2', '--width', '4', '--activation', 'relu'])\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith("error: out of memory"), p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
