@@ -21,6 +21,18 @@ def _legend(ax, size):
         ax.legend(fontsize=size)
 
 
+def _identity_axes(ax, vals) -> bool:
+    """Log2 axes and the y = x line over the positive ``vals``; False when there are none."""
+    vals = [v for v in vals if v and v > 0]
+    if not vals:
+        return False
+    lo, hi = min(vals) / 2, max(vals) * 2
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="y = x")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    return True
+
+
 def _label(row_or_trial) -> str:
     return f"L={row_or_trial['depth']}, K={row_or_trial['width']}"
 
@@ -88,12 +100,7 @@ def plot_predicted_vs_observed(ax, rows):
         if pr and b:
             ax.plot([pr], [b], "^", color=c, mfc="none", label=f"{_label(r)}: B_S along run")
             vals += [pr]
-    vals = [v for v in vals if v and v > 0]
-    if vals:
-        lo, hi = min(vals) / 2, max(vals) * 2
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="y = x")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log", base=2)
+    _identity_axes(ax, vals)
     ax.set_xlabel("predicted max batch  δ·B_S + 1")
     ax.set_ylabel("observed")
     ax.set_title("predicted vs observed critical batch")
@@ -236,13 +243,7 @@ def plot_predictor(ax, rows, key: str, name: str):
     ax.plot([], [], "o", color="C0", label="fc: B_crit")
     ax.plot([], [], "o", color="C3", label="residual: B_crit")
     ax.plot([], [], "s", color="k", mfc="none", label="largest useful batch")
-    vals = [v for v in vals if v and v > 0]
-    if vals:
-        lo, hi = min(vals) / 2, max(vals) * 2
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="y = x")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log", base=2)
-    else:
+    if not _identity_axes(ax, vals):
         ax.text(0.5, 0.5, "no net has this prediction\n(not covered)", ha="center",
                 va="center", transform=ax.transAxes)
     ax.set_xlabel(f"predicted: {name}")

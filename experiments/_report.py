@@ -349,18 +349,7 @@ def _suite_markdown(out, suite, results, trends, predictors, v, figs, missing, c
         L += [f"![{stem}](figures/{stem}.png)", "", f"*{stem}: each predictor against the "
               f"observed critical batch (circles, bootstrap interval) and the largest useful "
               f"batch (squares); y = x.* ([PDF](figures/{stem}.pdf))", ""]
-    L += ["## Reproduce", "", "```"]
-    if suite.get("command"):
-        L.append(suite["command"].strip())
-    L.append((command or f"python -m experiments.report {out}").strip())
-    L += ["```", ""]
-    tpath = os.path.join(out, "timing.json")
-    if os.path.exists(tpath):
-        runs = read_json(tpath)["runs"]
-        L.append("Sweep wall time (compilation included): " + "; ".join(
-            f"{r['seconds']:.0f} s ({r['trials_run']} trials run, {r['trials_resumed']} "
-            f"resumed)" for r in runs) + ".")
-        L.append("")
+    L += _reproduce(out, suite.get("command"), command)
     return "\n".join(L)
 
 
@@ -532,21 +521,7 @@ def _markdown(out, res, v, figs, command) -> str:
              "prediction (cached); `analysis.csv` / `analysis.json`: the tables above; "
              "`workload.json`, `config.toml`: the exact workload.")
     L.append("")
-    L.append("## Reproduce")
-    L.append("")
-    L.append("```")
-    if wl.get("command"):
-        L.append(wl["command"].strip())
-    L.append((command or f"python -m experiments.report {out}").strip())
-    L.append("```")
-    L.append("")
-    tpath = os.path.join(out, "timing.json")
-    if os.path.exists(tpath):
-        runs = read_json(tpath)["runs"]
-        L.append("Sweep wall time (compilation included): " + "; ".join(
-            f"{r['seconds']:.0f} s ({r['trials_run']} trials run, {r['trials_resumed']} "
-            f"resumed)" for r in runs) + ".")
-        L.append("")
+    L += _reproduce(out, wl.get("command"), command)
     sv, rv = wl.get("versions", {}), versions()
     L.append(f"Sweep ran with Python {sv.get('python')}, jax {sv.get('jax')}, optax "
              f"{sv.get('optax')}, numpy {sv.get('numpy')} on {sv.get('platform')} "
@@ -554,6 +529,26 @@ def _markdown(out, res, v, figs, command) -> str:
              f"{rv['matplotlib']}, Python {platform.python_version()}.")
     L.append("")
     return "\n".join(L)
+
+
+def _reproduce(out, sweep_command, command) -> list[str]:
+    """The Reproduce section: the sweep's recorded command, the report command, wall times."""
+    L = ["## Reproduce", "", "```"]
+    if sweep_command:
+        L.append(sweep_command.strip())
+    L += [(command or f"python -m experiments.report {out}").strip(), "```", ""]
+    tpath = os.path.join(out, "timing.json")
+    if os.path.exists(tpath):
+        parts = []
+        for r in read_json(tpath)["runs"]:
+            if r.get("jobs"):
+                what = f"{r['jobs']} processes: {', '.join(r.get('workloads', []))}"
+            else:
+                what = f"{r['trials_run']} trials run, {r['trials_resumed']} resumed"
+            parts.append(f"{r['seconds']:.0f} s ({what}; finished {r.get('finished', '?')})")
+        L += ["Sweep wall time of each invocation (compilation included): "
+              + "; ".join(parts) + ".", ""]
+    return L
 
 
 def _first(archs, path):
