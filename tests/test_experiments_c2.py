@@ -297,7 +297,7 @@ def test_bad_suite_configs_are_one_line_errors(raw, message):
 @pytest.mark.parametrize("args, message", [
     (["--data", "no_such_set"], "unknown data set"),
     (["--data", "mnist1d", "--target", "accuracy:0.05"], "met by chance"),
-    (["--data", "gaussian", "--target", "loss:0"], "loss target must be > 0"),
+    (["--data", "gaussian", "--target", "loss:0"], "needs an explicit train.target > 0"),
 ])
 def test_sweep_cli_bad_input_one_line(args, message, tmp_path):
     r = subprocess.run([sys.executable, "-m", "experiments.sweep", *args, "--out",
