@@ -149,7 +149,7 @@ batch_sizes = [8, 24, 96]
 lrs = [0.0125, 0.0176777]
 lr_reference_batch = 8
 lr_center = "previous_best"
-lr_extend = 2
+lr_extend = 1
 seeds = 2
 max_steps = 80
 target_metric = "accuracy"
@@ -238,13 +238,13 @@ def test_lr_grid_is_extended_and_recorded(tiny_suite):
     grown = [s for s in studies if s["extensions"]]
     # the first grid (0.0125, 0.0177 at batch 8) is far below the best lr for 80 steps, so
     # some studies must have grown upwards, each time by as many sqrt(2) steps as the first
-    # grid has points (2), at most lr_extend = 2 times per side
+    # grid has points (2), at most lr_extend = 1 time per side
     assert grown and any(e["direction"] == "up" for s in grown for e in s["extensions"])
     for s in grown:
         assert len(s["lrs_tried"]) == len(s["lrs_initial"]) * (1 + len(s["extensions"]))
         assert all(len(e["lrs"]) == len(s["lrs_initial"]) for e in s["extensions"])
         for side in ("up", "down"):
-            assert sum(e["direction"] == side for e in s["extensions"]) <= 2
+            assert sum(e["direction"] == side for e in s["extensions"]) <= 1
         if s["best_lr"] is None:  # nothing reached even after extending: extended once
             assert len(s["extensions"]) == 1
         ratio = sorted(s["lrs_tried"])
