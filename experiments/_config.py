@@ -289,19 +289,16 @@ def _validate(c: SweepConfig):
         bad("suite.exclude leaves no workload to run")
     if c.activation not in ("linear", "relu"):
         bad(f"model.activation must be 'linear' or 'relu', got {c.activation!r}")
-    if c.loss not in LOSSES:
-        bad(f"train.loss must be one of {', '.join(LOSSES)}, got {c.loss!r}")
-    if c.target_metric not in TARGET_METRICS:
-        bad(f"train.target_metric must be one of {', '.join(TARGET_METRICS)}, "
-            f"got {c.target_metric!r}")
-    if c.dtype not in DTYPES:
-        bad(f"train.dtype must be one of {', '.join(DTYPES)}, got {c.dtype!r}")
+    for attr, choices in (("loss", LOSSES), ("target_metric", TARGET_METRICS),
+                          ("dtype", DTYPES), ("lr_scaling", LR_SCALINGS),
+                          ("lr_center", LR_CENTERS)):
+        if getattr(c, attr) not in choices:
+            bad(f"train.{attr} must be one of {', '.join(choices)}, "
+                f"got {getattr(c, attr)!r}")
     if c.n < 0:
         bad(f"data.n must be >= 0 (0 = all rows of a file), got {c.n}")
     if c.init_samples < 2:
         bad(f"data.init_samples must be >= 2, got {c.init_samples}")
-    if c.lr_scaling not in LR_SCALINGS:
-        bad(f"train.lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {c.lr_scaling!r}")
     if c.lr_reference_batch <= 0:
         bad(f"train.lr_reference_batch must be positive, got {c.lr_reference_batch}")
     if any(d <= 0 for d in c.depths) or len(set(c.depths)) != len(c.depths):
@@ -320,8 +317,6 @@ def _validate(c: SweepConfig):
                         or min(members) <= 0):
             bad(f"families.{what}: a {fam} family needs at least 2 distinct positive "
                 f"{what}, got {list(members)}")
-    if c.lr_center not in LR_CENTERS:
-        bad(f"train.lr_center must be one of {', '.join(LR_CENTERS)}, got {c.lr_center!r}")
     if c.lr_extend < 0:
         bad(f"train.lr_extend must be >= 0, got {c.lr_extend}")
     if c.lr_extend or c.lr_center == "previous_best":
