@@ -31,6 +31,9 @@ from ._train import INFEASIBLE, REACHED, UNREACHED
 
 
 # --------------------------------------------------------------------------- fit
+EDGE_FACTOR = 2.0  # fits below m_min/2 or above 2·m_max are reported as at an edge
+
+
 def _sse(logB, m, logS):
     """Least-squares error of the fit for each candidate log B (vectorised over ``logB``);
     for each the best log S_min is the mean residual (closed form). Returns (sse, S_min)."""
@@ -54,10 +57,11 @@ def fit_critical_batch(batch_sizes, steps) -> dict:
         steps: the steps-to-target :math:`S(m)` (positive).
 
     Returns:
-        dict with ``B_crit``, ``S_min``, ``rmse_log`` and ``at_edge`` (``"low"`` when the data
-        show no slowdown from perfect scaling even at the largest m' — the fit is then only a
-        lower bound — , ``"high"`` when even the smallest batch is past the critical batch,
-        else None).
+        dict with ``B_crit``, ``S_min``, ``rmse_log`` and ``at_edge`` (``"low"`` when the fit
+        lies above 2× the largest m — the data show no slowdown from perfect scaling, so it is
+        only a lower bound — , ``"high"`` when it lies below half the smallest m — even the
+        smallest batch is past the critical batch —, else None). Families' trends leave
+        edge fits out.
 
     Example:
         >>> m = np.array([8, 16, 32, 64, 128, 256, 512])
@@ -82,10 +86,10 @@ def fit_critical_batch(batch_sizes, steps) -> dict:
     i = int(np.argmin(_sse(grid, m, logS)[0]))
     logB = float(grid[i])
     sse, smin = (float(v[0]) for v in _sse(logB, m, logS))
-    edge = None
-    if logB > math.log(m.max() * 100):
+    edge = None  # a B_crit more than 2x outside the batches tried is an extrapolation
+    if logB > math.log(m.max() * EDGE_FACTOR):
         edge = "low"  # perfect scaling throughout: B_crit beyond the batches tried
-    elif logB < math.log(m.min() / 100):
+    elif logB < math.log(m.min() / EDGE_FACTOR):
         edge = "high"  # no perfect-scaling regime: B_crit below the batches tried
     return {"B_crit": float(math.exp(logB)), "S_min": smin,
             "rmse_log": math.sqrt(sse / m.size), "at_edge": edge, "points": int(m.size)}
