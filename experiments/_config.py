@@ -158,6 +158,7 @@ class SweepConfig:
                                if sel in (data_label(data), f"{data_label(data)}/{loss}")}
                     out.append((name, self.replace(suite_data=(), suite_losses=(),
                                                    suite_archs=(), suite_overrides=(),
+                                                   suite_exclude=(),
                                                    data=data, loss=loss, arch=arch,
                                                    **changes)))
         return out

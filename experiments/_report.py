@@ -81,7 +81,9 @@ def load_sweep(out: str):
     return wl, archs, trials
 
 
-def _figure(fig_dir, name, draw, size=(6.5, 4.5)):
+def _figure(fig_dir, name, draw, size=(6.5, 4.5), ncols: int = 1, title: str = ""):
+    """Draw one figure (``draw(ax)``, or ``draw(axes)`` for ``ncols > 1``) with the Agg
+    backend and save it as PNG and PDF; returns the PNG path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,9 +91,11 @@ def _figure(fig_dir, name, draw, size=(6.5, 4.5)):
 
     from . import _plots
 
-    fig, ax = plt.subplots(figsize=size)
+    fig, ax = plt.subplots(1, ncols, figsize=size)
     try:
         draw(ax)
+        if title:
+            fig.suptitle(title)
         return _plots.save(fig, os.path.join(fig_dir, name))[0]
     finally:
         plt.close(fig)
@@ -262,26 +266,19 @@ def _write_suite_report(out, *, n_boot, command, progress):
 
 
 def _suite_figures(out, groups):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from . import _plots
 
     fig_dir = os.path.join(out, "figures")
     os.makedirs(fig_dir, exist_ok=True)
     made = []
     for (data, loss), rows in groups.items():
-        fig, axes = plt.subplots(1, len(PREDICTORS), figsize=(4.2 * len(PREDICTORS), 4.2))
-        try:
+        def draw(axes, rows=rows):
             for ax, (name, (key, _)) in zip(axes, PREDICTORS.items()):
                 _plots.plot_predictor(ax, rows, key, name)
-            fig.suptitle(f"{data}, {loss}: predicted vs observed (every net)")
-            made.append(_plots.save(fig, os.path.join(fig_dir,
-                                                      f"predictors_{data}-{loss}"))[0])
-        finally:
-            plt.close(fig)
+
+        made.append(_figure(fig_dir, f"predictors_{data}-{loss}", draw,
+                            (4.2 * len(PREDICTORS), 4.2), ncols=len(PREDICTORS),
+                            title=f"{data}, {loss}: predicted vs observed (every net)"))
     return made
 
 
