@@ -264,7 +264,9 @@ def _run_parallel(cfg, out, names, jobs, *, progress, log, command):
     _suite_record(cfg, out, [n for n, _ in cfg.workloads()], command, log)
     cfg_file = os.path.join(out, "config.toml")
     total = sum(len(p[6]) * len(p[7]) for _, p in works.values())
-    queue = list(works)
+    # largest training set first (longest-processing-time order: the long workloads start
+    # while the short ones fill the other slots); ties keep the config's order
+    queue = sorted(works, key=lambda name: -works[name][1][0].n)
     running = {}
     failed = []
 
@@ -287,7 +289,10 @@ def _run_parallel(cfg, out, names, jobs, *, progress, log, command):
             for name, (proc, err) in list(running.items()):
                 if proc.poll() is not None:
                     del running[name]
-                    if proc.returncode != 0:
+                    if proc.returncode < 0:
+                        failed.append(f"{name}: stopped by signal {-proc.returncode} (its "
+                                      "finished studies are kept; rerun to resume)")
+                    elif proc.returncode != 0:
                         err.seek(0)
                         lines = [ln for ln in err.read().splitlines() if ln.strip()]
                         failed.append(f"{name}: {lines[-1] if lines else proc.returncode}")
