@@ -81,6 +81,7 @@ class SweepConfig:
     target: float = 0.8  # 0 means: the metric's default (see ``resolved_target``)
     eval_growth: float = 1.1
     stop_factor: float = 1.25
+    step_cap_factor: float = 0.0  # 0: off; else a study stops at this x the last best steps
     dtype: str = "float32"
     # [analysis]
     epsilon: float = 1.0
@@ -123,6 +124,28 @@ class SweepConfig:
             return tuple(_round(centre * lr / g) for lr in self.lrs)
         f = (batch_size / self.lr_reference_batch) ** p
         return tuple(_round(lr * f) for lr in self.lrs)
+
+    def step_cap(self, previous_steps: float | None = None) -> int:
+        r"""The step cap of a study: ``max_steps``, or with ``step_cap_factor = c > 0`` and the
+        best mean steps-to-target :math:`S'` of the nearest smaller batch size that has one,
+        :math:`\min(\text{max\_steps}, \lceil c\,S'\rceil)`.
+
+        Why it is safe: at its best learning rate a larger batch needs at most the steps of a
+        smaller one (McCandlish's :math:`S(B) = S_\min(1 + B_\text{noise}/B)` decreases in
+        :math:`B`), so a study in which no lr has reached the target after :math:`c\,S'`
+        steps has a grid that misses the optimum (typically: every lr too large after a long
+        jump in batch size, the nets stalled at chance accuracy without a NaN). It then stops
+        and extends its grid instead of running every trial to ``max_steps``; a batch size
+        whose best lr truly needs more than :math:`c\,S'` is reported unreached.
+
+        Example:
+            >>> c = SweepConfig(max_steps=30000, step_cap_factor=4)
+            >>> c.step_cap(), c.step_cap(250.5), c.step_cap(9000)
+            (30000, 1002, 30000)
+        """
+        if not self.step_cap_factor or previous_steps is None:
+            return self.max_steps
+        return min(self.max_steps, math.ceil(self.step_cap_factor * previous_steps - 1e-9))
 
     @property
     def lr_ratio(self) -> float:
@@ -215,7 +238,8 @@ SECTIONS = {
               "lr_center": "lr_center", "lr_extend": "lr_extend", "seeds": "seeds",
               "momentum": "momentum", "max_steps": "max_steps",
               "target_metric": "target_metric", "target": "target",
-              "eval_growth": "eval_growth", "stop_factor": "stop_factor", "dtype": "dtype"},
+              "eval_growth": "eval_growth", "stop_factor": "stop_factor",
+              "step_cap_factor": "step_cap_factor", "dtype": "dtype"},
     "analysis": {"epsilon": "epsilon", "delta": "delta", "bootstrap": "bootstrap",
                  "level": "level"},
 }
@@ -350,6 +374,8 @@ def _validate(c: SweepConfig):
         bad(f"train.eval_growth must be > 1, got {c.eval_growth}")
     if not c.stop_factor >= 1:
         bad(f"train.stop_factor must be >= 1, got {c.stop_factor}")
+    if not (c.step_cap_factor == 0 or c.step_cap_factor >= 1):
+        bad(f"train.step_cap_factor must be 0 (off) or >= 1, got {c.step_cap_factor}")
     if not c.epsilon > 0:
         bad(f"analysis.epsilon must be > 0, got {c.epsilon}")
     if not c.delta > 0:

@@ -22,7 +22,9 @@ as many more grid points as the first grid has are tried
 beyond that edge (the same number of trials, so the compiled step is reused), at most N times
 per side (once only while no lr reaches the target with every seed), and ``study.json`` records each extension and whether the optimum ended
 inside the grid (``edge_resolved``: some lr reached the target with every seed and the best is
-not the smallest or largest tried).
+not the smallest or largest tried). With ``train.step_cap_factor = c > 0`` a study's trials
+stop after c × the best mean steps-to-target of the previous batch size
+(:meth:`SweepConfig.step_cap`; ``study.json``: ``step_cap``, ``best_steps``).
 
 Every file is written atomically (temporary file in the same folder, then ``os.replace``), so
 a kill at any moment leaves each file either complete or absent. Rerunning the same command
@@ -393,7 +395,7 @@ def _run_workload(cfg, out, planned, *, bar, log, command):
                       "depth": spec.depth, "width": spec.width, "params": spec.params,
                       "n": ds.n, "describe": spec.describe(), **stats}
             write_json_atomic(apath, record)
-        previous = None
+        previous = previous_steps = None
         for m in batch_sizes:
             bar.set_postfix_str(f"{os.path.basename(os.path.normpath(out))} {aid} batch {m}")
             spath = study_path(out, aid, m)
@@ -403,12 +405,15 @@ def _run_workload(cfg, out, planned, *, bar, log, command):
                 if all(os.path.exists(p) for p in paths):
                     n_done += len(paths)
                     previous = _anchor(m, st, previous)
+                    previous_steps = st.get("best_steps") or previous_steps
                     continue  # counted in the bar's ``initial``
             st, r, d = _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric,
-                                           target, m, seeds, previous, dtype)
+                                           target, m, seeds, previous, dtype,
+                                           cfg.step_cap(previous_steps))
             write_json_atomic(spath, st)
             n_run, n_done = n_run + r, n_done + d
             previous = _anchor(m, st, previous)
+            previous_steps = st.get("best_steps") or previous_steps
             bar.update(1)
     return n_run, n_done
 
@@ -486,9 +491,11 @@ def _lowest_final_loss(results):
 
 
 def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, m, seeds,
-                        previous, dtype):
-    """One study (every lr × seed at batch ``m``), its grid extended at the edges; writes each
-    missing trial file as soon as its run returns. Returns (study record, run, resumed)."""
+                        previous, dtype, cap=None):
+    """One study (every lr × seed at batch ``m``, at most ``cap`` steps each: see
+    :meth:`SweepConfig.step_cap`), its grid extended at the edges; writes each missing trial
+    file as soon as its run returns. Returns (study record, run, resumed)."""
+    cap = cfg.max_steps if cap is None else cap
     aid = arch_id(spec)
     t0 = time.perf_counter()
     lrs = list(cfg.lrs_for(m, previous))
@@ -502,7 +509,7 @@ def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, 
         res = run_study(
             spec, ds.x, y_loss, ds.classes if task == "classification" else None,
             loss=loss, batch_size=m, lrs=batch, seeds=seeds, momentum=cfg.momentum,
-            max_steps=cfg.max_steps, target_metric=metric, target=target,
+            max_steps=cap, target_metric=metric, target=target,
             eval_growth=cfg.eval_growth, stop_factor=cfg.stop_factor, dtype=dtype,
             known_best=known)
         r, d = _write_trials(out, spec, ds, m, res, cfg, loss, metric, target)
@@ -532,6 +539,7 @@ def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, 
     best = min(done, key=lambda lr: (done[lr], lr)) if done else None
     record = {"schema": SCHEMA, "arch_id": aid, "batch_size": m, "lrs_initial": lrs,
               "lrs_tried": sorted(summ), "extensions": extensions, "best_lr": best,
+              "best_steps": done[best] if best is not None else None, "step_cap": cap,
               "anchor_lr": best if best is not None else _lowest_final_loss(results),
               "edge_resolved": best is not None and edge_direction(results) is None,
               "wall_s": round(time.perf_counter() - t0, 3)}

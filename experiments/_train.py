@@ -208,7 +208,7 @@ def _moments_at(state, hits, x, y, spec, loss):
     out = np.full((2, len(hits)), np.nan)
     for k, v in enumerate(jax.device_get(_training_set_moments(state.params, x, y, spec=spec,
                                                                loss=loss))):
-        out[k, hits] = np.asarray(v, np.float64)[hits]
+        out[k, hits] = np.asarray(v, np.float64)[:len(hits)][hits]  # padding dropped
     return out
 
 
@@ -249,19 +249,25 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
         the training set at step 0 and each power of two), ``B_S_init``, ``B_S_run_mean``,
         ``B_S_at_target`` (B_S of the training set at the evaluation
         where the trial first reached the target; None otherwise) and ``B_simple_at_target``
-        (McCandlish's simple noise scale there, the plug-in B_S − 1), ``compile_s`` and
-        ``wall_s`` (shared by the study).
+        (McCandlish's simple noise scale there, the plug-in B_S − 1), ``devices`` (how many
+        devices the trials were sharded over), ``compile_s`` and ``wall_s`` (shared by the
+        study).
     """
     t_start = time.perf_counter()
     pairs = [(float(lr), int(s)) for lr in lrs for s in seeds]
-    lr_arr = jnp.asarray([p[0] for p in pairs], dtype)
-    seed_arr = jnp.asarray([p[1] for p in pairs], jnp.int32)
+    # several devices: pad the trial axis with copies of the last trial to a multiple of the
+    # device count so that it always shards (3 lrs x 3 seeds on 2, 4 or 8 devices); the copies
+    # are trained and discarded, and nothing below looks past the first len(pairs) trials
+    n_dev = len(jax.local_devices())
+    padded = pairs + [pairs[-1]] * ((-len(pairs)) % n_dev if n_dev > 1 else 0)
+    lr_arr = jnp.asarray([p[0] for p in padded], dtype)
+    seed_arr = jnp.asarray([p[1] for p in padded], jnp.int32)
     x = jnp.asarray(x, dtype)
     y = jnp.asarray(y) if loss == "cross_entropy" else jnp.asarray(y, dtype)
     classification = classes is not None
     cls = jnp.asarray(classes if classification else np.zeros(x.shape[0], np.int32), jnp.int32)
     state = _init_trials(spec, lr_arr, seed_arr, float(momentum), jnp.dtype(dtype))
-    state, _ = _shard_trials(state)
+    state, n_shards = _shard_trials(state)
     kw = dict(spec=spec, loss=loss, batch_size=int(batch_size), momentum=float(momentum))
     ev = dict(spec=spec, loss=loss, classification=classification)
 
@@ -367,6 +373,7 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
             },
             "B_S_curve": {"step": [int(v) for v in bs_steps],
                           "B_S": [_num(v) for v in bcurve]},
+            "devices": n_shards,
             "compile_s": round(compile_s or 0.0, 3),
             "wall_s": round(wall, 3),
         })

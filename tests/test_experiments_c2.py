@@ -276,6 +276,61 @@ def test_suite_resume_runs_nothing_twice(tiny_suite, tmp_path):
     assert _load(os.path.join(run, "timing.json"))["runs"][-1]["jobs"] == 2
 
 
+STEP_CAP = """
+[data]
+name = "digits"
+n = 96
+init_samples = 2
+[model]
+depths = [3]
+budget = 2352
+[train]
+loss = "cross_entropy"
+batch_sizes = [8, 24, 96]
+lrs = [0.1, 0.141421]
+lr_reference_batch = 8
+lr_center = "previous_best"
+lr_extend = 1
+seeds = 2
+max_steps = 400
+target_metric = "accuracy"
+target = 0.6
+step_cap_factor = 1.0
+[analysis]
+bootstrap = 20
+"""
+
+
+def test_step_cap_follows_the_previous_batch_size(tmp_path):
+    """With step_cap_factor = 1 each study after the first stops its trials at the best mean
+    steps-to-target of the nearest smaller batch size (never at max_steps = 400 here)."""
+    pytest.importorskip("sklearn")
+    cfg = tmp_path / "cap.toml"
+    cfg.write_text(STEP_CAP)
+    out = str(tmp_path / "run")
+    assert sweep_cli.main(["--config", str(cfg), "--out", out, "--no-progress"]) == 0
+    studies = sorted((_load(p) for p in _walk(out, "study.json")),
+                     key=lambda s: s["batch_size"])
+    assert [s["batch_size"] for s in studies] == [8, 24, 96]
+    assert studies[0]["step_cap"] == 400  # nothing smaller to compare with
+    assert studies[0]["best_steps"] is not None  # the test needs batch 8 to reach the target
+    previous = studies[0]["best_steps"]
+    for s in studies[1:]:
+        assert s["step_cap"] == math.ceil(previous - 1e-9) < 400
+        trials = [_load(p) for d, _, fs in os.walk(os.path.dirname(
+            study_file(out, s))) for p in [os.path.join(d, f) for f in fs]
+            if not p.endswith("study.json")]
+        assert trials and all(t["steps_run"] <= s["step_cap"] for t in trials)
+        previous = s["best_steps"] or previous
+    with pytest.raises(ExperimentError, match="step_cap_factor"):
+        SweepConfig(step_cap_factor=0.5)
+
+
+def study_file(out, study):
+    return os.path.join(out, "trials", study["arch_id"], f"bs{study['batch_size']}",
+                        "study.json")
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("raw, message", [
     ({"families": {"width_depth": 3, "widths": [16]}}, "at least 2 distinct"),
