@@ -15,9 +15,9 @@ A config with a ``[suite]`` (the C2 study) runs one such workload per (data, los
 covers every study of every workload.
 
 Learning rates: every study first tries ``cfg.lrs_for(m, previous)`` (``previous``: the
-previous batch size's best lr, or its lr with the lowest final loss when none reached the
-target); with ``train.lr_extend = N > 0``, while the best lr (or, when no lr reached the target
-with every seed, the one with the lowest final training loss) is the smallest or largest tried,
+previous batch size's best lr, or the lr that came nearest when none reached the target with
+every seed: most seeds at the target, then lowest final loss); with ``train.lr_extend = N > 0``,
+while the best lr (or that nearest one) is the smallest or largest tried,
 as many more grid points as the first grid has are tried
 beyond that edge (the same number of trials, so the compiled step is reused), at most N times
 per side (once only while no lr reaches the target with every seed), and ``study.json`` records each extension and whether the optimum ended
@@ -426,7 +426,7 @@ def _finished_studies(out: str) -> int:
 
 def _anchor(m, study, previous):
     """Where the next batch size's grid is centred from: this study's best lr, else its lr
-    with the lowest final training loss, else the previous anchor."""
+    that came nearest (:func:`_most_promising`), else the previous anchor."""
     lr = study.get("best_lr") or study.get("anchor_lr")
     return (m, lr) if lr else previous
 
@@ -449,10 +449,12 @@ def edge_direction(results) -> str | None:
     """Where a study's learning-rate grid should grow: ``"up"`` when the best lr (smallest mean
     steps-to-target with every seed reaching it) is the largest tried, ``"down"`` when it is
     the smallest, None when the optimum is inside. When no lr reached the target with every
-    seed, the lr whose seeds end with the lowest mean training loss (diverged seeds count as
-    infinite) plays the best lr's part: too large an lr can also stall a net (dead ReLUs, a
-    squared loss that collapses to a constant), so "nothing reached" alone says nothing about
-    the direction.
+    seed, the lr with the most seeds that reached it, and among those the one whose seeds end
+    with the lowest mean training loss (diverged seeds count as infinite), plays the best lr's
+    part (:func:`_most_promising`): too large an lr can also stall a net (dead ReLUs, chance
+    accuracy, a squared loss that collapses to a constant), so "nothing reached" alone says
+    nothing about the direction, while an lr that got some seeds there is the nearest to
+    the optimum.
 
     Example:
         >>> mk = lambda lr, st, loss=1.0: {"lr": lr, "status": st, "final_loss": loss,
@@ -462,6 +464,9 @@ def edge_direction(results) -> str | None:
         >>> edge_direction([mk(0.1, "REACHED"), mk(0.2, "REACHED"), mk(0.4, "INFEASIBLE")])
         >>> edge_direction([mk(0.1, "UNREACHED", 0.3), mk(0.2, "UNREACHED", 0.9)])
         'down'
+        >>> edge_direction([mk(1.3, "REACHED"), mk(1.3, "INFEASIBLE"), mk(1.9, "UNREACHED", 2.3),
+        ...                 mk(2.7, "UNREACHED", 2.4)])  # 1.3 got a seed there: grow down
+        'down'
     """
     summ = lr_summary(results)
     lrs = sorted(summ)
@@ -469,7 +474,7 @@ def edge_direction(results) -> str | None:
     if done:
         best = min(done, key=lambda lr: (done[lr], lr))
     else:
-        best = _lowest_final_loss(results)
+        best = _most_promising(results)
         if best is None:
             return "down"  # everything diverged
     if len(lrs) > 1 and best == lrs[-1]:
@@ -479,13 +484,30 @@ def edge_direction(results) -> str | None:
     return None
 
 
-def _lowest_final_loss(results):
-    """The lr whose seeds end with the lowest mean training loss (None if all diverged)."""
+def _most_promising(results):
+    """The lr with the most seeds that reached the target, ties broken by the lowest mean
+    final training loss (None if every trial diverged and none reached the target)."""
+    reached = {}
+    for r in results:
+        reached[r["lr"]] = reached.get(r["lr"], 0) + (r["status"] == REACHED)
+    top = max(reached.values(), default=0)
+    if top == 0:
+        return _lowest_final_loss(results)
+    final = _mean_final_loss(results)
+    return min((lr for lr, k in reached.items() if k == top), key=lambda lr: (final[lr], lr))
+
+
+def _mean_final_loss(results):
     final = {}
     for r in results:
         v = r.get("final_loss")
         final.setdefault(r["lr"], []).append(math.inf if v is None else float(v))
-    mean = {lr: float(np.mean(v)) for lr, v in final.items()}
+    return {lr: float(np.mean(v)) for lr, v in final.items()}
+
+
+def _lowest_final_loss(results):
+    """The lr whose seeds end with the lowest mean training loss (None if all diverged)."""
+    mean = _mean_final_loss(results)
     finite = {lr: v for lr, v in mean.items() if math.isfinite(v)}
     return min(finite, key=lambda lr: (finite[lr], lr)) if finite else None
 
@@ -540,7 +562,7 @@ def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, 
     record = {"schema": SCHEMA, "arch_id": aid, "batch_size": m, "lrs_initial": lrs,
               "lrs_tried": sorted(summ), "extensions": extensions, "best_lr": best,
               "best_steps": done[best] if best is not None else None, "step_cap": cap,
-              "anchor_lr": best if best is not None else _lowest_final_loss(results),
+              "anchor_lr": best if best is not None else _most_promising(results),
               "edge_resolved": best is not None and edge_direction(results) is None,
               "wall_s": round(time.perf_counter() - t0, 3)}
     return record, n_run, n_done

@@ -123,6 +123,18 @@ def test_edge_direction_cases():
     # the lowest final loss inside the grid: nothing to extend
     assert edge_direction([mk(0.1, "UNREACHED", loss=0.5), mk(0.2, "UNREACHED", loss=0.2),
                            mk(0.4, "INFEASIBLE")]) is None
+    # seeds that reached the target count before the final loss (MNIST-1D L = 6, batch 4000 of
+    # the C2 run: the smallest lr got 2 of 3 seeds there, one diverged; the others stalled at
+    # chance accuracy with a finite loss): grow towards the lr that got seeds there
+    stalled = [mk(1.33, "REACHED", 963, 0.96), mk(1.33, "REACHED", 1166, 0.85),
+               mk(1.33, "INFEASIBLE"), mk(1.88, "UNREACHED", loss=2.30),
+               mk(1.88, "UNREACHED", loss=2.30), mk(2.66, "UNREACHED", loss=2.30),
+               mk(2.66, "INFEASIBLE")]
+    assert edge_direction(stalled) == "down"
+    # more seeds there wins over a lower loss
+    assert edge_direction([mk(0.1, "REACHED", 90, 0.2), mk(0.1, "UNREACHED", loss=0.9),
+                           mk(0.2, "UNREACHED", loss=0.1), mk(0.4, "UNREACHED", loss=0.5)]
+                          ) == "down"
 
 
 # --------------------------------------------------------------------------- tiny suite
