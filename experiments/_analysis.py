@@ -206,6 +206,12 @@ def _resampled_steps(studies: dict, pick) -> tuple[list, list]:
     return ms, ss
 
 
+def _percentile_interval(values, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap ``values``."""
+    a = (1 - level) / 2
+    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
+
+
 def _seeds_of(studies: dict) -> list:
     return sorted({s for st in studies.values() for v in st["steps_by_lr_seed"].values()
                    for s in v})
@@ -230,8 +236,7 @@ def bootstrap_fit(studies: dict, n_boot: int = 1000, *, seed: int = 0, level: fl
             vals.append(f["B_crit"])
     if len(vals) < n_boot / 2:
         return None, None, len(vals)
-    a = (1 - level) / 2
-    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a)), len(vals)
+    return (*_percentile_interval(vals, level), len(vals))
 
 
 def analyse(trials: list[dict], archs: dict, *, epsilon: float = 1.0, delta: float = 1.0,
@@ -397,8 +402,9 @@ def family_trend(table: dict, family: str, members: list[dict], *, n_boot: int =
         dict with ``family``, ``axis``, ``nets`` (arch ids used), ``slope``, ``ci_low``,
         ``ci_high``, ``level``, ``verdict`` and ``reason``.
     """
-    used = [r for r in members if r["arch_id"] in table
-            and _fitted_log_bcrit(table[r["arch_id"]]) is not None]
+    point = {r["arch_id"]: _fitted_log_bcrit(table[r["arch_id"]]) for r in members
+             if r["arch_id"] in table}
+    used = [r for r in members if point.get(r["arch_id"]) is not None]
     out = {"family": family, "axis": TREND_AXIS[family], "nets": [r["arch_id"] for r in used],
            "members": [r["arch_id"] for r in members], "slope": None, "ci_low": None,
            "ci_high": None, "level": level, "verdict": "inconclusive"}
@@ -408,13 +414,13 @@ def family_trend(table: dict, family: str, members: list[dict], *, n_boot: int =
                          f"{MIN_TREND_NETS}")
         if len(used) >= 2:
             out["slope"] = _slope([_trend_x(family, r) for r in used],
-                                  [_fitted_log_bcrit(table[r["arch_id"]]) for r in used])
+                                  [point[r["arch_id"]] for r in used])
             agrees = (out["slope"] > 0) == (C2_SIGN[family] > 0)
             out["reason"] += (f"; the point slope's direction {'agrees' if agrees else 'disagrees'}"
                               f" with C2, which alone decides nothing")
         return out
     x = [_trend_x(family, r) for r in used]
-    out["slope"] = _slope(x, [_fitted_log_bcrit(table[r["arch_id"]]) for r in used])
+    out["slope"] = _slope(x, [point[r["arch_id"]] for r in used])
     rng = np.random.default_rng(seed)
     seeds = {r["arch_id"]: _seeds_of(table[r["arch_id"]]) for r in used}
     slopes = []
@@ -432,8 +438,7 @@ def family_trend(table: dict, family: str, members: list[dict], *, n_boot: int =
     if len(slopes) < max(n_boot, 1) / 2:
         out["reason"] = "too few bootstrap resamples gave a fit for every net"
         return out
-    a = (1 - level) / 2
-    lo, hi = float(np.quantile(slopes, a)), float(np.quantile(slopes, 1 - a))
+    lo, hi = _percentile_interval(slopes, level)
     out.update(ci_low=lo, ci_high=hi)
     sign = C2_SIGN[family]
     if lo > 0 or hi < 0:
@@ -501,9 +506,8 @@ def predictor_table(rows: list[dict], *, n_boot: int = 1000, level: float = 0.9,
                     if np.isfinite(v):
                         boots.append(v)
                 if boots:
-                    a = (1 - level) / 2
-                    rec["spearman_ci_low"] = float(np.quantile(boots, a))
-                    rec["spearman_ci_high"] = float(np.quantile(boots, 1 - a))
+                    rec["spearman_ci_low"], rec["spearman_ci_high"] = \
+                        _percentile_interval(boots, level)
         out.append(rec)
     return out
 

@@ -399,36 +399,38 @@ def _run_workload(cfg, out, planned, *, bar, log, command):
         for m in batch_sizes:
             bar.set_postfix_str(f"{os.path.basename(os.path.normpath(out))} {aid} batch {m}")
             spath = study_path(out, aid, m)
-            if os.path.exists(spath):
-                st = read_json(spath)
-                paths = [trial_path(out, aid, m, lr, s) for lr in st["lrs_tried"] for s in seeds]
-                if all(os.path.exists(p) for p in paths):
-                    n_done += len(paths)
-                    previous = _anchor(m, st, previous)
-                    previous_steps = st.get("best_steps") or previous_steps
-                    continue  # counted in the bar's ``initial``
-            st, r, d = _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric,
-                                           target, m, seeds, previous, dtype,
-                                           cfg.step_cap(previous_steps))
-            write_json_atomic(spath, st)
-            n_run, n_done = n_run + r, n_done + d
-            previous = _anchor(m, st, previous)
+            st = _finished_study(out, aid, m, seeds)
+            if st is not None:
+                n_done += len(st["lrs_tried"]) * len(seeds)  # in the bar's ``initial``
+            else:
+                st, r, d = _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric,
+                                               target, m, seeds, previous, dtype,
+                                               cfg.step_cap(previous_steps))
+                write_json_atomic(spath, st)
+                n_run, n_done = n_run + r, n_done + d
+                bar.update(1)
+            # the next batch size's grid centre and step cap come from this study
+            if st.get("anchor_lr"):
+                previous = (m, st["anchor_lr"])
             previous_steps = st.get("best_steps") or previous_steps
-            bar.update(1)
     return n_run, n_done
+
+
+def _finished_study(out, aid, m, seeds):
+    """The study record of batch ``m`` when it and every trial it lists are on disk, else
+    None (the study is then run; it is deterministic, so only missing files get written)."""
+    spath = study_path(out, aid, m)
+    if not os.path.exists(spath):
+        return None
+    st = read_json(spath)
+    paths = [trial_path(out, aid, m, lr, s) for lr in st["lrs_tried"] for s in seeds]
+    return st if all(os.path.exists(p) for p in paths) else None
 
 
 def _finished_studies(out: str) -> int:
     """Studies of a workload folder with a ``study.json`` (for the progress bar)."""
     return sum(1 for _d, _, fs in os.walk(os.path.join(out, "trials")) for f in fs
                if f == "study.json")
-
-
-def _anchor(m, study, previous):
-    """Where the next batch size's grid is centred from: this study's best lr, else its lr
-    that came nearest (:func:`_most_promising`), else the previous anchor."""
-    lr = study.get("best_lr") or study.get("anchor_lr")
-    return (m, lr) if lr else previous
 
 
 def lr_summary(results) -> dict:
@@ -451,7 +453,7 @@ def edge_direction(results) -> str | None:
     the smallest, None when the optimum is inside. When no lr reached the target with every
     seed, the lr with the most seeds that reached it, and among those the one whose seeds end
     with the lowest mean training loss (diverged seeds count as infinite), plays the best lr's
-    part (:func:`_most_promising`): too large an lr can also stall a net (dead ReLUs, chance
+    part (:func:`_leading_lr`): too large an lr can also stall a net (dead ReLUs, chance
     accuracy, a squared loss that collapses to a constant), so "nothing reached" alone says
     nothing about the direction, while an lr that got some seeds there is the nearest to
     the optimum.
@@ -468,15 +470,10 @@ def edge_direction(results) -> str | None:
         ...                 mk(2.7, "UNREACHED", 2.4)])  # 1.3 got a seed there: grow down
         'down'
     """
-    summ = lr_summary(results)
-    lrs = sorted(summ)
-    done = {lr: v[1] for lr, v in summ.items() if v[0]}
-    if done:
-        best = min(done, key=lambda lr: (done[lr], lr))
-    else:
-        best = _most_promising(results)
-        if best is None:
-            return "down"  # everything diverged
+    lrs = sorted({r["lr"] for r in results})
+    best = _leading_lr(results)
+    if best is None:
+        return "down"  # everything diverged
     if len(lrs) > 1 and best == lrs[-1]:
         return "up"
     if len(lrs) > 1 and best == lrs[0]:
@@ -484,40 +481,38 @@ def edge_direction(results) -> str | None:
     return None
 
 
-def _most_promising(results):
-    """The lr with the most seeds that reached the target, ties broken by the lowest mean
-    final training loss (None if every trial diverged and none reached the target)."""
-    reached = {}
-    for r in results:
-        reached[r["lr"]] = reached.get(r["lr"], 0) + (r["status"] == REACHED)
-    top = max(reached.values(), default=0)
-    if top == 0:
-        return _lowest_final_loss(results)
-    final = _mean_final_loss(results)
-    return min((lr for lr, k in reached.items() if k == top), key=lambda lr: (final[lr], lr))
+def _best_lr(results):
+    """(best lr, its mean steps-to-target) among the lrs whose every seed reached the target
+    (smallest mean, ties to the smaller lr); (None, None) when there is none."""
+    done = {lr: v[1] for lr, v in lr_summary(results).items() if v[0]}
+    if not done:
+        return None, None
+    best = min(done, key=lambda lr: (done[lr], lr))
+    return best, done[best]
 
 
-def _mean_final_loss(results):
-    final = {}
+def _leading_lr(results):
+    """The best lr (:func:`_best_lr`), else the one that came nearest: most seeds at the
+    target, then the lowest mean final training loss (diverged seeds count as infinite).
+    None when no seed reached the target and every trial diverged."""
+    best, _ = _best_lr(results)
+    if best is not None:
+        return best
+    reached, final = {}, {}
     for r in results:
         v = r.get("final_loss")
+        reached[r["lr"]] = reached.get(r["lr"], 0) + (r["status"] == REACHED)
         final.setdefault(r["lr"], []).append(math.inf if v is None else float(v))
-    return {lr: float(np.mean(v)) for lr, v in final.items()}
-
-
-def _lowest_final_loss(results):
-    """The lr whose seeds end with the lowest mean training loss (None if all diverged)."""
-    mean = _mean_final_loss(results)
-    finite = {lr: v for lr, v in mean.items() if math.isfinite(v)}
-    return min(finite, key=lambda lr: (finite[lr], lr)) if finite else None
+    key = {lr: (-reached[lr], float(np.mean(v)), lr) for lr, v in final.items()}
+    lead = min(key, key=key.get)
+    return lead if reached[lead] or math.isfinite(key[lead][1]) else None
 
 
 def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, m, seeds,
-                        previous, dtype, cap=None):
+                        previous, dtype, cap):
     """One study (every lr × seed at batch ``m``, at most ``cap`` steps each: see
     :meth:`SweepConfig.step_cap`), its grid extended at the edges; writes each missing trial
     file as soon as its run returns. Returns (study record, run, resumed)."""
-    cap = cfg.max_steps if cap is None else cap
     aid = arch_id(spec)
     t0 = time.perf_counter()
     lrs = list(cfg.lrs_for(m, previous))
@@ -526,8 +521,7 @@ def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, 
     ups = downs = 0
     batch = lrs
     while True:
-        summ = lr_summary(results) if results else {}
-        known = min((v[1] for v in summ.values() if v[0]), default=None)
+        _, known = _best_lr(results)
         res = run_study(
             spec, ds.x, y_loss, ds.classes if task == "classification" else None,
             loss=loss, batch_size=m, lrs=batch, seeds=seeds, momentum=cfg.momentum,
@@ -556,13 +550,11 @@ def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, 
             downs += 1
             batch = [float(f"{tried[0] / q ** j:.6g}") for j in range(k, 0, -1)]
         extensions.append({"direction": direction, "lrs": batch})
-    summ = lr_summary(results)
-    done = {lr: v[1] for lr, v in summ.items() if v[0]}
-    best = min(done, key=lambda lr: (done[lr], lr)) if done else None
+    best, best_steps = _best_lr(results)
     record = {"schema": SCHEMA, "arch_id": aid, "batch_size": m, "lrs_initial": lrs,
-              "lrs_tried": sorted(summ), "extensions": extensions, "best_lr": best,
-              "best_steps": done[best] if best is not None else None, "step_cap": cap,
-              "anchor_lr": best if best is not None else _most_promising(results),
+              "lrs_tried": sorted({r_["lr"] for r_ in results}), "extensions": extensions,
+              "best_lr": best, "best_steps": best_steps, "step_cap": cap,
+              "anchor_lr": _leading_lr(results),
               "edge_resolved": best is not None and edge_direction(results) is None,
               "wall_s": round(time.perf_counter() - t0, 3)}
     return record, n_run, n_done

@@ -83,17 +83,16 @@ def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entro
         ['B_simple', 'S1', 'S2', 'batch_size_bound', 'loss']
     """
 
-    def plain(params, opt_state, x, y):
-        def mean_loss(p):
-            out = jax.vmap(lambda xi: numerics.apply(spec, p, xi))(x)
-            return jnp.mean(jax.vmap(lambda f, t: _loss_from_output(f, t, loss))(out, y))
+    def example_loss(p, xi, yi):
+        return _loss_from_output(numerics.apply(spec, p, xi), yi, loss)
 
-        value, grads = jax.value_and_grad(mean_loss)(params)
+    def plain(params, opt_state, x, y):
+        value, grads = jax.value_and_grad(
+            lambda p: jnp.mean(jax.vmap(example_loss, (None, 0, 0))(p, x, y)))(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, {"loss": value}
 
-    value_grad = numerics.value_grad_and_diversity(
-        lambda p, xi, yi: _loss_from_output(numerics.apply(spec, p, xi), yi, loss))
+    value_grad = numerics.value_grad_and_diversity(example_loss)
 
     def step(params, opt_state, x, y):
         value, grads, st = value_grad(params, x, y)
@@ -202,18 +201,24 @@ def _training_set_bound(params, x, y, *, spec, loss):
     return batch_size_bound(s1, s2, x.shape[0])
 
 
-def _moments_at(state, hits, x, y, spec, loss):
-    """(S1, S2) of the training set for the trials flagged in ``hits`` (others: NaN). Every
-    trial is computed (one fixed shape, so nothing recompiles); the others are discarded."""
-    out = np.full((2, len(hits)), np.nan)
-    for k, v in enumerate(jax.device_get(_training_set_moments(state.params, x, y, spec=spec,
-                                                               loss=loss))):
-        out[k, hits] = np.asarray(v, np.float64)[:len(hits)][hits]  # padding dropped
-    return out
+def _moments(params, x, y, spec, loss, n_trials):
+    """(S1, S2) of the training set for the first ``n_trials`` trials (the padding dropped),
+    shape (2, n_trials), float64. Every trial is computed: one fixed shape, no recompiles."""
+    s1, s2 = jax.device_get(_training_set_moments(params, x, y, spec=spec, loss=loss))
+    return np.asarray([s1, s2], np.float64)[:, :n_trials]
+
+
+def _pad_for_devices(pairs: list) -> list:
+    """``pairs`` padded with copies of its last entry to a multiple of the local device count
+    (when there are several), so that :func:`_shard_trials` can always split the trial axis:
+    3 lrs × 3 seeds on 2, 4 or 8 devices. The copies are trained and then ignored."""
+    n_dev = len(jax.local_devices())
+    return pairs + [pairs[-1]] * ((-len(pairs)) % n_dev if n_dev > 1 else 0)
 
 
 def _shard_trials(tree):
-    """Put the trial axis across local devices when there are several and it divides evenly."""
+    """Put the trial axis across local devices when there are several and it divides evenly
+    (:func:`_pad_for_devices` makes it)."""
     devices = jax.local_devices()
     n_trials = jax.tree_util.tree_leaves(tree)[0].shape[0]
     if len(devices) < 2 or n_trials % len(devices):
@@ -255,11 +260,7 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
     """
     t_start = time.perf_counter()
     pairs = [(float(lr), int(s)) for lr in lrs for s in seeds]
-    # several devices: pad the trial axis with copies of the last trial to a multiple of the
-    # device count so that it always shards (3 lrs x 3 seeds on 2, 4 or 8 devices); the copies
-    # are trained and discarded, and nothing below looks past the first len(pairs) trials
-    n_dev = len(jax.local_devices())
-    padded = pairs + [pairs[-1]] * ((-len(pairs)) % n_dev if n_dev > 1 else 0)
+    padded = _pad_for_devices(pairs)  # nothing below looks past the first len(pairs)
     lr_arr = jnp.asarray([p[0] for p in padded], dtype)
     seed_arr = jnp.asarray([p[1] for p in padded], jnp.int32)
     x = jnp.asarray(x, dtype)
@@ -327,7 +328,8 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
                     hit[i] = t
                     new_hits[i] = True
         if new_hits.any():
-            at_target[:, new_hits] = _moments_at(state, new_hits, x, y, spec, loss)[:, new_hits]
+            at_target[:, new_hits] = _moments(state.params, x, y, spec, loss,
+                                              n_trials)[:, new_hits]
         pending = [i for i in range(n_trials) if hit[i] is None and dead_at[i] is None]
         if not pending:
             stop_reason = "all_finished"
