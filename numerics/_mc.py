@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from theory import batch_size_bound as _batch_size_bound
+
 from ._network import init_params
 from ._precision import default_dtype
 from ._stats import _stats, prepare_xy
@@ -158,7 +160,7 @@ class MCResult:
 
     @property
     def batch_size_bound(self) -> float:
-        return float(self.n * self.S1 / self.S2)
+        return float(_batch_size_bound(self.S1, self.S2, self.n))
 
     @property
     def batch_size_bound_se(self) -> float:
@@ -173,13 +175,11 @@ class MCResult:
     @property
     def B_S_samples(self) -> np.ndarray:
         """Per-network :math:`B_S = nS_1/S_2` of the non-degenerate networks."""
-        ok = self.S2_samples > 0
-        return self.n * self.S1_samples[ok] / self.S2_samples[ok]
+        return _B_S_samples(self.S1_samples, self.S2_samples, self.n)
 
     @property
     def mean_B_S(self) -> float:
-        b = self.B_S_samples
-        return float(b.mean()) if b.size else float("nan")
+        return _mean_B_S(self.S1_samples, self.S2_samples, self.n)
 
     @property
     def mean_B_S_se(self) -> float:
@@ -213,14 +213,26 @@ class MCResult:
         return out
 
 
+def _B_S_samples(s1, s2, n):
+    ok = s2 > 0
+    return _batch_size_bound(s1[ok], s2[ok], n)
+
+
+def _mean_B_S(s1, s2, n) -> float:
+    """Mean over the non-degenerate networks (S2 > 0) of their B_S; NaN when there is none."""
+    b = _B_S_samples(s1, s2, n)
+    return float(b.mean()) if b.size else float("nan")
+
+
 def _bootstrap(s1, s2, n, resamples, seed):
     rng = np.random.default_rng(seed)
     N = s1.shape[0]
     idx = rng.integers(0, N, size=(resamples, N))
     a, b = s1[idx], s2[idx]
-    ratio_of_means = n * a.mean(axis=1) / b.mean(axis=1)
+    ratio_of_means = _batch_size_bound(a.mean(axis=1), b.mean(axis=1), n)
     ok = b > 0
-    mean_ratio = (n * np.where(ok, a, 0) / np.where(ok, b, 1)).sum(axis=1) / ok.sum(axis=1)
+    mean_ratio = _batch_size_bound(np.where(ok, a, 0), np.where(ok, b, 1), n
+                                            ).sum(axis=1) / ok.sum(axis=1)
     ci = lambda v: [float(q) for q in np.quantile(v, (0.025, 0.975))]
     return {"resamples": resamples, "seed": seed, "level": 0.95,
             "batch_size_bound_ci": ci(ratio_of_means), "mean_B_S_ci": ci(mean_ratio)}
@@ -345,10 +357,9 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
                 running["samples"].append(done)
                 running["S1"].append(float(s1.mean()))
                 running["S2"].append(float(s2.mean()))
-                running["batch_size_bound"].append(float(n * s1.mean() / s2.mean()))
-                ok = s2 > 0
-                running["mean_B_S"].append(float((n * s1[ok] / s2[ok]).mean()) if ok.any()
-                                           else float("nan"))
+                running["batch_size_bound"].append(
+                    float(_batch_size_bound(s1.mean(), s2.mean(), n)))
+                running["mean_B_S"].append(_mean_B_S(s1, s2, n))
             if bar is not None:
                 bar.update(sum(min(block, cap - c * block) for c in ids))
             if done >= cap:
