@@ -33,6 +33,9 @@ TARGET_METRICS = ("auto", "accuracy", "loss", "relative_loss")
 DTYPES = ("float32", "float64")
 LR_SCALINGS = ("none", "sqrt", "linear")
 LR_CENTERS = ("scaled", "previous_best")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+PARAMETRISATIONS = ("standard", "mup")
+TARGET_PREFIXES = ("accuracy", "loss")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class SweepConfig:
     suite_losses: tuple[str, ...] = ()
     suite_archs: tuple[str, ...] = ()
     suite_exclude: tuple[str, ...] = ()
+    suite_optimizers: tuple[str, ...] = ()
+    suite_parametrisations: tuple[str, ...] = ()
     # [suite."DATA"] / [suite."DATA/LOSS"] sub-tables: ((selector, attribute, value), ...)
     suite_overrides: tuple = ()
     # [data]
@@ -59,7 +64,7 @@ class SweepConfig:
     arch: str = "fc"
     activation: str = "relu"
     depths: tuple[int, ...] = (2, 4, 8)
-    budget: int = 10000
+    budget: int = 10000  # 0: no parameter-budget family
     budget_tolerance: float = 0.05
     # [families] (0: family absent). The parameter-budget family is [model] depths + budget.
     width_family_depth: int = 0
@@ -75,10 +80,16 @@ class SweepConfig:
     lr_center: str = "scaled"
     lr_extend: int = 0
     seeds: int = 2
+    seed_start: int = 0  # seeds seed_start .. seed_start + seeds - 1 (a repeat uses others)
+    lr_jitter: bool = False  # each seed's lr grid shifted by its own fraction of a grid step
+    optimizer: str = "sgd"
+    parametrisation: str = "standard"
+    mup_base_width: int = 0  # muP: the width at which muP equals the standard param.
     momentum: float = 0.0
     max_steps: int = 20000
     target_metric: str = "auto"
     target: float = 0.8  # 0 means: the metric's default (see ``resolved_target``)
+    extra_targets: tuple[str, ...] = ()  # "accuracy:0.6", "loss:1.1": read off the curves
     eval_growth: float = 1.1
     stop_factor: float = 1.25
     step_cap_factor: float = 0.0  # 0: off; else a study stops at this x the last best steps
@@ -172,23 +183,47 @@ class SweepConfig:
         for data in self.suite_data or (self.data,):
             for loss in self.suite_losses or (self.loss,):
                 for arch in self.suite_archs or (self.arch,):
-                    name = f"{data_label(data)}-{loss}-{arch}"
-                    sel = (data_label(data), f"{data_label(data)}/{loss}",
-                           f"{data_label(data)}/{loss}/{arch}")
-                    if any(e in sel for e in self.suite_exclude):
-                        continue
-                    changes = {a: v for sel, a, v in self.suite_overrides
-                               if sel in (data_label(data), f"{data_label(data)}/{loss}")}
-                    out.append((name, self.replace(suite_data=(), suite_losses=(),
-                                                   suite_archs=(), suite_overrides=(),
-                                                   suite_exclude=(),
-                                                   data=data, loss=loss, arch=arch,
-                                                   **changes)))
+                    for opt in self.suite_optimizers or (self.optimizer,):
+                        for par in self.suite_parametrisations or (self.parametrisation,):
+                            d = data_label(data)
+                            name = f"{d}-{loss}-{arch}"
+                            if self.suite_optimizers or self.suite_parametrisations:
+                                name += f"-{opt}-{par}"
+                            tokens = {d, loss, arch, opt, par}
+                            # a selector matches when each of its '/' parts names this
+                            # workload's data, loss, arch, optimizer or parametrisation
+                            if any(set(e.split("/")) <= tokens for e in self.suite_exclude):
+                                continue
+                            changes = {a: v for sel, a, v in self.suite_overrides
+                                       if set(sel.split("/")) <= tokens}
+                            out.append((name, self.replace(
+                                suite_data=(), suite_losses=(), suite_archs=(),
+                                suite_optimizers=(), suite_parametrisations=(),
+                                suite_overrides=(), suite_exclude=(), data=data, loss=loss,
+                                arch=arch, optimizer=opt, parametrisation=par, **changes)))
         return out
 
     @property
     def is_suite(self) -> bool:
-        return bool(self.suite_data or self.suite_losses or self.suite_archs)
+        return bool(self.suite_data or self.suite_losses or self.suite_archs
+                    or self.suite_optimizers or self.suite_parametrisations)
+
+    @property
+    def effective_momentum(self) -> float:
+        """Heavy-ball momentum in force: ``momentum`` for ``sgd`` (0 = plain SGD), ``momentum``
+        or 0.9 when it is 0 for ``momentum``, unused (0) for ``adam``."""
+        if self.optimizer == "momentum":
+            return self.momentum or 0.9
+        return self.momentum if self.optimizer == "sgd" else 0.0
+
+    def targets(self) -> list[tuple[str, float]]:
+        """Every target the analysis reads off the training curves: the primary one
+        (``target_metric``, ``target``; trials stop there) then ``extra_targets``."""
+        out = []
+        for t in self.extra_targets:
+            metric, _, value = t.partition(":")
+            out.append((metric, float(value)))
+        return out
 
     def to_toml(self) -> str:
         """The config as a TOML file that :func:`load_config` reads back unchanged."""
@@ -227,6 +262,7 @@ def data_label(name: str) -> str:
 # TOML table -> {toml key: dataclass attribute}
 SECTIONS = {
     "suite": {"data": "suite_data", "losses": "suite_losses", "archs": "suite_archs",
+              "optimizers": "suite_optimizers", "parametrisations": "suite_parametrisations",
               "exclude": "suite_exclude"},
     "data": {"name": "data", "n": "n", "seed": "data_seed", "init_samples": "init_samples"},
     "model": {"arch": "arch", "activation": "activation", "depths": "depths",
@@ -236,7 +272,9 @@ SECTIONS = {
     "train": {"loss": "loss", "batch_sizes": "batch_sizes", "lrs": "lrs",
               "lr_scaling": "lr_scaling", "lr_reference_batch": "lr_reference_batch",
               "lr_center": "lr_center", "lr_extend": "lr_extend", "seeds": "seeds",
-              "momentum": "momentum", "max_steps": "max_steps",
+              "seed_start": "seed_start", "lr_jitter": "lr_jitter", "optimizer": "optimizer",
+              "parametrisation": "parametrisation", "mup_base_width": "mup_base_width",
+              "momentum": "momentum", "extra_targets": "extra_targets", "max_steps": "max_steps",
               "target_metric": "target_metric", "target": "target",
               "eval_growth": "eval_growth", "stop_factor": "stop_factor",
               "step_cap_factor": "step_cap_factor", "dtype": "dtype"},
@@ -265,6 +303,10 @@ def _toml_value(v) -> str:
 def _check_type(attr: str, value, where: str):
     """Coerce a TOML value to the field's type, or raise a one-line error naming it."""
     kind = _TYPES[attr]
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ExperimentError(f"{where}: expected true or false, got {value!r}")
+        return value
     if kind == "str":
         if not isinstance(value, str):
             raise ExperimentError(f"{where}: expected a string, got {value!r}")
@@ -305,7 +347,30 @@ def _validate(c: SweepConfig):
     for lo in c.suite_losses:
         if lo not in LOSSES:
             bad(f"suite.losses: each must be one of {', '.join(LOSSES)}, got {lo!r}")
-    for name in ("suite_data", "suite_losses", "suite_archs"):
+    for o in c.suite_optimizers or (c.optimizer,):
+        if o not in OPTIMIZERS:
+            bad(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {o!r}")
+    for par in c.suite_parametrisations or (c.parametrisation,):
+        if par not in PARAMETRISATIONS:
+            bad(f"train.parametrisation must be one of {', '.join(PARAMETRISATIONS)}, "
+                f"got {par!r}")
+    if c.mup_base_width < 0:
+        bad(f"train.mup_base_width must be >= 0 (0: the depth family's width), "
+            f"got {c.mup_base_width}")
+    if c.seed_start < 0:
+        bad(f"train.seed_start must be >= 0, got {c.seed_start}")
+    for t in c.extra_targets:
+        metric, sep, value = t.partition(":")
+        try:
+            v = float(value)
+        except ValueError:
+            v = math.nan
+        if not sep or metric not in TARGET_PREFIXES or not math.isfinite(v) or v <= 0 or \
+                (metric == "accuracy" and v > 1):
+            bad(f"train.extra_targets: each must be 'accuracy:A' (0 < A <= 1) or 'loss:V' "
+                f"(V > 0), got {t!r}")
+    for name in ("suite_data", "suite_losses", "suite_archs", "suite_optimizers",
+                 "suite_parametrisations"):
         v = getattr(c, name)
         if len(set(v)) != len(v):
             bad(f"suite.{name[6:]} lists a value twice: {list(v)}")
@@ -352,8 +417,8 @@ def _validate(c: SweepConfig):
                 f"(constant ratio within 2%, >= 2 values), got {list(c.lrs)}")
     if not 0.5 <= c.level < 1:
         bad(f"analysis.level must be in [0.5, 1), got {c.level}")
-    if c.budget <= 0:
-        bad(f"model.budget must be positive, got {c.budget}")
+    if c.budget < 0:
+        bad(f"model.budget must be positive (0: no budget family), got {c.budget}")
     if not 0 < c.budget_tolerance < 1:
         bad(f"model.budget_tolerance must be in (0, 1), got {c.budget_tolerance}")
     if any(m <= 0 for m in c.batch_sizes) or len(set(c.batch_sizes)) != len(c.batch_sizes):
@@ -398,7 +463,8 @@ def config_from_dict(raw: dict, source: str = "config") -> SweepConfig:
             if table == "suite" and isinstance(value, dict):  # [suite."DATA[/LOSS]"]
                 for dotted, v in value.items():
                     attr = {k: a for a, k in _ATTR_KEY.items()}.get(dotted)
-                    if attr is None or attr in ("data", "loss", "arch"):
+                    if attr is None or attr in ("data", "loss", "arch", "optimizer",
+                                                "parametrisation"):
                         raise ExperimentError(
                             f"{source}: suite.{key}: unknown override {dotted!r} (use "
                             f"'table.key', e.g. 'train.target'; data/loss/arch come from "

@@ -19,15 +19,63 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 from theory import NetSpec, SpecError
 from theory import width_for_budget as _theory_width
 
 from ._errors import ExperimentError
 
 
-def _spec(depth, width, input_dim, outputs, activation, arch) -> NetSpec:
-    return NetSpec.uniform(depth, width, input_dim, outputs=outputs, activation=activation,
+def _spec(depth, width, input_dim, outputs, activation, arch, mup_base: int = 0) -> NetSpec:
+    spec = NetSpec.uniform(depth, width, input_dim, outputs=outputs, activation=activation,
                            arch=arch)
+    if mup_base and depth >= 2:
+        spec = mup_spec(spec, mup_base)
+    return spec
+
+
+def mup_spec(spec: NetSpec, base_width: int) -> NetSpec:
+    r"""The net's μP initialisation (Yang et al., Tensor Programs V, table 3, with fan-in
+    init): every layer keeps its standard gain except the output layer, whose variance
+    :math:`s_L^2/K` becomes :math:`s_L^2 K_0/K^2` — gain :math:`s_L\sqrt{K_0/K}` — so that
+    at the base width :math:`K_0` μP and the standard parametrisation coincide. The
+    learning-rate side of μP is :func:`mup_lr_multipliers`."""
+    k = spec.widths[-1]
+    gains = [math.sqrt(float(g2)) for g2 in spec.gain_squares]
+    gains[-1] *= math.sqrt(base_width / k)
+    return NetSpec.uniform(spec.depth, spec.width, spec.input_dim, outputs=spec.outputs,
+                           activation=spec.activation, arch=spec.arch,
+                           gains=tuple(float(f"{g:.12g}") for g in gains))
+
+
+def mup_lr_multipliers(spec: NetSpec, optimizer: str, base_width: int) -> tuple[float, ...]:
+    r"""Per-layer learning-rate multipliers of μP relative to the base width :math:`K_0`
+    (Tensor Programs V, table 3; :math:`K` the hidden width):
+
+    ========== ================= ==================== ====================
+    optimizer  input :math:`W_1`  hidden :math:`W_l`   output :math:`W_L`
+    ========== ================= ==================== ====================
+    sgd, momentum :math:`K/K_0`   1                    :math:`K_0/K`
+    adam       1                  :math:`K_0/K`        :math:`K_0/K`
+    ========== ================= ==================== ====================
+
+    Example:
+        >>> s = NetSpec.uniform(3, 96, 40, outputs=10, activation="relu")
+        >>> mup_lr_multipliers(s, "sgd", 48), mup_lr_multipliers(s, "adam", 48)
+        ((2.0, 1.0, 0.5), (1.0, 0.5, 0.5))
+    """
+    r = spec.widths[-1] / base_width
+    if optimizer == "adam":
+        return (1.0,) + (1.0 / r,) * (spec.depth - 1)
+    return (r,) + (1.0,) * (spec.depth - 2) + (1.0 / r,)
+
+
+def mup_base_width(cfg) -> int:
+    """The width at which μP equals the standard parametrisation: ``train.mup_base_width``,
+    else the depth family's width, else the smallest width of the width family."""
+    return (cfg.mup_base_width or cfg.depth_family_width
+            or min(cfg.width_family_widths or (64,)))
 
 
 def spec_for_budget(budget: int, depth: int, *, input_dim: int, outputs: int,
@@ -84,18 +132,24 @@ def family_specs(cfg, *, input_dim: int, outputs: int) -> dict[str, list[NetSpec
         {'width': ['fc-relu-L3-K16', 'fc-relu-L3-K32'], 'budget': ['fc-relu-L3-K35', 'fc-relu-L4-K28']}
     """
     kw = dict(activation=cfg.activation, arch=cfg.arch)
+    base = mup_base_width(cfg) if cfg.parametrisation == "mup" else 0
     out = {}
     try:
         if cfg.width_family_widths:
-            out["width"] = [_spec(cfg.width_family_depth, K, input_dim, outputs, **kw)
-                            for K in cfg.width_family_widths]
+            out["width"] = [_spec(cfg.width_family_depth, K, input_dim, outputs, **kw,
+                                  mup_base=base) for K in cfg.width_family_widths]
         if cfg.depth_family_depths:
-            out["depth"] = [_spec(L, cfg.depth_family_width, input_dim, outputs, **kw)
-                            for L in cfg.depth_family_depths]
+            out["depth"] = [_spec(L, cfg.depth_family_width, input_dim, outputs, **kw,
+                                  mup_base=base) for L in cfg.depth_family_depths]
     except SpecError as err:
         raise ExperimentError(f"families: {err}") from None
-    out["budget"] = budget_family(cfg.budget, cfg.depths, input_dim=input_dim, outputs=outputs,
-                                  tolerance=cfg.budget_tolerance, **kw)
+    if cfg.budget:
+        fam = budget_family(cfg.budget, cfg.depths, input_dim=input_dim, outputs=outputs,
+                            tolerance=cfg.budget_tolerance, **kw)
+        out["budget"] = [mup_spec(s, base) if base and s.depth >= 2 else s for s in fam]
+    if not out:
+        raise ExperimentError("no family to train: set model.budget > 0 or a width/depth "
+                              "family")
     return out
 
 
@@ -123,5 +177,5 @@ def describe_family(specs, budget: int) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["spec_for_budget", "budget_family", "family_specs", "union_of", "arch_id",
+__all__ = ["mup_spec", "mup_lr_multipliers", "mup_base_width", "spec_for_budget", "budget_family", "family_specs", "union_of", "arch_id",
            "describe_family", "FAMILIES"]

@@ -53,7 +53,8 @@ from theory import batch_size_bound
 from ._config import SweepConfig, resolved_target
 from ._data import load_data
 from ._errors import ExperimentError
-from ._families import arch_id, describe_family, family_specs, union_of
+from ._families import (arch_id, describe_family, family_specs, mup_base_width,
+                        mup_lr_multipliers, union_of)
 from ._train import INFEASIBLE, REACHED, run_study
 
 SCHEMA = 1
@@ -158,7 +159,13 @@ def _workload_record(cfg, ds, task, loss, metric, target, families, specs, batch
         "loss": loss,
         "target_metric": metric,
         "target": target,
-        "optimizer": f"optax.sgd (momentum {cfg.momentum or 'off'}), lr per trial",
+        "optimizer": cfg.optimizer,
+        "optimizer_description": (
+            "optax.adam (b1 0.9, b2 0.999, eps 1e-8)" if cfg.optimizer == "adam" else
+            f"optax.sgd (momentum {cfg.effective_momentum or 'off'})") + ", lr per trial",
+        "parametrisation": cfg.parametrisation,
+        "mup_base_width": mup_base_width(cfg) if cfg.parametrisation == "mup" else None,
+        "targets": [[metric, target]] + [list(t) for t in cfg.targets()],
         "batch_sizes": batch_sizes,
         "skipped_batch_sizes": skipped,
         "family": [{"arch_id": arch_id(s), "arch": s.arch, "activation": s.activation,
@@ -383,7 +390,7 @@ def _run_workload(cfg, out, planned, *, bar, log, command):
     write_text_atomic(os.path.join(out, "config.toml"), cfg.to_toml())
 
     y_loss = ds.classes if loss == "cross_entropy" else ds.y
-    seeds = list(range(cfg.seeds))
+    seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.seeds))
     n_done = n_run = 0
     for spec in specs:
         aid = arch_id(spec)
@@ -403,9 +410,11 @@ def _run_workload(cfg, out, planned, *, bar, log, command):
             if st is not None:
                 n_done += len(st["lrs_tried"]) * len(seeds)  # in the bar's ``initial``
             else:
+                # B_S along the run only where a predictor reads it: the smallest batch
                 st, r, d = _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric,
                                                target, m, seeds, previous, dtype,
-                                               cfg.step_cap(previous_steps))
+                                               cfg.step_cap(previous_steps),
+                                               moments=m == batch_sizes[0])
                 write_json_atomic(spath, st)
                 n_run, n_done = n_run + r, n_done + d
                 bar.update(1)
@@ -508,8 +517,17 @@ def _leading_lr(results):
     return lead if reached[lead] or math.isfinite(key[lead][1]) else None
 
 
+def _seed_best(results) -> dict:
+    """{seed: fewest steps-to-target over the lrs tried} of a study's results so far."""
+    best = {}
+    for r in results:
+        if r["status"] == REACHED:
+            best[r["seed"]] = min(best.get(r["seed"], math.inf), r["steps_to_target"])
+    return best
+
+
 def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, m, seeds,
-                        previous, dtype, cap):
+                        previous, dtype, cap, moments=True):
     """One study (every lr × seed at batch ``m``, at most ``cap`` steps each: see
     :meth:`SweepConfig.step_cap`), its grid extended at the edges; writes each missing trial
     file as soon as its run returns. Returns (study record, run, resumed)."""
@@ -520,14 +538,18 @@ def _run_study_extended(cfg, out, spec, ds, task, y_loss, loss, metric, target, 
     n_run = n_done = 0
     ups = downs = 0
     batch = lrs
+    mults = (mup_lr_multipliers(spec, cfg.optimizer, mup_base_width(cfg))
+             if cfg.parametrisation == "mup" else None)
     while True:
         _, known = _best_lr(results)
         res = run_study(
             spec, ds.x, y_loss, ds.classes if task == "classification" else None,
-            loss=loss, batch_size=m, lrs=batch, seeds=seeds, momentum=cfg.momentum,
+            loss=loss, batch_size=m, lrs=batch, seeds=seeds, momentum=cfg.effective_momentum,
             max_steps=cap, target_metric=metric, target=target,
             eval_growth=cfg.eval_growth, stop_factor=cfg.stop_factor, dtype=dtype,
-            known_best=known)
+            known_best=known, optimizer=cfg.optimizer, lr_multipliers=mults,
+            lr_jitter=cfg.lr_ratio if cfg.lr_jitter else 1.0,
+            known_seed_best=_seed_best(results), moments=moments)
         r, d = _write_trials(out, spec, ds, m, res, cfg, loss, metric, target)
         n_run, n_done = n_run + r, n_done + d
         results += res
@@ -579,7 +601,8 @@ def _write_trials(out, spec, ds, m, results, cfg, loss, metric, target):
             "status": r["status"], "steps_to_target": steps,
             "epochs_to_target": None if steps is None else steps * m / ds.n,
             "n": ds.n, "loss": loss, "target_metric": metric, "target": target,
-            "momentum": cfg.momentum, "dtype": cfg.dtype,
+            "momentum": cfg.effective_momentum, "optimizer": cfg.optimizer,
+            "parametrisation": cfg.parametrisation, "dtype": cfg.dtype,
             **{k: v for k, v in r.items() if k not in ("lr", "seed", "status", "steps_to_target")},
         }
         write_json_atomic(path, rec)

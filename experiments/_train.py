@@ -105,11 +105,64 @@ def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entro
     return step if stats else plain
 
 
-def make_optimizer(momentum: float = 0.0) -> optax.GradientTransformation:
-    """SGD whose learning rate lives in the optimiser state (``optax.inject_hyperparams``), so
-    trials with different learning rates share one compiled step. Momentum off when 0."""
-    return optax.inject_hyperparams(optax.sgd)(
-        learning_rate=1.0, momentum=momentum if momentum > 0 else None)
+def make_optimizer(momentum: float = 0.0, optimizer: str = "sgd",
+                   lr_multipliers: tuple | None = None) -> optax.GradientTransformation:
+    """The training optimiser with its learning rate in the optimiser state
+    (``optax.inject_hyperparams``), so trials with different learning rates share one compiled
+    step.
+
+    Args:
+        momentum: heavy-ball momentum of ``sgd`` / ``momentum`` (0: off).
+        optimizer: ``"sgd"``, ``"momentum"`` (``optax.sgd`` with ``momentum``) or ``"adam"``
+            (``optax.adam``, default betas and eps).
+        lr_multipliers: one factor per layer (μP's per-layer learning rates,
+            :func:`experiments._families.mup_lr_multipliers`), applied to the updates; None: 1.
+    """
+    if optimizer == "adam":
+        base = optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
+    else:
+        base = optax.inject_hyperparams(optax.sgd)(
+            learning_rate=1.0, momentum=momentum if momentum > 0 else None)
+    if lr_multipliers is None:
+        return base
+    return optax.chain(base, _scale_layers(tuple(float(v) for v in lr_multipliers)))
+
+
+def _scale_layers(mults: tuple) -> optax.GradientTransformation:
+    """Multiply the update of layer ``l`` (the ``l``-th leaf) by ``mults[l]``."""
+
+    def update(updates, state, params=None):
+        del params
+        leaves, tree = jax.tree_util.tree_flatten(updates)
+        return jax.tree_util.tree_unflatten(
+            tree, [u * jnp.asarray(m, u.dtype) for u, m in zip(leaves, mults)]), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def _set_lr(opt_state, lr):
+    """The optimiser state with its injected learning rate set to ``lr`` (the state of
+    :func:`make_optimizer`: an ``inject_hyperparams`` state, alone or first in a chain)."""
+    if hasattr(opt_state, "hyperparams"):
+        hp = dict(opt_state.hyperparams)
+        hp["learning_rate"] = jnp.asarray(lr, hp["learning_rate"].dtype)
+        return opt_state._replace(hyperparams=hp)
+    return (_set_lr(opt_state[0], lr),) + tuple(opt_state[1:])
+
+
+def lr_jitter_factor(seed: int, ratio: float) -> float:
+    r"""The per-seed shift of the learning-rate grid (``train.lr_jitter``):
+    :math:`r^{u_s - 1/2}` with :math:`u_s = \{s\varphi\}` (golden-ratio fractions, so any
+    5 consecutive seeds spread over the grid step :math:`r`). Each seed then explores its
+    own grid, and the lr grid's resolution becomes part of the between-seed spread that the
+    B_crit intervals measure.
+
+    Example:
+        >>> [round(lr_jitter_factor(s, 2 ** 0.5), 3) for s in range(3)]
+        [0.841, 1.042, 0.913]
+    """
+    u = (seed * 0.6180339887498949) % 1.0
+    return float(ratio ** (u - 0.5))
 
 
 class _State(NamedTuple):
@@ -129,25 +182,24 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in leaves]))
 
 
-@partial(jax.jit, static_argnames=("spec", "momentum", "dtype"))
-def _init_trials(spec, lrs, seeds, momentum, dtype):
-    opt_builder = optax.inject_hyperparams(optax.sgd)
+@partial(jax.jit, static_argnames=("spec", "opt_key", "dtype"))
+def _init_trials(spec, lrs, seeds, opt_key, dtype):
+    opt = make_optimizer(*opt_key)
 
     def one(lr, seed):
         base = jax.random.key(seed)
         params = numerics.init_params(spec, key=jax.random.fold_in(base, 0), dtype=dtype)
-        opt_state = opt_builder(learning_rate=lr,
-                                momentum=momentum if momentum > 0 else None).init(params)
+        opt_state = _set_lr(opt.init(params), lr)
         return _State(params, opt_state, jnp.array(True), jnp.array(0, jnp.int32),
                       jax.random.fold_in(base, 1))
 
     return jax.vmap(one)(lrs, seeds)
 
 
-@partial(jax.jit, static_argnames=("spec", "loss", "batch_size", "momentum"))
-def _advance(state, k, x, y, *, spec, loss, batch_size, momentum):
-    """Run ``k`` (traced) SGD steps of every trial."""
-    step = train_step(spec, make_optimizer(momentum), loss, stats=False)
+@partial(jax.jit, static_argnames=("spec", "loss", "batch_size", "opt_key"))
+def _advance(state, k, x, y, *, spec, loss, batch_size, opt_key):
+    """Run ``k`` (traced) optimiser steps of every trial."""
+    step = train_step(spec, make_optimizer(*opt_key), loss, stats=False)
     n = x.shape[0]
 
     def one(st):
@@ -236,7 +288,9 @@ def next_eval_step(t: int, growth: float, max_steps: int) -> int:
 def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, momentum=0.0,
               max_steps: int = 1000, target_metric: str = "accuracy", target: float = 0.9,
               eval_growth: float = 1.1, stop_factor: float = 2.0, dtype=jnp.float32,
-              known_best: float | None = None) -> list[dict]:
+              known_best: float | None = None, optimizer: str = "sgd",
+              lr_multipliers: tuple | None = None, lr_jitter: float = 1.0,
+              known_seed_best: dict | None = None, moments: bool = True) -> list[dict]:
     """Train all (lr × seed) trials of one batch size together; one result dict per trial.
 
     Args:
@@ -245,6 +299,12 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
         loss, batch_size, lrs, seeds, momentum, max_steps: the study.
         target_metric: ``"accuracy"`` (≥ target), ``"loss"`` (≤ target) or
             ``"relative_loss"`` (≤ target × :func:`constant_predictor_loss`).
+        optimizer, lr_multipliers: see :func:`make_optimizer`.
+        lr_jitter: the lr grid's ratio r when every seed's grid is shifted by its own
+            :func:`lr_jitter_factor` (the trial trains at ``lr`` × that factor, recorded as
+            ``lr_actual``; ``lr`` stays the grid's nominal value); 1: no shift.
+        known_seed_best: {seed: fewest steps-to-target} from earlier runs of this study.
+        moments: False skips the training-set B_S passes (``B_S_*`` fields are None).
 
     Returns:
         Per trial (ordered lr-major): ``lr``, ``seed``, ``status`` (REACHED / UNREACHED /
@@ -260,16 +320,20 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
     """
     t_start = time.perf_counter()
     pairs = [(float(lr), int(s)) for lr in lrs for s in seeds]
-    padded = _pad_for_devices(pairs)  # nothing below looks past the first len(pairs)
+    actual = [lr * lr_jitter_factor(s, lr_jitter) if lr_jitter != 1.0 else lr
+              for lr, s in pairs]
+    padded = _pad_for_devices(list(zip(actual, [p[1] for p in pairs])))
     lr_arr = jnp.asarray([p[0] for p in padded], dtype)
     seed_arr = jnp.asarray([p[1] for p in padded], jnp.int32)
     x = jnp.asarray(x, dtype)
     y = jnp.asarray(y) if loss == "cross_entropy" else jnp.asarray(y, dtype)
     classification = classes is not None
     cls = jnp.asarray(classes if classification else np.zeros(x.shape[0], np.int32), jnp.int32)
-    state = _init_trials(spec, lr_arr, seed_arr, float(momentum), jnp.dtype(dtype))
+    opt_key = (float(momentum), optimizer,
+               None if lr_multipliers is None else tuple(float(v) for v in lr_multipliers))
+    state = _init_trials(spec, lr_arr, seed_arr, opt_key, jnp.dtype(dtype))
     state, n_shards = _shard_trials(state)
-    kw = dict(spec=spec, loss=loss, batch_size=int(batch_size), momentum=float(momentum))
+    kw = dict(spec=spec, loss=loss, batch_size=int(batch_size), opt_key=opt_key)
     ev = dict(spec=spec, loss=loss, classification=classification)
 
     n_trials = len(pairs)
@@ -289,6 +353,8 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
 
     def record_bound(t):
         # B_S of the training set at step 0 and whenever the step count passes a power of 2
+        if not moments:
+            return
         if bs_curve["step"] and (t.bit_length() == bs_curve["step"][-1].bit_length()):
             return
         b = jax.device_get(_training_set_bound(state.params, x, y, spec=spec, loss=loss))
@@ -327,14 +393,15 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
                 if ok:
                     hit[i] = t
                     new_hits[i] = True
-        if new_hits.any():
+        if new_hits.any() and moments:
             at_target[:, new_hits] = _moments(state.params, x, y, spec, loss,
                                               n_trials)[:, new_hits]
         pending = [i for i in range(n_trials) if hit[i] is None and dead_at[i] is None]
         if not pending:
             stop_reason = "all_finished"
             break
-        if _settled(pairs, hit, dead_at, t, stop_factor, known_best):
+        if _settled(pairs, hit, dead_at, t, stop_factor, known_best) and \
+                _seeds_settled(pairs, hit, dead_at, t, known_seed_best):
             stop_reason = "dominated"
             break
 
@@ -355,16 +422,16 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
         end = hit[i] if hit[i] is not None else (dead_at[i] if dead_at[i] is not None else t)
         bcurve = np.array([c[i] for c in bs_curve["B_S"]])
         upto = bsteps <= end
-        finite_b = bcurve[upto][np.isfinite(bcurve[upto])]
+        finite_b = bcurve[upto][np.isfinite(bcurve[upto])] if bcurve.size else bcurve
         out.append({
-            "lr": lr, "seed": s, "status": status,
+            "lr": lr, "seed": s, "lr_actual": float(f"{actual[i]:.8g}"), "status": status,
             "steps_to_target": hit[i],
             "steps_run": int(dead_at[i] or t) if hit[i] is None else int(t),
             "stop_reason": reason,
             "diverged_by_step": dead_at[i],
             "final_loss": _num(curve["loss"][-1][i]),
             "final_accuracy": _num(curve["accuracy"][-1][i]),
-            "B_S_init": _num(bcurve[0]),
+            "B_S_init": _num(bcurve[0]) if bcurve.size else None,
             "B_S_run_mean": _num(finite_b.mean()) if finite_b.size else None,
             "B_S_at_target": _num(b_at[i]) if hit[i] is not None else None,
             "B_simple_at_target": _num(b_simple_at[i]) if hit[i] is not None else None,
@@ -427,11 +494,28 @@ def _settled(pairs, hit, dead_at, t, factor, known_best=None) -> bool:
     return True
 
 
+def _seeds_settled(pairs, hit, dead_at, t, known=None) -> bool:
+    """True once every seed's fewest steps-to-target over the lrs is known: the seed has a
+    trial at the target (or ``known[seed]`` from an earlier run of the study) with steps h,
+    and each of its trials still running is already at t ≥ h (it can no longer beat h).
+    This is what the per-seed lr choice of the analysis needs (:func:`_settled` is the
+    grid's rule, on the mean over seeds)."""
+    best = dict(known or {})
+    for i, (_, s) in enumerate(pairs):
+        if hit[i] is not None:
+            best[s] = min(best.get(s, math.inf), hit[i])
+    for i, (_, s) in enumerate(pairs):
+        if hit[i] is None and dead_at[i] is None:
+            if s not in best or t < best[s]:
+                return False
+    return True
+
+
 def _num(v):
     """JSON-safe float: None for NaN/inf."""
     v = float(v)
     return v if math.isfinite(v) else None
 
 
-__all__ = ["train_step", "make_optimizer", "run_study", "next_eval_step", "constant_predictor_loss",
+__all__ = ["train_step", "make_optimizer", "lr_jitter_factor", "run_study", "next_eval_step", "constant_predictor_loss",
            "REACHED", "UNREACHED", "INFEASIBLE"]

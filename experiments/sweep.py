@@ -43,6 +43,8 @@ def add_override_flags(p) -> None:
     p.add_argument("--lr-scaling", choices=("none", "sqrt", "linear"),
                    help="how the grid moves with batch size (none: same lrs everywhere)")
     p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    p.add_argument("--seed-start", type=int,
+                   help="first seed (a repeat of a study under new seeds, e.g. 5)")
     p.add_argument("--max-steps", type=int, help="step cap per trial")
     p.add_argument("--target", type=_cli.target_arg,
                    help="target value for the metric, or METRIC:VALUE "
@@ -57,6 +59,7 @@ def build_config(args) -> SweepConfig:
                        ("activation", "activation"), ("depths", "depths"), ("budget", "budget"),
                        ("batch_sizes", "batch_sizes"), ("lrs", "lrs"),
                        ("lr_scaling", "lr_scaling"), ("seeds", "seeds"),
+                       ("seed_start", "seed_start"),
                        ("max_steps", "max_steps"), ("momentum", "momentum")):
         v = getattr(args, flag)
         if v is not None:
