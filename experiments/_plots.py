@@ -224,6 +224,44 @@ def plot_bcrit_trend(ax, rows, members, family: str, trend: dict | None = None):
     return ax
 
 
+def plot_bcrit_vs_progress(ax, net_rows, members, metric: str = "loss"):
+    """B_crit (with its jackknife interval; open markers: fit beyond the batches tried)
+    against the training-``metric`` target at which it is measured, one line per net of a
+    family: does the critical batch depend on the stage of training alone, or on the net?"""
+    drawn = False
+    for i, aid in enumerate(members):
+        rs = sorted([r for r in net_rows if r["arch_id"] == aid and r["full_batch_point"]
+                     and r["target_metric"] == metric and r["B_crit"]],
+                    key=lambda r: r["target"])
+        if not rs:
+            continue
+        x = np.array([r["target"] for r in rs], float)
+        y = np.array([r["B_crit"] for r in rs], float)
+        c = _color(i)
+        ax.plot(x, y, "-", color=c, label=_label(rs[0]))
+        for r in rs:
+            lo, hi = r.get("ci_low"), r.get("ci_high")
+            yerr = None if lo is None else [[max(r["B_crit"] - lo, 0)],
+                                            [max(hi - r["B_crit"], 0)]]
+            ax.errorbar([r["target"]], [r["B_crit"]], yerr=yerr, fmt="o", color=c,
+                        mfc="none" if r["at_edge"] else c, capsize=2, ms=4)
+        drawn = True
+    if not drawn:
+        ax.text(0.5, 0.5, f"no {metric} target with a fitted B_crit", ha="center",
+                transform=ax.transAxes)
+        return ax
+    ax.set_yscale("log", base=2)
+    if metric == "loss":
+        ax.invert_xaxis()  # training progresses to the right
+    ax.set_xlabel(f"training {metric} at which B_crit is measured"
+                  + (" (falls to the right)" if metric == "loss" else ""))
+    ax.set_ylabel("critical batch B_crit")
+    ax.set_title(f"B_crit along training ({metric} targets)")
+    ax.grid(True, which="both", alpha=0.3)
+    _legend(ax, 7)
+    return ax
+
+
 def plot_predictor(ax, rows, key: str, name: str):
     """One predictor against the observed B_crit (circles, with interval) and the largest
     useful batch (open squares) for every net, log-log, with y = x."""
@@ -264,5 +302,5 @@ def save(fig, path_stem: str) -> list[str]:
     return paths
 
 
-__all__ = ["plot_steps_vs_batch", "plot_predicted_vs_observed", "plot_bs_along_training",
+__all__ = ["plot_bcrit_vs_progress", "plot_steps_vs_batch", "plot_predicted_vs_observed", "plot_bs_along_training",
            "plot_theory_mc_training", "plot_bcrit_trend", "plot_predictor", "save"]

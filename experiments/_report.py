@@ -1,11 +1,23 @@
 """``report.md``, ``analysis.csv``, ``analysis.json`` and the figures of a finished sweep.
 
 One workload folder gets its own report; a suite folder (``suite.json``, the C2 study) gets one
-report per workload plus a suite report whose ``analysis.json`` holds the two lists scripts
-read: ``trends`` (one object per data, loss, arch, family: ``slope``, ``ci_low``, ``ci_high``,
-``verdict``) and ``predictors`` (one per data, loss, predictor: ``spearman`` with its interval,
-``ratio_median``, ``lower_bound_held``). A single workload's ``analysis.json`` has the same two
-lists.
+report per workload plus a suite report. Every ``analysis.json`` (suite or single workload)
+holds what scripts read:
+
+* ``trends``: one object per data, loss, arch, optimizer, parametrisation, family, target
+  and full-batch variant: ``target_metric``, ``target``, ``full_batch_point``, ``slope``,
+  ``ci_low``, ``ci_high``, ``p``, ``p_adjusted`` (Holm over every row of the file),
+  ``q_bh``, ``verdict``, ``primary`` (the pre-declared primary analysis: primary target,
+  full-batch point included where tried);
+* ``matched``: the width / depth / budget effect on log B_crit at matched training loss
+  (``data, loss, arch, optimizer, parametrisation, factor, coef, ci_low, ci_high``, ...);
+  ``matched_accuracy``: the same at matched training accuracy;
+* ``predictors``: per data, loss, optimizer, parametrisation, target and predictor:
+  Spearman ρ with its interval, ratio observed / predicted, ``lower_bound_held`` over the
+  ``lower_bound_nets`` where it could fail;
+* ``calibration``: ``{nominal, coverage, pairs, ...}`` against a repeat (``--repeat DIR``),
+  None without one;
+* ``net_rows``: B_crit per net, target and full-batch variant with its intervals.
 """
 
 from __future__ import annotations
@@ -15,8 +27,10 @@ import io
 import os
 import platform
 
-from ._analysis import (PREDICTORS, analyse, family_trend, predictor_table, study_table,
-                        verdict)
+from ._analysis import (PREDICTORS, adjust, matched_effects, net_rows, predictor_table,
+                        predictor_values, study_table, trends, trial_counts, verdict,
+                        workload_targets)
+from ._fit import calibration, target_key
 from ._config import data_label
 from ._errors import ExperimentError
 from ._sweep import (load_studies, load_trials, read_json, versions, write_json_atomic,
@@ -24,18 +38,20 @@ from ._sweep import (load_studies, load_trials, read_json, versions, write_json_
 from ._train import INFEASIBLE, UNREACHED
 
 CSV_COLUMNS = [
-    "arch_id", "arch", "activation", "depth", "width", "params",
-    "observed_B_crit", "B_crit_lo", "B_crit_hi", "S_min", "fit_points", "fit_edge",
-    "observed_max_batch", "max_batch_lower_bound", "best_epochs",
-    "predicted_max_batch", "predicted_max_batch_run", "predicted_max_batch_theory",
-    "B_S_init", "B_S_init_ratio_of_means", "B_S_run", "B_simple_at_target", "theory_B_S",
-    "theory_kind", "theory_note", "families", "trials", "reached", "unreached", "infeasible",
-    "lr_at_edge",
+    "arch_id", "arch", "activation", "depth", "width", "params", "target_metric", "target",
+    "full_batch_point", "B_crit", "ci_low", "ci_high", "repro_low", "repro_high", "se_log",
+    "S_min", "rmse_log", "points", "at_edge", "seeds", "observed_max_batch",
+    "max_batch_lower_bound", "best_epochs", "pred_theory_init", "pred_mc_init",
+    "pred_run_to_target", "pred_B_simple_at_target", "theory_kind", "families",
 ]
-SUITE_COLUMNS = ["workload", "data", "loss"] + CSV_COLUMNS
-TREND_KEYS = ["data", "loss", "arch", "family", "nets", "slope", "ci_low", "ci_high", "verdict"]
-PREDICTOR_KEYS = ["data", "loss", "predictor", "nets", "spearman", "spearman_ci_low",
-                  "spearman_ci_high", "ratio_median", "lower_bound_held"]
+TAGS = ["workload", "data", "loss", "arch", "optimizer", "parametrisation"]
+SUITE_COLUMNS = TAGS[:3] + ["optimizer", "parametrisation"] + CSV_COLUMNS
+TREND_KEYS = ["data", "loss", "arch", "optimizer", "parametrisation", "family",
+              "target_metric", "target", "full_batch_point", "nets", "slope", "ci_low",
+              "ci_high", "p", "p_adjusted", "verdict"]
+PREDICTOR_KEYS = ["data", "loss", "optimizer", "parametrisation", "target_metric", "target",
+                  "predictor", "nets", "spearman", "spearman_ci_low", "spearman_ci_high",
+                  "ratio_median", "lower_bound_held", "lower_bound_nets"]
 
 
 def _fmt(v, digits=3):
@@ -109,6 +125,7 @@ def make_figures(out: str, res: dict) -> list[str]:
     fig_dir = os.path.join(out, "figures")
     os.makedirs(fig_dir, exist_ok=True)
     made = []
+    prim = [t for t in res["trends"] if t["primary"]]
     for fam, members in res["families"].items():
         ts = [t for t in trials if t["arch_id"] in members]
         rs = [r for r in rows if r["arch_id"] in members]
@@ -117,29 +134,42 @@ def make_figures(out: str, res: dict) -> list[str]:
                             lambda ax: _plots.plot_steps_vs_batch(ax, ts, rs)))
         made.append(_figure(fig_dir, f"epochs_vs_batch{suffix}",
                             lambda ax: _plots.plot_steps_vs_batch(ax, ts, rs, epochs=True)))
-        trend = next((t for t in res["trends"] if t["family"] == fam), None)
+        trend = next((t for t in prim if t["family"] == fam), None)
         made.append(_figure(fig_dir, f"bcrit_vs_{'width' if fam == 'width' else 'depth'}"
                             + ("" if fam != "budget" else "_budget"),
                             lambda ax: _plots.plot_bcrit_trend(ax, rows, members, fam, trend)))
+        made.append(_figure(fig_dir, f"bcrit_vs_progress{suffix}",
+                            lambda axes: [_plots.plot_bcrit_vs_progress(ax, res["net_rows"],
+                                                                       members, metric)
+                                          for ax, metric in zip(axes, ("loss", "accuracy"))],
+                            (11, 4.2), ncols=2, title=f"{fam} family: critical batch "
+                            "along training (jackknife interval)"))
     made.append(_figure(fig_dir, "predicted_vs_observed",
                         lambda ax: _plots.plot_predicted_vs_observed(ax, rows), (6.5, 5)))
     made.append(_figure(fig_dir, "bs_along_training",
                         lambda ax: _plots.plot_bs_along_training(ax, trials, rows)))
     budget = [r for r in rows if r["arch_id"] in res["families"].get("budget", [])]
-    made.append(_figure(fig_dir, "theory_mc_training",
-                        lambda ax: _plots.plot_theory_mc_training(ax, budget, archs)))
+    if budget:
+        made.append(_figure(fig_dir, "theory_mc_training",
+                            lambda ax: _plots.plot_theory_mc_training(ax, budget, archs)))
     return made
 
 
+def _config_of(wl):
+    from ._config import SweepConfig
+
+    return SweepConfig(**{k: tuple(v) if isinstance(v, list) else v
+                          for k, v in wl["config"].items()})
+
+
 def _specs_of(wl):
-    from theory import NetSpec
+    """The workload's nets, rebuilt from its config (one source: the families, μP gains
+    included)."""
+    from ._families import family_specs, union_of
 
     d = wl["data"]
-    return [NetSpec.uniform(f["depth"], f["width"], d["input_dim"], outputs=d["outputs"],
-                            activation=f["activation"], arch=f["arch"])
-            if f["depth"] >= 2 else
-            NetSpec(depth=1, widths=(), input_dim=d["input_dim"], outputs=d["outputs"],
-                    activation=f["activation"], arch=f["arch"]) for f in wl["family"]]
+    return union_of(family_specs(_config_of(wl), input_dim=d["input_dim"],
+                                 outputs=d["outputs"]))
 
 
 def _theory(out, wl, progress):
@@ -158,32 +188,89 @@ def _theory(out, wl, progress):
                               progress=progress)
 
 
-def analyse_workload(out: str, *, n_boot: int | None = None, progress: bool = False) -> dict:
-    """Rows per net, family trends and predictor table of one workload folder."""
+def _tags(out, wl) -> dict:
+    cfg = wl["config"]
+    return {"workload": os.path.basename(os.path.normpath(out)),
+            "data": data_label(cfg["data"]), "loss": wl["loss"], "arch": cfg["arch"],
+            "optimizer": cfg.get("optimizer", "sgd"),
+            "parametrisation": cfg.get("parametrisation", "standard")}
+
+
+def analyse_workload(out: str, *, n_boot: int | None = None, progress: bool = False,
+                     theory: bool = True) -> dict:
+    """Everything one workload folder measures: net rows per target, trends (unadjusted),
+    matched-progress effects and the predictor tables; nothing is written."""
     wl, archs, trials = load_sweep(out)
     cfg = wl["config"]
     n_boot = cfg.get("bootstrap", 1000) if n_boot is None else n_boot
     level = cfg.get("level", 0.9)
-    for aid, pred in _theory(out, wl, progress).items():
-        archs.setdefault(aid, {})["theory"] = pred
-    rows = analyse(trials, archs, epsilon=cfg.get("epsilon", 1.0), delta=cfg.get("delta", 1.0),
-                   n_boot=n_boot, level=level)
+    delta = cfg.get("delta", 1.0)
+    if theory:
+        for aid, pred in _theory(out, wl, progress).items():
+            archs.setdefault(aid, {})["theory"] = pred
     families = wl.get("families") or {"budget": [f["arch_id"] for f in wl["family"]]}
-    for r in rows:
+    seeds = sorted({t["seed"] for t in trials})
+    targets = workload_targets(wl)
+    primary = target_key(*targets[0])
+    n = wl["data"]["n"]
+    tags = _tags(out, wl)
+    rows_all = net_rows(trials, targets, n=n, level=level, epsilon=cfg.get("epsilon", 1.0))
+    predictor_values(rows_all, archs, trials, delta=delta)
+    for r in rows_all:
         r["families"] = [f for f, members in families.items() if r["arch_id"] in members]
-    table = study_table(trials)
-    by = {r["arch_id"]: r for r in rows}
-    data, loss = data_label(cfg["data"]), wl["loss"]
-    trends = []
-    for fam, members in families.items():
-        t = family_trend(table, fam, [by[a] for a in members if a in by], n_boot=n_boot,
-                         level=level)
-        trends.append({"data": data, "loss": loss, "arch": cfg["arch"], **t})
-    preds = [{"data": data, "loss": loss, **p}
-             for p in predictor_table(rows, n_boot=n_boot, level=level)]
-    return {"workload": wl, "archs": archs, "trials": trials, "rows": rows, "table": table,
-            "families": families, "trends": trends, "predictors": preds, "n_boot": n_boot,
-            "level": level, "studies": load_studies(out)}
+    rows = [_legacy_row(r, archs) for r in rows_all
+            if r["target_key"] == primary and r["full_batch_point"]]
+    counts = trial_counts(trials)
+    for r in rows:
+        r.update({"trials": counts[r["arch_id"]]["trials"],
+                  "reached": counts[r["arch_id"]]["REACHED"],
+                  "unreached": counts[r["arch_id"]]["UNREACHED"],
+                  "infeasible": counts[r["arch_id"]]["INFEASIBLE"]})
+    rows.sort(key=lambda r: (r["depth"], -(r["width"] or 0)))
+    trend_rows = [{**tags, **t} for t in trends(rows_all, families, seeds, level=level,
+                                                primary=primary)]
+    matched = [{**tags, **m} for m in matched_effects(rows_all, families, seeds, level=level)]
+    matched_acc = [{**tags, **m} for m in matched_effects(rows_all, families, seeds,
+                                                         metric="accuracy", level=level)]
+    m_min = min(t["batch_size"] for t in trials)
+    preds = []
+    for metric, value in targets:
+        sub = [r for r in rows_all if r["target_metric"] == metric and r["target"] == value
+               and r["full_batch_point"]]
+        preds += [{**tags, "target_metric": metric, "target": value, **p}
+                  for p in predictor_table(sub, smallest_batch=m_min, n_boot=n_boot,
+                                           level=level)]
+    return {"workload": wl, "archs": archs, "trials": trials, "rows": rows,
+            "net_rows": [{**tags, "primary_key": primary, **r} for r in rows_all], "table": study_table(trials),
+            "families": families, "trends": trend_rows, "matched": matched,
+            "matched_accuracy": matched_acc, "predictors": preds, "n_boot": n_boot,
+            "level": level, "studies": load_studies(out), "seeds": seeds, "targets": targets,
+            "primary": primary, "tags": tags}
+
+
+def _legacy_row(r: dict, archs: dict) -> dict:
+    """A primary-target net row under the names the per-net plots and tables read."""
+    arch = archs.get(r["arch_id"], {})
+    init = arch.get("training_loss", {})
+    p = r["predicted"]
+    return {**r, "observed_B_crit": r["B_crit"], "B_crit_lo": r["ci_low"],
+            "B_crit_hi": r["ci_high"], "fit_edge": r["at_edge"], "fit_points": r["points"],
+            "fit_rmse_log": r["rmse_log"], "predicted_max_batch": p["mc_init"],
+            "predicted_max_batch_run": p["run_to_target"],
+            "predicted_max_batch_theory": p["theory_init"],
+            "B_simple_at_target": p["B_simple_at_target"], "B_S_init": init.get("E_B_S"),
+            "B_S_init_ratio_of_means": init.get("B_S_ratio_of_means"),
+            "theory_B_S": arch.get("theory", {}).get("batch_size_bound")}
+
+
+def _csv_rows(net_rows_):
+    out = []
+    for r in net_rows_:
+        row = {k: v for k, v in r.items() if k not in ("loo", "predicted")}
+        for k, v in r.get("predicted", {}).items():
+            row[f"pred_{k}"] = v
+        out.append(row)
+    return out
 
 
 def _write_csv(path, rows, columns):
@@ -195,114 +282,194 @@ def _write_csv(path, rows, columns):
     write_text_atomic(path, buf.getvalue())
 
 
-def write_report(out: str, *, n_boot: int | None = None, command: str | None = None,
-                 progress: bool = False) -> dict:
-    """Analyse the sweep (or suite) in ``out``; write report.md, analysis.csv/json, figures."""
+def _repeat_rows(repeat: str | None, n_boot) -> list[dict]:
+    """Net rows of a repeat run (a suite folder or one workload), keyed for calibration."""
+    if not repeat:
+        return []
+    folders = _workload_folders(repeat)
+    rows = []
+    for wdir in folders:
+        res = analyse_workload(wdir, n_boot=0, theory=False)
+        rows += res["net_rows"]
+    return rows
+
+
+def _workload_folders(out: str) -> list[str]:
     if os.path.exists(os.path.join(out, "suite.json")):
-        return _write_suite_report(out, n_boot=n_boot, command=command, progress=progress)
+        suite = read_json(os.path.join(out, "suite.json"))
+        return [os.path.join(out, w) for w in suite["workloads"]
+                if os.path.exists(os.path.join(out, w, "workload.json"))]
+    return [out]
+
+
+def _calibrate(first: list[dict], repeat: list[dict], level: float):
+    if not repeat:
+        return None
+    key = lambda r: (r["workload"], r["arch_id"], r["target_key"], r["full_batch_point"])
+    return calibration([{**r, "key": key(r)} for r in first],
+                       [{**r, "key": key(r)} for r in repeat], level=level)
+
+
+def write_report(out: str, *, n_boot: int | None = None, command: str | None = None,
+                 progress: bool = False, repeat: str | None = None,
+                 reference: list | None = None) -> dict:
+    """Analyse the sweep (or suite) in ``out``; write report.md, analysis.csv/json, figures.
+
+    ``repeat``: a second run of (some of) the same workloads under other seeds (and so other
+    lr-grid shifts); its nets give the calibration of the intervals. ``reference``: further
+    workload folders analysed with the suite (e.g. the axes suite's SGD/standard baseline,
+    which is the decisive suite's workload)."""
+    if os.path.exists(os.path.join(out, "suite.json")) or reference:
+        return _write_suite_report(out, n_boot=n_boot, command=command, progress=progress,
+                                   repeat=repeat, reference=reference or [])
     res = analyse_workload(out, n_boot=n_boot, progress=progress)
-    rows = res["rows"]
+    adjust(res["trends"], res["level"])
     v = verdict(res["trends"])
-    _write_csv(os.path.join(out, "analysis.csv"), rows, CSV_COLUMNS)
-    write_json_atomic(os.path.join(out, "analysis.json"), {
-        "rows": rows, "trends": res["trends"], "predictors": res["predictors"], "verdict": v,
-        "epsilon": res["workload"]["config"].get("epsilon"),
-        "delta": res["workload"]["config"].get("delta"), "bootstrap": res["n_boot"],
-        "level": res["level"]})
+    cal = _calibrate(res["net_rows"], _repeat_rows(repeat, n_boot), res["level"])
+    _write_analysis(out, res, v, cal)
     figs = make_figures(out, res)
-    md = _markdown(out, res, v, figs, command)
+    md = _markdown(out, res, v, figs, command, cal)
     write_text_atomic(os.path.join(out, "report.md"), md)
-    return {"rows": rows, "verdict": v, "figures": figs, "trends": res["trends"],
-            "predictors": res["predictors"], "report": os.path.join(out, "report.md")}
+    return {"rows": res["rows"], "verdict": v, "figures": figs, "trends": res["trends"],
+            "predictors": res["predictors"], "report": os.path.join(out, "report.md"),
+            "res": res, "calibration": cal}
 
 
-def _write_suite_report(out, *, n_boot, command, progress):
-    suite = read_json(os.path.join(out, "suite.json"))
+def _write_analysis(out, res, v, cal, extra=None):
+    _write_csv(os.path.join(out, "analysis.csv"), _csv_rows(res["net_rows"]),
+               SUITE_COLUMNS if extra else CSV_COLUMNS)
+    cfg = res.get("config", res.get("workload", {}).get("config", {}))
+    write_json_atomic(os.path.join(out, "analysis.json"), {
+        "trends": res["trends"], "matched": res["matched"],
+        "matched_accuracy": res["matched_accuracy"], "predictors": res["predictors"],
+        "calibration": cal, "verdict": v, "rows": res["rows"], "net_rows": res["net_rows"],
+        "epsilon": cfg.get("epsilon"), "delta": cfg.get("delta"), "bootstrap": res["n_boot"],
+        "level": res["level"], **(extra or {})})
+
+
+def _write_suite_report(out, *, n_boot, command, progress, repeat, reference):
+    os.makedirs(out, exist_ok=True)
+    suite = read_json(os.path.join(out, "suite.json")) if \
+        os.path.exists(os.path.join(out, "suite.json")) else {"workloads": [], "config": {}}
     results, missing = {}, []
-    for name in suite["workloads"]:
-        wdir = os.path.join(out, name)
+    folders = [(name, os.path.join(out, name)) for name in suite["workloads"]]
+    folders += [(os.path.basename(os.path.normpath(r)), r) for r in reference]
+    for name, wdir in folders:
         if not os.path.exists(os.path.join(wdir, "workload.json")):
             missing.append(name)
             continue
         try:
-            res = write_report(wdir, n_boot=n_boot, progress=progress,
-                               command=f"python -m experiments.report {wdir}")
+            res = analyse_workload(wdir, n_boot=n_boot, progress=progress)
         except ExperimentError as err:
             if "no trial records" not in str(err):
                 raise
             missing.append(name)
             continue
-        results[name] = res
+        results[name] = (wdir, res)
     if not results:
         raise ExperimentError(f"{out}: no workload of the suite has finished a trial yet")
-    trends = [t for r in results.values() for t in r["trends"]]
-    all_rows = []
-    for name, r in results.items():
-        wl = read_json(os.path.join(out, name, "workload.json"))
-        for row in r["rows"]:
-            all_rows.append({"workload": name, "data": data_label(wl["config"]["data"]),
-                             "loss": wl["loss"], **row})
-    cfg = suite["config"]
-    nb = cfg.get("bootstrap", 1000) if n_boot is None else n_boot
-    level = cfg.get("level", 0.9)
-    predictors = []
-    groups = {}
-    for row in all_rows:
-        groups.setdefault((row["data"], row["loss"]), []).append(row)
-    for (data, loss), rows in groups.items():
-        predictors += [{"data": data, "loss": loss, **p}
-                       for p in predictor_table(rows, n_boot=nb, level=level)]
-    v = verdict(trends)
-    _write_csv(os.path.join(out, "analysis.csv"), all_rows, SUITE_COLUMNS)
-    write_json_atomic(os.path.join(out, "analysis.json"), {
-        "trends": trends, "predictors": predictors, "verdict": v, "rows": all_rows,
-        "workloads": list(results), "missing_workloads": missing, "bootstrap": nb,
-        "level": level, "epsilon": cfg.get("epsilon"), "delta": cfg.get("delta")})
-    figs = _suite_figures(out, groups)
-    md = _suite_markdown(out, suite, results, trends, predictors, v, figs, missing, command)
+    level = next(iter(results.values()))[1]["level"]
+    allres = {k: [x for _, r in results.values() for x in r[k]]
+              for k in ("trends", "matched", "matched_accuracy", "predictors", "net_rows",
+                        "rows")}
+    adjust(allres["trends"], level)  # Holm over every trend row of the suite
+    v = verdict(allres["trends"])
+    cal = _calibrate(allres["net_rows"], _repeat_rows(repeat, n_boot), level)
+    # each workload's own files, with the suite-wide adjustment
+    for name, (wdir, res) in results.items():
+        wv = verdict(res["trends"])
+        _write_analysis(wdir, res, wv, None)
+        figs = make_figures(wdir, res)
+        write_text_atomic(os.path.join(wdir, "report.md"),
+                          _markdown(wdir, res, wv, figs,
+                                    f"python -m experiments.report {out}", None))
+    nb = next(iter(results.values()))[1]["n_boot"]
+    merged = {**allres, "n_boot": nb, "level": level, "config": suite.get("config", {}),
+              "rows": [{"workload": n, **r} for n, (_, res) in results.items()
+                       for r in res["rows"]]}
+    _write_analysis(out, merged, v, cal, extra={"workloads": list(results),
+                                                 "missing_workloads": missing})
+    figs = _suite_figures(out, allres["net_rows"])
+    md = _suite_markdown(out, suite, results, merged, v, figs, missing, command, cal)
     write_text_atomic(os.path.join(out, "report.md"), md)
-    return {"rows": all_rows, "verdict": v, "figures": figs, "trends": trends,
-            "predictors": predictors, "report": os.path.join(out, "report.md")}
+    return {"rows": merged["rows"], "verdict": v, "figures": figs, "trends": merged["trends"],
+            "predictors": merged["predictors"], "report": os.path.join(out, "report.md"),
+            "calibration": cal, "res": merged}
 
 
-def _suite_figures(out, groups):
+def _suite_figures(out, net_rows_):
     from . import _plots
 
     fig_dir = os.path.join(out, "figures")
     os.makedirs(fig_dir, exist_ok=True)
     made = []
-    for (data, loss), rows in groups.items():
+    groups = {}
+    for r in net_rows_:
+        if r["full_batch_point"] and r["target_key"] == r["primary_key"]:
+            groups.setdefault((r["data"], r["loss"], r["optimizer"], r["parametrisation"]),
+                              []).append(r)
+    for (data, loss, opt, par), rows in groups.items():
         def draw(axes, rows=rows):
-            for ax, (name, (key, _)) in zip(axes, PREDICTORS.items()):
-                _plots.plot_predictor(ax, rows, key, name)
+            for ax, name in zip(axes, PREDICTORS):
+                _plots.plot_predictor(ax, [_legacy_row(r, {}) | {name: r["predicted"][name]}
+                                           for r in rows], name, name)
 
-        made.append(_figure(fig_dir, f"predictors_{data}-{loss}", draw,
+        tag = f"{data}-{loss}" + ("" if (opt, par) == ("sgd", "standard") else f"-{opt}-{par}")
+        made.append(_figure(fig_dir, f"predictors_{tag}", draw,
                             (4.2 * len(PREDICTORS), 4.2), ncols=len(PREDICTORS),
-                            title=f"{data}, {loss}: predicted vs observed (every net)"))
+                            title=f"{tag}: predicted vs observed at the primary target"))
     return made
 
 
-def _trend_table(trends, with_workload: bool) -> list[str]:
+def _p(v):
+    return "–" if v is None else (f"{v:.2g}" if v >= 1e-3 else f"{v:.1e}")
+
+
+def _ci(lo, hi, fmt="+.3f"):
+    return "–" if lo is None else f"[{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def _trend_table(trends_, with_workload: bool) -> list[str]:
     L = []
-    head = "| data | loss | arch | " if with_workload else "| "
-    L.append(head + "family | nets | slope of log B_crit | interval | verdict on C2 | why |")
-    L.append("|" + "---|" * (9 if with_workload else 6))
-    for t in trends:
-        ci = ("–" if t["ci_low"] is None else f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]")
+    head = "| data | arch | optimizer | param. | " if with_workload else "| "
+    L.append(head + "family | target | full batch | nets | slope of log B_crit | "
+                    "interval | p | Holm p | verdict on C2 |")
+    L.append("|" + "---|" * (13 if with_workload else 9))
+    for t in trends_:
         slope = "–" if t["slope"] is None else f"{t['slope']:+.3f} per {t['axis']}"
-        pre = f"| {t['data']} | {t['loss']} | {t['arch']} | " if with_workload else "| "
-        L.append(pre + f"{t['family']} | {len(t['nets'])}/{len(t['members'])} | {slope} | "
-                 f"{ci} | **{t['verdict']}** | {t.get('reason', '')} |")
+        pre = (f"| {t['data']} | {t['arch']} | {t['optimizer']} | {t['parametrisation']} | "
+               if with_workload else "| ")
+        L.append(pre + f"{t['family']} | {t['target_key']} | "
+                 f"{'with' if t['full_batch_point'] else 'without'} | "
+                 f"{len(t['nets'])}/{len(t['members'])} | {slope} | "
+                 f"{_ci(t['ci_low'], t['ci_high'])} | {_p(t['p'])} | "
+                 f"{_p(t.get('p_adjusted'))} | **{t['verdict']}** |")
+    return L
+
+
+def _matched_table(matched, with_workload: bool) -> list[str]:
+    L = []
+    head = "| data | arch | optimizer | param. | " if with_workload else "| "
+    L.append(head + "factor | matched on | targets | points | effect on log B_crit | "
+                    "interval | p |")
+    L.append("|" + "---|" * (11 if with_workload else 7))
+    for m in matched:
+        pre = (f"| {m['data']} | {m['arch']} | {m['optimizer']} | {m['parametrisation']} | "
+               if with_workload else "| ")
+        coef = "–" if m["coef"] is None else f"{m['coef']:+.3f} per {m['axis']}"
+        L.append(pre + f"{m['factor']} | training {m['matched_on']} | "
+                 f"{', '.join(t.split(':')[1] for t in m['targets']) or '–'} | {m['points']} | "
+                 f"{coef} | {_ci(m['ci_low'], m['ci_high'])} | {_p(m['p'])} |")
     return L
 
 
 def _predictor_lines(preds, with_data: bool) -> list[str]:
     L = []
-    head = "| data | loss | " if with_data else "| "
-    L.append(head + "predictor | nets | Spearman ρ vs B_crit [interval] | observed B_crit / "
-             "predicted: median [min, max] | predicted ≤ largest useful batch | largest useful "
-             "/ predicted (median) |")
-    L.append("|" + "---|" * (8 if with_data else 6))
+    head = "| data | optimizer | param. | " if with_data else "| "
+    L.append(head + "target | predictor | nets | Spearman ρ vs B_crit [interval] | "
+             "observed B_crit / predicted: median [min, max] | predicted ≤ largest useful "
+             "batch (nets where it could fail) |")
+    L.append("|" + "---|" * (8 if with_data else 5))
     for p in preds:
         rho = "–" if p["spearman"] is None else (
             f"{p['spearman']:+.2f}" + ("" if p["spearman_ci_low"] is None else
@@ -310,147 +477,162 @@ def _predictor_lines(preds, with_data: bool) -> list[str]:
                                         f"{p['spearman_ci_high']:+.2f}]"))
         ratio = "–" if p["ratio_median"] is None else (
             f"{p['ratio_median']:.3g} [{p['ratio_min']:.3g}, {p['ratio_max']:.3g}]")
-        held = "–" if p["lower_bound_held"] is None else f"{p['lower_bound_held']:.0%}"
-        pre = f"| {p['data']} | {p['loss']} | " if with_data else "| "
-        L.append(pre + f"{p['predictor']} | {p['nets']} | {rho} | {ratio} | {held} | "
-                 f"{_fmt(p['looseness_median'])} |")
+        held = ("– (0)" if p["lower_bound_held"] is None else
+                f"{p['lower_bound_held']:.0%} ({p['lower_bound_nets']})")
+        pre = f"| {p['data']} | {p['optimizer']} | {p['parametrisation']} | " if with_data \
+            else "| "
+        L.append(pre + f"{p['target_metric']}:{p['target']:g} | {p['predictor']} | "
+                 f"{p['nets']} | {rho} | {ratio} | {held} |")
     L.append("")
-    L.append("Predictors: " + "; ".join(f"**{k}**: {d}" for k, (_, d) in PREDICTORS.items())
-             + ". Nets whose fitted B_crit lies beyond the batches tried are left out.")
+    L.append("Predictors: " + "; ".join(f"**{k}**: {d}" for k, d in PREDICTORS.items())
+             + ". Nets whose fitted B_crit lies beyond the batches tried are left out; the "
+               "lower-bound frequency counts only nets whose prediction is at least the "
+               "smallest batch tried (below it the check cannot fail).")
     return L
 
 
-def _suite_markdown(out, suite, results, trends, predictors, v, figs, missing, command):
+def _calibration_lines(cal) -> list[str]:
+    if not cal:
+        return ["No repeat was given (`--repeat DIR`): the intervals are not calibrated here."]
+    cov = "–" if cal["coverage"] is None else f"{cal['coverage']:.2f}"
+    ci = "–" if cal["ci_coverage"] is None else f"{cal['ci_coverage']:.2f}"
+    return [f"Calibration against an independent repeat (other seeds, so other lr-grid "
+            f"shifts and batch orders): of {cal['pairs']} (net, target, full-batch variant) "
+            f"pairs over {cal['nets']} nets, **{cov}** of the repeats fall inside the first "
+            f"run's {cal['nominal']:.0%} reproduction interval (right intervals give about "
+            f"{cal['nominal']:.2f}); {ci} fall inside its {cal['nominal']:.0%} confidence "
+            f"interval (for exact intervals that is only about {cal['ci_expected']:.2f}, since "
+            f"the repeat is noisy too). Pairs share nets across targets, so they are not "
+            f"independent: the net count is the effective sample size's upper end."]
+
+
+SECTION_NOTES = ("Every interval is a jackknife over seeds (leave one seed out, Student t with "
+                 "seeds − 1 degrees of freedom). Each seed is an independent replicate of the "
+                 "whole protocol — initial weights, batch order and its own shift of the "
+                 "learning-rate grid, with the lr chosen per seed — so the intervals carry seed "
+                 "noise, the fit residuals and the lr grid's resolution. Holm's adjustment runs "
+                 "over every trend row of the file (every family × target × full-batch variant"
+                 "); a verdict needs Holm p < 1 − level. Steps-to-target are quantised by the "
+                 "evaluation grid (10% apart); targets other than the primary one are read off "
+                 "curves of runs whose learning-rate grid was tuned for the primary target.")
+
+
+def _suite_markdown(out, suite, results, res, v, figs, missing, command, cal):
     L = [f"# Width, depth and the largest useful batch — suite "
          f"{os.path.basename(os.path.normpath(out))}", ""]
-    L += ["## Verdict on C2 per data set, loss, architecture and family", ""]
-    L.append(v["text"])
-    L.append("")
-    L += _trend_table(trends, True)
+    L += ["## Verdict on C2 (primary analysis)", "", v["text"], ""]
+    prim = [t for t in res["trends"] if t["primary"]]
+    L += _trend_table(prim, True)
     L += ["", "C2 predicts a positive slope against log K (width family) and a negative one "
           "against L (depth family, and along the fixed-budget family, where K shrinks as L "
-          "grows). Intervals: percentile bootstrap over seeds (each net's seeds resampled, lr "
-          "choice and fit redone), level " + f"{suite['config'].get('level', 0.9):.0%}" +
-          "; they cover seed-to-seed noise only, not the 10% quantisation of steps-to-target "
-          "by the evaluation grid or the choice of target.", ""]
-    L += ["## Predictors of the critical batch (every net of a data set and loss)", ""]
-    L += _predictor_lines(predictors, True)
-    L += ["", "## Workloads", ""]
-    for name, r in results.items():
-        L.append(f"- [{name}]({name}/report.md): {len(r['rows'])} nets")
+          "grows). " + SECTION_NOTES, ""]
+    L += ["## Matched progress: the width and depth effect at equal training loss", ""]
+    L += _matched_table(res["matched"], True)
+    L += ["", "Each row is the common slope of log B_crit within each training-loss target "
+          "(each target its own intercept): if B_crit depended on the loss reached alone, "
+          "these would be 0. The same at matched training accuracy:", ""]
+    L += _matched_table(res["matched_accuracy"], True)
+    L += ["", "## Calibration of the intervals", ""] + _calibration_lines(cal) + [""]
+    L += ["## Every trend (each target, with and without the full-batch point)", "",
+          "<details><summary>table</summary>", ""]
+    L += _trend_table(res["trends"], True)
+    L += ["", "</details>", ""]
+    L += ["## Predictors of the critical batch, per target", "",
+          "<details><summary>table</summary>", ""]
+    L += _predictor_lines(res["predictors"], True)
+    L += ["", "</details>", "", "## Workloads", ""]
+    for name, (wdir, r) in results.items():
+        rel = os.path.relpath(os.path.join(wdir, "report.md"), out)
+        L.append(f"- [{name}]({rel}): {len(r['rows'])} nets, {len(r['seeds'])} seeds, "
+                 f"targets {', '.join(target_key(*t) for t in r['targets'])}")
     if missing:
         L.append(f"- not finished (no trial yet): {', '.join(missing)}")
     L += ["", "## Figures", ""]
     for f in figs:
         stem = os.path.splitext(os.path.basename(f))[0]
         L += [f"![{stem}](figures/{stem}.png)", "", f"*{stem}: each predictor against the "
-              f"observed critical batch (circles, bootstrap interval) and the largest useful "
-              f"batch (squares); y = x.* ([PDF](figures/{stem}.pdf))", ""]
+              f"observed critical batch (circles, jackknife interval) and the largest useful "
+              f"batch (squares) at the primary target; y = x.* ([PDF](figures/{stem}.pdf))",
+              ""]
     L += _reproduce(out, suite.get("command"), command)
     return "\n".join(L)
 
 
-def _markdown(out, res, v, figs, command) -> str:
+def _markdown(out, res, v, figs, command, cal) -> str:
     wl, archs, trials, rows = res["workload"], res["archs"], res["trials"], res["rows"]
     cfg, data = wl["config"], wl["data"]
     metric, target = wl["target_metric"], wl["target"]
     rel = {"accuracy": ">=", "loss": "<=",
            "relative_loss": "<= best constant predictor's loss ×"}[metric]
-    L = []
-    L.append(f"# Width, depth and the largest useful batch — {os.path.basename(os.path.normpath(out))}")
-    L.append("")
-    L.append("## Verdict")
-    L.append("")
-    L.append(v["text"])
-    L.append("")
-    L += _trend_table(res["trends"], False)
-    L.append("")
-    L.append("## Workload")
-    L.append("")
+    L = [f"# Width, depth and the largest useful batch — "
+         f"{os.path.basename(os.path.normpath(out))}", ""]
+    L += ["## Verdict (primary analysis)", "", v["text"], ""]
+    L += _trend_table([t for t in res["trends"] if t["primary"]], False)
+    L += ["", SECTION_NOTES, "", "## Matched progress", ""]
+    L += _matched_table(res["matched"], False)
+    L += [""] + _matched_table(res["matched_accuracy"], False)
+    if cal is not None:
+        L += ["", "## Calibration", ""] + _calibration_lines(cal)
+    L += ["", "## Workload", ""]
     L.append(f"- data: {data['description']} ({data['task']})")
-    L.append(f"- loss: {wl['loss']}; optimiser: {wl['optimizer']}; dtype {cfg['dtype']}")
-    L.append(f"- target: training {metric} {rel} {target:g}, checked on the whole training set "
-             f"at log-spaced steps (ratio {cfg['eval_growth']}: steps-to-target is exact to "
-             f"that ratio)")
-    grid = (f"first grid per batch size: {cfg['lrs']} "
-            + (f"centred on the previous batch size's best lr moved by rule "
-               f"'{cfg['lr_scaling']}'" if cfg.get("lr_center") == "previous_best" else
-               f"at batch {cfg['lr_reference_batch']}, scaled by rule '{cfg['lr_scaling']}'")
-            + (f", extended by two grid points beyond an edge optimum up to "
-               f"{cfg['lr_extend']} times per side" if cfg.get("lr_extend") else ""))
-    L.append(f"- batch sizes {wl['batch_sizes']}"
-             + (f" (skipped, larger than n: {wl['skipped_batch_sizes']})"
-                if wl["skipped_batch_sizes"] else "")
-             + f"; learning rates: {grid}; seeds {list(range(cfg['seeds']))}; step cap "
-               f"{cfg['max_steps']}")
-    L.append("- batches drawn uniformly with replacement; all (lr × seed) trials of one batch "
-             "size trained together in one compiled, vmapped step")
+    L.append(f"- loss: {wl['loss']}; optimiser: "
+             f"{wl.get('optimizer_description', wl['optimizer'])}; parametrisation "
+             f"{cfg.get('parametrisation', 'standard')}"
+             + (f" (base width {wl.get('mup_base_width')})" if wl.get("mup_base_width")
+                else "") + f"; dtype {cfg['dtype']}")
+    L.append(f"- primary target: training {metric} {rel} {target:g} (trials stop there); "
+             f"every target: {', '.join(target_key(*t) for t in res['targets'])}, checked on "
+             f"the whole training set at log-spaced steps (ratio {cfg['eval_growth']})")
+    L.append(f"- batch sizes {wl['batch_sizes']}; seeds {res['seeds']} (lr grid shifted per "
+             f"seed: {'yes' if cfg.get('lr_jitter') else 'no'}); first lr grid {cfg['lrs']}, "
+             f"then centred on the previous batch size's best moved by rule "
+             f"'{cfg['lr_scaling']}', extended beyond an edge optimum up to "
+             f"{cfg.get('lr_extend', 0)} times per side; step cap {cfg['max_steps']}")
     L.append(f"- ε = {cfg['epsilon']} (largest useful batch: epochs within (1+ε)× the best), "
-             f"δ = {cfg['delta']} (predicted max batch δ·B_S + 1), bootstrap resamples "
-             f"{res['n_boot']} over seeds ({res['level']:.0%} percentile intervals)")
-    L.append("")
-    L.append("Families (a net in two families is trained once):")
+             f"δ = {cfg['delta']} (predicted max batch δ·B_S + 1)")
     L.append("")
     for fam, members in res["families"].items():
-        L.append(f"- **{fam}**: " + ", ".join(members))
-    L.append("")
-    L.append("| arch | depth L | width K | params | families |")
-    L.append("|---|---:|---:|---:|---|")
+        L.append(f"- **{fam}** family: " + ", ".join(members))
+    L += ["", "## Critical batch per net (primary target)", ""]
+    L.append(f"| arch | params | B_crit [{res['level']:.0%} CI] | reproduction interval | "
+             "without the full-batch point | largest useful batch | δ·E[B_S]+1 (init, MC) | "
+             "along run to target | B_simple at target | theory δ·B̄_S+1 (kind) | "
+             "trials (reached / unreached / infeasible) |")
+    L.append("|---|---:|---|---|---|---:|---:|---:|---:|---|---|")
+    no_full = {r["arch_id"]: r for r in res["net_rows"]
+               if r["target_key"] == res["primary"] and not r["full_batch_point"]}
     for r in rows:
-        L.append(f"| {r['arch_id']} | {r['depth']} | {r['width']} | {r['params']} | "
-                 f"{', '.join(r['families'])} |")
-    L.append("")
-    L.append("## Predicted vs observed")
-    L.append("")
-    L.append(f"| arch | observed B_crit [{res['level']:.0%} CI] | largest useful batch | "
-             "δ·E[B_S]+1 (init, Monte Carlo) | along run | B_simple at target | theory "
-             "δ·B̄_S+1 (kind) | trials (reached / unreached / infeasible) |")
-    L.append("|---|---|---:|---:|---:|---:|---|---|")
-    for r in rows:
-        ci = (f" [{_fmt(r['B_crit_lo'])}, {_fmt(r['B_crit_hi'])}]"
-              if r["B_crit_lo"] is not None else "")
-        edge = {"low": " (beyond the batches tried)", "high": " (below the batches tried)"}.get(
-            r["fit_edge"], "")
+        edge = {"low": " (beyond the batches tried)", "high": " (below the batches tried)"
+                }.get(r["fit_edge"], "")
+        nf = no_full.get(r["arch_id"])
+        nf_s = "–" if nf is None else (f"{_fmt(nf['B_crit'])} {_ci(nf['ci_low'], nf['ci_high'], '.3g')}"
+                                       + (" (edge)" if nf["at_edge"] else ""))
         th = (f"{_fmt(r['predicted_max_batch_theory'])} ({r['theory_kind']})"
               if r["predicted_max_batch_theory"] is not None
               else f"not covered ({r['theory_note']})")
-        L.append(f"| {r['arch_id']} | {_fmt(r['observed_B_crit'])}{ci}{edge} | "
+        L.append(f"| {r['arch_id']} | {r['params']} | {_fmt(r['B_crit'])} "
+                 f"{_ci(r['ci_low'], r['ci_high'], '.3g')}{edge} | "
+                 f"{_ci(r['repro_low'], r['repro_high'], '.3g')} | {nf_s} | "
                  f"{_fmt(r['observed_max_batch'])}{'+' if r['max_batch_lower_bound'] else ''} | "
                  f"{_fmt(r['predicted_max_batch'])} | {_fmt(r['predicted_max_batch_run'])} | "
                  f"{_fmt(r['B_simple_at_target'])} | {th} | {r['trials']} ({r['reached']} / "
                  f"{r['unreached']} / {r['infeasible']}) |")
-    L.append("")
+    L += ["", "## Critical batch per net and target (full-batch point included)", ""]
+    tks = [target_key(*t) for t in res["targets"]]
+    L.append("| arch | " + " | ".join(tks) + " |")
+    L.append("|---|" + "---|" * len(tks))
+    by = {(r["arch_id"], r["target_key"]): r for r in res["net_rows"] if r["full_batch_point"]}
+    for r in rows:
+        cells = []
+        for tk in tks:
+            q = by.get((r["arch_id"], tk))
+            cells.append("–" if q is None or q["B_crit"] is None else
+                         f"{q['B_crit']:.3g}" + (" (edge)" if q["at_edge"] else
+                                                 f" {_ci(q['ci_low'], q['ci_high'], '.3g')}"))
+        L.append(f"| {r['arch_id']} | " + " | ".join(cells) + " |")
+    L += ["", "## Predictors", ""]
     L += _predictor_lines(res["predictors"], False)
-    L.append("")
-    L.append("B_S here is the batch-size bound n·S1/S2 of the whole training set for the "
-             "training loss: at initialisation it is the Monte Carlo mean E[B_S] over "
-             f"{_first(archs, ['training_loss', 'samples'])} random inits; 'along run' averages "
-             "it over the power-of-two checkpoints of the best-lr trials at the smallest batch "
-             "size that reached the target, up to the target; 'B_simple at target' is "
-             "McCandlish's simple noise scale (plug-in, B_S − 1) of the training set where "
-             "those trials first reached the target. Theory's B̄_S (ratio of expectations over "
-             "random inits) is for the training loss where theory covers it (its kind: exact, "
-             "approximation or limit).")
-    notes = [r for r in rows if r["lr_at_edge"]]
-    if notes:
-        L.append("")
-        L.append("Best learning rate still at the edge of the grid tried (after any "
-                 "extension; treat those steps as upper bounds): "
-                 + "; ".join(f"{r['arch_id']} at batch {_fmt(r['lr_at_edge'])}" for r in notes)
-                 + ".")
-    ext = [st for st in res["studies"] if st.get("extensions")]
-    studies = [st for by_m in res["table"].values() for st in by_m.values()]
-    if res["studies"]:
-        L.append("")
-        L.append(f"Learning-rate grid extensions: {len(ext)} of {len(res['studies'])} studies "
-                 f"extended their grid (each extension is recorded in its `study.json`). "
-                 f"After extension, {sum(st['lr_at_edge'] for st in studies)} studies have their "
-                 f"best lr at an edge of the grid tried and "
-                 f"{sum(st['best_lr'] is None for st in studies)} have no lr that reached the "
-                 f"target with every seed.")
-    L.append("")
-    L.append("## Studies (best learning rate per batch size)")
-    L.append("")
+    L += ["", "## Studies (best nominal learning rate per batch size, mean over seeds)", ""]
     table = res["table"]
     L.append("| arch | batch | best lr | lrs tried | steps to target | epochs | reached | "
              "unreached | infeasible |")
@@ -461,63 +643,20 @@ def _markdown(out, res, v, figs, command) -> str:
                      f"{', '.join(f'{x:g}' for x in st['lrs'])} | {_fmt(st['steps'])} | "
                      f"{_fmt(st['epochs'])} | {st['REACHED']} | {st['UNREACHED']} | "
                      f"{st['INFEASIBLE']} |")
-    bad = [t for t in trials if t["status"] in (INFEASIBLE, UNREACHED)]
     L.append("")
     L.append(f"Infeasible (diverged, NaN/inf) trials: "
              f"{sum(t['status'] == INFEASIBLE for t in trials)}; unreached trials: "
              f"{sum(t['status'] == UNREACHED for t in trials)} of {len(trials)}. "
              "Every one is kept in the trial records with its `status` and `stop_reason`.")
-    never = [r["arch_id"] for r in rows if r["reached"] == 0]
-    if never:
-        L.append("")
-        L.append(f"Never reached the target at any batch size or learning rate: "
-                 f"{', '.join(never)} (the target may be beyond what these nets fit within "
-                 f"{cfg['max_steps']} steps).")
-    if bad:
-        L.append("")
-        L.append("<details><summary>infeasible and unreached trials</summary>")
-        L.append("")
-        for t in sorted(bad, key=lambda t: (t["depth"], t["width"], t["batch_size"], t["lr"],
-                                            t["seed"])):
-            L.append(f"- {t['arch_id']} batch {t['batch_size']} lr {t['lr']:g} seed "
-                     f"{t['seed']}: {t['status']} ({t['stop_reason']}, "
-                     f"{t['steps_run']} steps)")
-        L.append("")
-        L.append("</details>")
-    L.append("")
-    L.append("## Figures")
-    L.append("")
-    captions = {
-        "steps_vs_batch": "Steps to target vs batch size (log2 axes); dotted: perfect scaling "
-                          "from the smallest batch; dashed: fitted S_min(1 + B_crit/m).",
-        "epochs_vs_batch": "Epochs to target vs batch size.",
-        "bcrit_vs_width": "Observed B_crit vs width (width family) with the fitted trend.",
-        "bcrit_vs_depth": "Observed B_crit vs depth (depth family) with the fitted trend.",
-        "bcrit_vs_depth_budget": "Observed B_crit vs depth at a fixed parameter budget.",
-        "predicted_vs_observed": "Predicted maximum batch δ·B_S+1 vs observed critical batch "
-                                 "(with bootstrap interval) and largest useful batch; y = x.",
-        "bs_along_training": "B_S of the training set along the best small-batch runs.",
-        "theory_mc_training": "Theory vs Monte Carlo vs training for the parameter-budget "
-                              "family.",
-    }
+    L += ["", "## Figures", ""]
     for f in figs:
         stem = os.path.splitext(os.path.basename(f))[0]
-        base = next((k for k in sorted(captions, key=len, reverse=True)
-                     if stem.startswith(k)), stem)
-        fam = stem[len(base) + 1:] if stem != base and base.endswith("batch") else ""
-        L.append(f"![{stem}](figures/{stem}.png)")
-        L.append("")
-        L.append(f"*{(fam + ' family: ') if fam else ''}{captions.get(base, stem)}* "
-                 f"([PDF](figures/{stem}.pdf))")
-        L.append("")
-    L.append("## Files")
-    L.append("")
-    L.append("- `trials/<arch>/bs<m>/lr<lr>-seed<s>.json`: one record per trial; "
-             "`trials/<arch>/bs<m>/study.json`: the learning rates tried; "
-             "`archs/<arch>.json`: B_S at initialisation; `theory/<arch>.json`: theory's "
-             "prediction (cached); `analysis.csv` / `analysis.json`: the tables above; "
-             "`workload.json`, `config.toml`: the exact workload.")
-    L.append("")
+        L += [f"![{stem}](figures/{stem}.png)", "", f"*{stem}* ([PDF](figures/{stem}.pdf))", ""]
+    L += ["## Files", "",
+          "- `trials/<arch>/bs<m>/lr<lr>-seed<s>.json`: one record per trial (its training "
+          "curve included); `trials/<arch>/bs<m>/study.json`: the learning rates tried; "
+          "`archs/<arch>.json`: B_S at initialisation; `theory/<arch>.json`: theory's "
+          "prediction (cached); `analysis.csv` / `analysis.json`: the tables above.", ""]
     L += _reproduce(out, wl.get("command"), command)
     sv, rv = wl.get("versions", {}), versions()
     L.append(f"Sweep ran with Python {sv.get('python')}, jax {sv.get('jax')}, optax "
@@ -546,16 +685,6 @@ def _reproduce(out, sweep_command, command) -> list[str]:
         L += ["Sweep wall time of each invocation (compilation included): "
               + "; ".join(parts) + ".", ""]
     return L
-
-
-def _first(archs, path):
-    for a in archs.values():
-        v = a
-        for k in path:
-            v = v.get(k) if isinstance(v, dict) else None
-        if v is not None:
-            return v
-    return "?"
 
 
 __all__ = ["write_report", "load_sweep", "analyse_workload", "CSV_COLUMNS", "TREND_KEYS",
