@@ -325,7 +325,10 @@ def matched_effects(rows: list[dict], families: dict, seeds, *, metric: str = "l
             if len(g) >= 2:
                 groups.append(g)
                 used.append(tk)
-        res = slope_with_interval(groups, seeds, level=level)
+        n_nets = len({p_[0] for g in groups for p_ in g})  # distinct x values (nets)
+        res = slope_with_interval(groups, seeds, level=level) if n_nets >= MIN_TREND_NETS \
+            else {"slope": None, "se": None, "ci_low": None, "ci_high": None, "p": None,
+                  "nets": 0}
         out.append({"factor": fam, "axis": TREND_AXIS[fam], "matched_on": metric,
                     "coef": res["slope"], "se": res["se"], "ci_low": res["ci_low"],
                     "ci_high": res["ci_high"], "p": res["p"], "targets": used,

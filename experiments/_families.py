@@ -46,7 +46,7 @@ def mup_spec(spec: NetSpec, base_width: int) -> NetSpec:
     gains[-1] *= math.sqrt(base_width / k)
     return NetSpec.uniform(spec.depth, spec.width, spec.input_dim, outputs=spec.outputs,
                            activation=spec.activation, arch=spec.arch,
-                           gains=tuple(float(f"{g:.12g}") for g in gains))
+                           gains=tuple(gains))
 
 
 def mup_lr_multipliers(spec: NetSpec, optimizer: str, base_width: int) -> tuple[float, ...]:

@@ -648,6 +648,15 @@ def _markdown(out, res, v, figs, command, cal) -> str:
              f"{sum(t['status'] == INFEASIBLE for t in trials)}; unreached trials: "
              f"{sum(t['status'] == UNREACHED for t in trials)} of {len(trials)}. "
              "Every one is kept in the trial records with its `status` and `stop_reason`.")
+    bad = [t for t in trials if t["status"] in (INFEASIBLE, UNREACHED)]
+    if bad:
+        L += ["", "<details><summary>infeasible and unreached trials</summary>", ""]
+        for t in sorted(bad, key=lambda t: (t["depth"], t["width"], t["batch_size"], t["lr"],
+                                            t["seed"])):
+            L.append(f"- {t['arch_id']} batch {t['batch_size']} lr {t['lr']:g} seed "
+                     f"{t['seed']}: {t['status']} ({t['stop_reason']}, "
+                     f"{t['steps_run']} steps)")
+        L += ["", "</details>"]
     L += ["", "## Figures", ""]
     for f in figs:
         stem = os.path.splitext(os.path.basename(f))[0]

@@ -619,9 +619,50 @@ def _progress(total, enabled, initial=0):
                 disable=not enabled, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
+CURVES_FILE = "trials-curves.jsonl.gz"
+
+
 def load_trials(out: str) -> list[dict]:
-    """Every trial record under ``OUT/trials`` (files written atomically, so all complete)."""
-    return [r for r in _records(out) if "lr" in r]
+    """Every trial record under ``OUT/trials`` (files written atomically, so all complete),
+    or, in a collected results folder without trial files, the records in
+    ``OUT/trials-curves.jsonl.gz`` (:func:`write_curves`: the same records, curves
+    included)."""
+    recs = [r for r in _records(out) if "lr" in r]
+    path = os.path.join(out, CURVES_FILE)
+    if not recs and os.path.exists(path):
+        import gzip
+
+        try:
+            with gzip.open(path, "rt") as f:
+                recs = [json.loads(line) for line in f if line.strip()]
+        except (OSError, EOFError, json.JSONDecodeError) as err:
+            raise ExperimentError(f"{path}: unreadable ({err})") from None
+    return recs
+
+
+def write_curves(out: str, dest: str) -> int:
+    """Write every trial record of ``out`` (training curves and B_S curves included) as
+    gzip-compressed JSON lines to ``dest``, sorted by (net, batch, lr, seed); returns the
+    count. Floats keep 7 significant digits (float32 training)."""
+    import gzip
+
+    def short(v):
+        if isinstance(v, float):
+            return float(f"{v:.7g}")
+        if isinstance(v, list):
+            return [short(x) for x in v]
+        if isinstance(v, dict):
+            return {k: short(x) for k, x in v.items()}
+        return v
+
+    recs = sorted(load_trials(out), key=lambda r: (r["arch_id"], r["batch_size"], r["lr"],
+                                                   r["seed"]))
+    tmp = dest + ".tmp"
+    with gzip.open(tmp, "wt", compresslevel=9) as f:
+        for r in recs:
+            f.write(json.dumps(short(r), separators=(",", ":")) + "\n")
+    os.replace(tmp, dest)
+    return len(recs)
 
 
 def load_studies(out: str) -> list[dict]:
@@ -643,4 +684,4 @@ def _records(out: str) -> list[dict]:
 
 __all__ = ["run_sweep", "plan", "load_trials", "load_studies", "write_json_atomic",
            "trial_path", "study_path", "init_statistics", "versions", "edge_direction",
-           "lr_summary"]
+           "lr_summary", "write_curves", "CURVES_FILE"]

@@ -3,6 +3,8 @@
 Example::
 
     python -m experiments.report runs/quick
+    python -m experiments.report runs/c2 --repeat runs/c2-repeat     # with the calibration
+    python -m experiments.report runs/axes --reference runs/c2/mnist1d-cross_entropy-fc
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ def _parser():
     p = _cli.ArgumentParser(prog="python -m experiments.report",
                             description=__doc__.split("\n")[0])
     p.add_argument("dir", help="sweep output folder (as given to experiments.sweep --out)")
-    p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the config's)")
+    p.add_argument("--bootstrap", type=int,
+                   help="bootstrap resamples of the predictors' Spearman intervals "
+                        "(default: the config's)")
+    p.add_argument("--repeat", help="a repeat of (some of) the same workloads under other "
+                                    "seeds: calibrates the intervals")
+    p.add_argument("--reference", action="append", default=[],
+                   help="another workload folder to analyse with this suite (repeatable)")
     return p
 
 
@@ -30,7 +38,13 @@ def main(argv=None) -> int:
     if args.bootstrap is not None and args.bootstrap < 0:
         raise _cli.ExperimentError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     command = "python -m experiments.report " + " ".join(shlex.quote(a) for a in argv)
-    res = write_report(args.dir, n_boot=args.bootstrap, command=command)
+    import os
+
+    for d in [args.repeat] + args.reference:
+        if d is not None and not os.path.isdir(d):
+            raise _cli.ExperimentError(f"{d}: no such folder")
+    res = write_report(args.dir, n_boot=args.bootstrap, command=command, repeat=args.repeat,
+                       reference=args.reference)
     print(f"report: {res['report']}")
     print(f"verdict on C2: {res['verdict']['C2']}")
     return 0

@@ -17,9 +17,10 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import (ExperimentError, SweepConfig, config_from_dict, edge_direction,
-                         family_trend, load_data, predictor_table, study_table)
+from experiments import (ExperimentError, SweepConfig, adjust, config_from_dict,
+                         edge_direction, load_data, net_rows, trends)
 from experiments import report as report_cli
+from experiments import write_report
 from experiments import sweep as sweep_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +38,8 @@ def _synthetic_trials(nets, *, sigma, seeds=3, seed=0, n=4096):
             for s in range(seeds):
                 steps = 200.0 * (1 + B / m) * math.exp(sigma * rng.standard_normal())
                 base = {"arch_id": aid, "arch": "fc", "activation": "relu", "depth": depth,
-                        "width": width, "params": 1000, "batch_size": m, "seed": s, "n": n}
+                        "width": width, "params": 1000, "batch_size": m, "seed": s, "n": n,
+                        "target_metric": "accuracy", "target": 0.9}
                 trials.append({**base, "lr": 0.1, "status": "REACHED",
                                "steps_to_target": steps})
                 trials.append({**base, "lr": 0.01, "status": "UNREACHED",
@@ -50,8 +52,11 @@ def _width_family(slope, widths=(16, 32, 64, 128)):
     return [(f"fc-relu-L3-K{K}", 3, K, 64.0 * (K / 16) ** slope) for K in widths]
 
 
-def _members(nets):
-    return [{"arch_id": a, "depth": d, "width": w} for a, d, w, _ in nets]
+def _trend_of(nets, family, *, sigma, seeds=5):
+    rows = net_rows(_synthetic_trials(nets, sigma=sigma, seeds=seeds),
+                    [("accuracy", 0.9)], n=4096)
+    return adjust(trends(rows, {family: [a for a, *_ in nets]}, range(seeds),
+                         primary="accuracy:0.9"))
 
 
 @pytest.mark.parametrize("family, slope, sigma, expected", [
@@ -64,8 +69,7 @@ def _members(nets):
 ])
 def test_family_trend_verdicts_on_synthetic_data(family, slope, sigma, expected):
     nets = _width_family(slope)
-    trials = _synthetic_trials(nets, sigma=sigma)
-    t = family_trend(study_table(trials), family, _members(nets), n_boot=300, level=0.9)
+    (t,) = [t for t in _trend_of(nets, family, sigma=sigma) if t["full_batch_point"]]
     assert t["verdict"] == expected, t
     assert len(t["nets"]) == 4
     # the point slope recovers the truth within the noise: with sigma = 3% per point the
@@ -80,27 +84,12 @@ def test_family_trend_verdicts_on_synthetic_data(family, slope, sigma, expected)
 def test_depth_family_sign_convention_and_too_few_nets():
     # deeper -> smaller B_crit is what C2 predicts: a negative slope in L supports it
     nets = [(f"fc-relu-L{L}-K32", L, 32, 256.0 * 0.7 ** L) for L in (3, 4, 6, 8)]
-    t = family_trend(study_table(_synthetic_trials(nets, sigma=0.03)), "depth",
-                     _members(nets), n_boot=200)
+    (t,) = [t for t in _trend_of(nets, "depth", sigma=0.03) if t["full_batch_point"]]
     assert t["verdict"] == "supported" and t["slope"] == pytest.approx(math.log(0.7), abs=0.1)
-    # three nets: no verdict from 3 points, whatever the data say
-    t3 = family_trend(study_table(_synthetic_trials(nets[:3], sigma=0.03)), "depth",
-                      _members(nets[:3]), n_boot=200)
-    assert t3["verdict"] == "inconclusive" and "at least 4" in t3["reason"]
-    assert t3["slope"] < 0 and t3["ci_low"] is None
-
-
-def test_predictor_table_ratio_spearman_and_lower_bound():
-    rows = [{"observed_B_crit": b, "observed_max_batch": mb, "fit_edge": None,
-             "predicted_max_batch": p, "predicted_max_batch_run": None,
-             "predicted_max_batch_theory": None, "B_simple_at_target": None}
-            for b, mb, p in ((100, 128, 10), (200, 256, 20), (400, 512, 40), (800, 512, 1000))]
-    preds = {p["predictor"]: p for p in predictor_table(rows, n_boot=200)}
-    mc = preds["mc_init"]
-    assert mc["nets"] == 4 and mc["spearman"] == pytest.approx(1.0)
-    assert mc["ratio_median"] == pytest.approx(10.0)  # observed / predicted: 10, 10, 10, 0.8
-    assert mc["lower_bound_held"] == pytest.approx(0.75)  # 1000 > 512 fails once
-    assert preds["theory_init"]["nets"] == 0 and preds["theory_init"]["spearman"] is None
+    # two nets: no slope, whatever the data say
+    (t2,) = [t for t in _trend_of(nets[:2], "depth", sigma=0.03) if t["full_batch_point"]]
+    assert t2["verdict"] == "inconclusive" and "a slope needs 3" in t2["reason"]
+    assert t2["slope"] is None and t2["p_adjusted"] is None
 
 
 def test_edge_direction_cases():
@@ -163,9 +152,11 @@ lr_reference_batch = 8
 lr_center = "previous_best"
 lr_extend = 1
 seeds = 2
+lr_jitter = true
 max_steps = 80
 target_metric = "accuracy"
 target = 0.6
+extra_targets = ["accuracy:0.4", "loss:2.0"]
 [analysis]
 bootstrap = 40
 """
@@ -197,28 +188,53 @@ def test_tiny_suite_end_to_end_contract(tiny_suite):
     suite = _load(os.path.join(out, "suite.json"))
     assert suite["workloads"] == ["digits-cross_entropy-fc", "digits-squared-fc"]
     a = _load(os.path.join(out, "analysis.json"))
-    keys = {"data", "loss", "arch", "family", "nets", "slope", "ci_low", "ci_high", "verdict"}
+    keys = {"data", "loss", "arch", "family", "nets", "slope", "ci_low", "ci_high", "verdict",
+            "target_metric", "target", "optimizer", "parametrisation", "p_adjusted",
+            "full_batch_point", "primary"}
     assert a["trends"] and all(keys <= set(t) for t in a["trends"])
     assert {(t["loss"], t["family"]) for t in a["trends"]} == {
         (lo, f) for lo in ("cross_entropy", "squared") for f in ("width", "budget")}
+    # every target (the primary one and the extra ones) has its trend rows
+    assert {t["target_metric"] for t in a["trends"]} == {"accuracy", "loss"}
     assert all(t["verdict"] in ("supported", "contradicted", "inconclusive")
                for t in a["trends"])
-    # two nets per family: never a verdict
+    assert all(t["optimizer"] == "sgd" and t["parametrisation"] == "standard"
+               for t in a["trends"])
+    # two nets per family: never a slope, never a verdict
     assert all(t["verdict"] == "inconclusive" for t in a["trends"])
+    mkeys = {"data", "loss", "arch", "optimizer", "parametrisation", "factor", "coef",
+             "ci_low", "ci_high"}
+    assert a["matched"] and all(mkeys <= set(m) for m in a["matched"])
+    assert "calibration" in a and a["calibration"] is None  # no repeat given
     pkeys = {"data", "loss", "predictor", "nets", "spearman", "spearman_ci_low",
-             "spearman_ci_high", "ratio_median", "lower_bound_held"}
+             "spearman_ci_high", "ratio_median", "lower_bound_held", "lower_bound_nets",
+             "target_metric", "target"}
     assert {p["predictor"] for p in a["predictors"]} == {
-        "theory_init", "mc_init", "along_run", "B_simple_at_target"}
+        "theory_init", "mc_init", "run_to_target", "B_simple_at_target"}
     assert all(pkeys <= set(p) for p in a["predictors"])
     with open(os.path.join(out, "report.md")) as f:
         md = f.read()
-    assert "Claim C2 is **" in md and "| digits | squared | fc | width |" in md
+    assert "Claim C2 is **" in md and "| digits | fc | sgd | standard | width |" in md
     for stem in ("predictors_digits-cross_entropy", "predictors_digits-squared"):
         assert os.path.getsize(os.path.join(out, "figures", f"{stem}.png")) > 1000
     wdir = os.path.join(out, "digits-squared-fc")
     for stem in ("steps_vs_batch_width", "epochs_vs_batch_budget", "bcrit_vs_width",
-                 "bcrit_vs_depth_budget"):
+                 "bcrit_vs_depth_budget", "bcrit_vs_progress_width"):
         assert os.path.getsize(os.path.join(wdir, "figures", f"{stem}.pdf")) > 1000
+
+
+def test_repeat_gives_a_calibration_object(tiny_suite, tmp_path):
+    cfg, out = tiny_suite
+    rep = str(tmp_path / "repeat")
+    assert sweep_cli.main(["--config", cfg, "--out", rep, "--seed-start", "2",
+                           "--no-progress"]) == 0
+    res = write_report(out, repeat=rep)
+    cal = res["calibration"]
+    assert {"nominal", "coverage", "pairs", "nets"} <= set(cal) and cal["nominal"] == 0.9
+    a = _load(os.path.join(out, "analysis.json"))
+    assert a["calibration"]["pairs"] == cal["pairs"]
+    trial = _load(next(p for p in _walk(rep, "lr0.0125-seed2.json")))
+    assert trial["seed"] == 2 and trial["lr_actual"] != trial["lr"]  # lr_jitter
 
 
 def test_squared_loss_on_one_hot_targets_is_trained_and_predicted(tiny_suite):
@@ -386,8 +402,19 @@ def test_suite_config_round_trip():
     from experiments import load_config
 
     names = [n for n, _ in load_config(c2).workloads()]
-    assert len(names) == 6 and "mnist1d-squared-fc" not in names
+    assert names == ["digits-cross_entropy-fc", "digits-cross_entropy-residual",
+                     "mnist1d-cross_entropy-fc", "mnist1d-cross_entropy-residual"]
     assert SweepConfig().workloads() == [("", SweepConfig())]
+    # the axes suite: optimizer x parametrisation, "sgd/standard" excluded, per-optimizer lrs
+    axes = dict(load_config(os.path.join(ROOT, "experiments", "configs", "axes.toml"))
+                .workloads())
+    assert sorted(axes) == sorted(f"mnist1d-cross_entropy-fc-{o}-{p}" for o, p in (
+        ("sgd", "mup"), ("momentum", "standard"), ("momentum", "mup"), ("adam", "standard"),
+        ("adam", "mup")))
+    adam = axes["mnist1d-cross_entropy-fc-adam-mup"]
+    assert adam.optimizer == "adam" and adam.parametrisation == "mup" and adam.lrs[1] == 0.001
+    mom = axes["mnist1d-cross_entropy-fc-momentum-standard"]
+    assert mom.effective_momentum == 0.9 and mom.budget == 0
 
 
 def test_cli_flags_win_over_the_suite():
@@ -397,9 +424,9 @@ def test_cli_flags_win_over_the_suite():
     args = sweep_cli._parser().parse_args(["--config", c2, "--data", "digits", "--seeds", "2",
                                            "--batch-sizes", "8,64", "--arch", "fc"])
     works = sweep_cli.build_config(args).workloads()
-    assert [n for n, _ in works] == ["digits-cross_entropy-fc", "digits-squared-fc"]
+    assert [n for n, _ in works] == ["digits-cross_entropy-fc"]
     assert all(w.seeds == 2 and w.batch_sizes == (8, 64) for _, w in works)
-    assert [w.target for _, w in works] == [0.99, 0.9]  # untouched overrides stay
+    assert [w.target for _, w in works] == [0.99]  # untouched overrides stay
     args = sweep_cli._parser().parse_args(["--config", c2, "--data", "my.npz", "--loss",
                                            "squared"])
     assert [n for n, _ in sweep_cli.build_config(args).workloads()] == [
