@@ -393,7 +393,8 @@ def test_bad_config_file_gives_one_line_error(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert lines == [f"error: {bad}: unknown key train.learning_rate (known: loss, batch_sizes,"
                      f" lrs, lr_scaling, lr_reference_batch, lr_center, lr_extend, seeds, "
-                     f"momentum, max_steps, "
+                     f"seed_start, lr_jitter, optimizer, parametrisation, mup_base_width, "
+                     f"momentum, extra_targets, max_steps, "
                      f"target_metric, target, eval_growth, stop_factor, step_cap_factor, dtype)"]
     broken = _write_config(tmp_path, "[train\n", "broken.toml")
     r = _cli("experiments.sweep", "--config", broken)
