@@ -34,6 +34,9 @@ DTYPES = ("float32", "float64")
 LR_SCALINGS = ("none", "sqrt", "linear")
 LR_CENTERS = ("scaled", "previous_best")
 OPTIMIZERS = ("sgd", "momentum", "adam")
+MAX_SEEDS = 1000          # a study holds every (lr x seed) trial in memory at once
+MAX_BUDGET = 10 ** 9      # parameters
+MAX_WIDTH = 100_000
 PARAMETRISATIONS = ("standard", "mup")
 TARGET_PREFIXES = ("accuracy", "loss")
 
@@ -425,8 +428,14 @@ def _validate(c: SweepConfig):
         bad(f"train.batch_sizes must be distinct positive integers, got {list(c.batch_sizes)}")
     if any(not (math.isfinite(lr) and lr > 0) for lr in c.lrs) or len(set(c.lrs)) != len(c.lrs):
         bad(f"train.lrs must be distinct positive numbers, got {list(c.lrs)}")
-    if c.seeds <= 0:
-        bad(f"train.seeds (a count) must be positive, got {c.seeds}")
+    if not 0 < c.seeds <= MAX_SEEDS:
+        bad(f"train.seeds (a count) must be in 1..{MAX_SEEDS}, got {c.seeds}")
+    if c.budget > MAX_BUDGET:
+        bad(f"model.budget {c.budget} is above {MAX_BUDGET:.0e} parameters: not a net this "
+            f"toolkit trains on a CPU or one GPU")
+    widths = list(c.width_family_widths) + [c.depth_family_width, c.mup_base_width]
+    if max(widths) > MAX_WIDTH:
+        bad(f"families: widths above {MAX_WIDTH} are refused, got {max(widths)}")
     if not 0 <= c.momentum < 1:
         bad(f"train.momentum must be in [0, 1), got {c.momentum}")
     if c.max_steps <= 0:

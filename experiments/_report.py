@@ -83,6 +83,9 @@ def load_sweep(out: str):
         raise ExperimentError(f"{out}: no workload.json (run python -m experiments.sweep "
                               f"--out {out} first)")
     wl = read_json(wl_path)
+    if not isinstance(wl, dict) or not all(k in wl for k in ("config", "data", "loss",
+                                                             "target_metric", "target")):
+        raise ExperimentError(f"{wl_path}: not a workload record of experiments.sweep")
     archs = {}
     adir = os.path.join(out, "archs")
     if os.path.isdir(adir):

@@ -84,6 +84,36 @@ def write_text_atomic(path: str, text: str) -> None:
         raise
 
 
+class _FolderLock:
+    """An exclusive, non-blocking lock on ``folder/name`` (``fcntl.flock``): a second sweep
+    on the same folder refuses in one line instead of training everything twice. The
+    kernel drops the lock when the process ends, however it ends."""
+
+    def __init__(self, folder: str, name: str = ".lock"):
+        self.path = os.path.join(folder, name)
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise ExperimentError(f"{os.path.dirname(self.path)}: another sweep is running on "
+                                  f"this folder (wait for it, or use another --out)") from None
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        return False
+
+
 def _remove_stale_tmp(out: str) -> None:
     """Delete half-written ``.tmp-*`` files a killed run left behind (never a finished file)."""
     for folder, _, files in os.walk(out):
@@ -270,6 +300,16 @@ def _run_parallel(cfg, out, names, jobs, *, progress, log, command):
     t0 = time.perf_counter()
     works = {name: (wcfg, plan(wcfg)) for name, wcfg in cfg.workloads() if name in names}
     os.makedirs(out, exist_ok=True)
+    with _FolderLock(out, ".suite.lock"):
+        return _run_parallel_locked(cfg, out, works, jobs, progress=progress, log=log,
+                                    command=command, t0=t0)
+
+
+def _run_parallel_locked(cfg, out, works, jobs, *, progress, log, command, t0):
+    import shlex
+    import subprocess
+    import tempfile as _tf
+
     _suite_record(cfg, out, [n for n, _ in cfg.workloads()], command, log)
     cfg_file = os.path.join(out, "config.toml")
     total = sum(len(p[6]) * len(p[7]) for _, p in works.values())
@@ -337,6 +377,15 @@ def _run_all(cfg, out, *, progress, log, command, only=None):
     works = [(name, wcfg, plan(wcfg)) for name, wcfg in cfg.workloads()
              if only is None or name in only]
     os.makedirs(out, exist_ok=True)
+    if only is None:  # a --workloads child runs under its parent's suite lock
+        with _FolderLock(out, ".suite.lock"):
+            return _run_all_locked(cfg, out, works, progress=progress, log=log,
+                                   command=command, only=only, t0=t0)
+    return _run_all_locked(cfg, out, works, progress=progress, log=log, command=command,
+                           only=only, t0=t0)
+
+
+def _run_all_locked(cfg, out, works, *, progress, log, command, only, t0):
     if cfg.is_suite:
         _suite_record(cfg, out, [n for n, _ in cfg.workloads()], command, log)
     total = sum(len(p[6]) * len(p[7]) for _, _, p in works)
@@ -372,15 +421,27 @@ def _run_workload(cfg, out, planned, *, bar, log, command):
         log(f"{fam} family: {', '.join(arch_id(s) for s in members)}")
     if skipped:
         log(f"skipping batch sizes larger than n={ds.n}: {skipped}")
-    dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
-
     os.makedirs(out, exist_ok=True)
-    _remove_stale_tmp(out)
+    with _FolderLock(out):
+        return _run_workload_locked(cfg, out, planned, ds=ds, task=task, loss=loss,
+                                    metric=metric, target=target, families=families,
+                                    specs=specs, batch_sizes=batch_sizes, skipped=skipped,
+                                    bar=bar, log=log, command=command)
+
+
+def _run_workload_locked(cfg, out, planned, *, ds, task, loss, metric, target, families,
+                         specs, batch_sizes, skipped, bar, log, command):
+    dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
+    _remove_stale_tmp(out)  # only under the lock: never another live run's temporary file
     wl = _workload_record(cfg, ds, task, loss, metric, target, families, specs, batch_sizes,
                           skipped)
     wl_path = os.path.join(out, "workload.json")
     if os.path.exists(wl_path):
-        diff = _same_workload(read_json(wl_path), wl)
+        old = read_json(wl_path)
+        if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
+            raise ExperimentError(f"{wl_path}: not a workload record (use another --out, or "
+                                  f"remove the file)")
+        diff = _same_workload(old, wl)
         if diff:
             raise ExperimentError(f"{out} holds a sweep of a different workload (differs in: "
                                   f"{', '.join(diff)}); use another --out")
@@ -627,7 +688,7 @@ def load_trials(out: str) -> list[dict]:
     or, in a collected results folder without trial files, the records in
     ``OUT/trials-curves.jsonl.gz`` (:func:`write_curves`: the same records, curves
     included)."""
-    recs = [r for r in _records(out) if "lr" in r]
+    recs = [r for r in _records(out) if isinstance(r, dict) and "lr" in r]
     path = os.path.join(out, CURVES_FILE)
     if not recs and os.path.exists(path):
         import gzip
@@ -637,7 +698,17 @@ def load_trials(out: str) -> list[dict]:
                 recs = [json.loads(line) for line in f if line.strip()]
         except (OSError, EOFError, json.JSONDecodeError) as err:
             raise ExperimentError(f"{path}: unreadable ({err})") from None
+    for r in recs:
+        missing = [k for k in TRIAL_KEYS if k not in r]
+        if missing:
+            raise ExperimentError(f"{out}: a trial record ({r.get('study', '?')}, lr "
+                                  f"{r.get('lr')}, seed {r.get('seed')}) lacks "
+                                  f"{', '.join(missing)}")
     return recs
+
+
+TRIAL_KEYS = ("arch_id", "arch", "activation", "depth", "width", "params", "batch_size", "lr",
+              "seed", "status", "steps_to_target", "n")
 
 
 def write_curves(out: str, dest: str) -> int:

@@ -370,6 +370,14 @@ def study_file(out, study):
     ({"suite": {"losses": ["hinge"]}}, "suite.losses"),
     ({"suite": {"digits": {"train.lrr": 0.1}}}, "unknown override"),
     ({"train": {"lr_extend": 2, "lrs": [0.1, 0.15, 0.4]}}, "geometric"),
+    ({"train": {"seeds": 1000000000}}, "train.seeds"),
+    ({"model": {"budget": 10 ** 12}}, "above 1e"),
+    ({"families": {"width_depth": 3, "widths": [16, 10 ** 9]}}, "widths above"),
+    ({"train": {"optimizer": "lbfgs"}}, "train.optimizer"),
+    ({"suite": {"parametrisations": ["ntk"]}}, "train.parametrisation"),
+    ({"train": {"extra_targets": ["accuracy:1.5"]}}, "extra_targets"),
+    ({"train": {"extra_targets": ["perplexity:3"]}}, "extra_targets"),
+    ({"train": {"lr_jitter": 1}}, "true or false"),
 ])
 def test_bad_suite_configs_are_one_line_errors(raw, message):
     with pytest.raises(ExperimentError, match=message) as err:
@@ -431,3 +439,22 @@ def test_cli_flags_win_over_the_suite():
                                            "squared"])
     assert [n for n, _ in sweep_cli.build_config(args).workloads()] == [
         "my-squared-fc", "my-squared-residual"]
+
+
+def test_second_sweep_on_a_running_folder_refuses_in_one_line(tmp_path, capsys):
+    from experiments._sweep import _FolderLock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "workload.json").write_text("[1, 2, 3]")
+    with _FolderLock(str(out), ".suite.lock"):  # as a running sweep holds it
+        assert sweep_cli.main(["--out", str(out), "--no-progress", "--max-steps", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another sweep is running" in err[0]
+    # once free, a folder holding something that is not a workload record is refused
+    assert sweep_cli.main(["--out", str(out), "--no-progress", "--max-steps", "5",
+                           "--n", "64", "--batch-sizes", "8,16,32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "not a workload record" in err[-1]
+    assert report_cli.main([str(out)]) == 2
+    assert "not a workload record" in capsys.readouterr().err
