@@ -1,5 +1,5 @@
 """experiments/: training sweeps that test whether gradient diversity predicts the largest
-useful batch, for wide vs deep networks of one parameter budget (SPEC §5).
+useful batch, for wide vs deep networks of one parameter budget (README: "Experiments").
 
 Thin re-exports; each concept lives in one private module:
 

@@ -13,10 +13,10 @@ come at no extra pass. :func:`run_study` trains every (learning rate × seed) tr
 size together: the trials are stacked on a leading axis and one compiled, vmapped step advances
 them all (sharded across local devices when there are several).
 
-Protocol details (SPEC §5):
+Protocol details:
 
 * batches of ``m`` indices drawn uniformly *with replacement* from the n training examples
-  (the sampling model of SPEC §2), a fresh draw per step from ``fold_in(key(seed), step)``;
+  (the sampling model of the batch-size bound), a fresh draw per step from ``fold_in(key(seed), step)``;
   all learning rates of one seed share the initial weights and the batch sequence;
 * the training loss/accuracy on the whole training set is evaluated at log-spaced steps
   (each evaluation step is ``ceil(eval_growth`` × the previous one``)``, at least +1), so
