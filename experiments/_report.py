@@ -30,7 +30,7 @@ import platform
 from ._analysis import (PREDICTORS, adjust, matched_effects, net_rows, predictor_table,
                         predictor_values, study_table, trends, trial_counts, verdict,
                         workload_targets)
-from ._fit import calibration, target_key
+from ._fit import calibration, holm, target_key
 from ._config import data_label
 from ._errors import ExperimentError
 from ._sweep import (load_studies, load_trials, read_json, versions, write_json_atomic,
@@ -327,6 +327,7 @@ def write_report(out: str, *, n_boot: int | None = None, command: str | None = N
                                    repeat=repeat, reference=reference or [])
     res = analyse_workload(out, n_boot=n_boot, progress=progress)
     adjust(res["trends"], res["level"])
+    _adjust_matched(res)
     v = verdict(res["trends"])
     cal = _calibrate(res["net_rows"], _repeat_rows(repeat, n_boot), res["level"])
     _write_analysis(out, res, v, cal)
@@ -336,6 +337,13 @@ def write_report(out: str, *, n_boot: int | None = None, command: str | None = N
     return {"rows": res["rows"], "verdict": v, "figures": figs, "trends": res["trends"],
             "predictors": res["predictors"], "report": os.path.join(out, "report.md"),
             "res": res, "calibration": cal}
+
+
+def _adjust_matched(res) -> None:
+    """Holm over the matched-progress rows (loss and accuracy together), in place."""
+    rows = res["matched"] + res["matched_accuracy"]
+    for m, pa in zip(rows, holm([m["p"] for m in rows])):
+        m["p_adjusted"] = pa
 
 
 def _write_analysis(out, res, v, cal, extra=None):
@@ -376,6 +384,7 @@ def _write_suite_report(out, *, n_boot, command, progress, repeat, reference):
               for k in ("trends", "matched", "matched_accuracy", "predictors", "net_rows",
                         "rows")}
     adjust(allres["trends"], level)  # Holm over every trend row of the suite
+    _adjust_matched(allres)
     v = verdict(allres["trends"])
     cal = _calibrate(allres["net_rows"], _repeat_rows(repeat, n_boot), level)
     # each workload's own files, with the suite-wide adjustment
@@ -454,25 +463,26 @@ def _matched_table(matched, with_workload: bool) -> list[str]:
     L = []
     head = "| data | arch | optimizer | param. | " if with_workload else "| "
     L.append(head + "factor | matched on | targets | points | effect on log B_crit | "
-                    "interval | p |")
-    L.append("|" + "---|" * (11 if with_workload else 7))
+                    "interval | p | Holm p |")
+    L.append("|" + "---|" * (12 if with_workload else 8))
     for m in matched:
         pre = (f"| {m['data']} | {m['arch']} | {m['optimizer']} | {m['parametrisation']} | "
                if with_workload else "| ")
         coef = "–" if m["coef"] is None else f"{m['coef']:+.3f} per {m['axis']}"
         L.append(pre + f"{m['factor']} | training {m['matched_on']} | "
                  f"{', '.join(t.split(':')[1] for t in m['targets']) or '–'} | {m['points']} | "
-                 f"{coef} | {_ci(m['ci_low'], m['ci_high'])} | {_p(m['p'])} |")
+                 f"{coef} | {_ci(m['ci_low'], m['ci_high'])} | {_p(m['p'])} | "
+                 f"{_p(m.get('p_adjusted'))} |")
     return L
 
 
 def _predictor_lines(preds, with_data: bool) -> list[str]:
     L = []
-    head = "| data | optimizer | param. | " if with_data else "| "
+    head = "| data | arch | optimizer | param. | " if with_data else "| "
     L.append(head + "target | predictor | nets | Spearman ρ vs B_crit [interval] | "
              "observed B_crit / predicted: median [min, max] | predicted ≤ largest useful "
              "batch (nets where it could fail) |")
-    L.append("|" + "---|" * (8 if with_data else 5))
+    L.append("|" + "---|" * (9 if with_data else 5))
     for p in preds:
         rho = "–" if p["spearman"] is None else (
             f"{p['spearman']:+.2f}" + ("" if p["spearman_ci_low"] is None else
@@ -482,8 +492,8 @@ def _predictor_lines(preds, with_data: bool) -> list[str]:
             f"{p['ratio_median']:.3g} [{p['ratio_min']:.3g}, {p['ratio_max']:.3g}]")
         held = ("– (0)" if p["lower_bound_held"] is None else
                 f"{p['lower_bound_held']:.0%} ({p['lower_bound_nets']})")
-        pre = f"| {p['data']} | {p['optimizer']} | {p['parametrisation']} | " if with_data \
-            else "| "
+        pre = (f"| {p['data']} | {p['arch']} | {p['optimizer']} | {p['parametrisation']} | "
+               if with_data else "| ")
         L.append(pre + f"{p['target_metric']}:{p['target']:g} | {p['predictor']} | "
                  f"{p['nets']} | {rho} | {ratio} | {held} |")
     L.append("")
@@ -533,7 +543,8 @@ def _suite_markdown(out, suite, results, res, v, figs, missing, command, cal):
     L += _matched_table(res["matched"], True)
     L += ["", "Each row is the common slope of log B_crit within each training-loss target "
           "(each target its own intercept): if B_crit depended on the loss reached alone, "
-          "these would be 0. The same at matched training accuracy:", ""]
+          "these would be 0. Holm's adjustment runs over the matched rows (loss and accuracy "
+          "together). The same at matched training accuracy:", ""]
     L += _matched_table(res["matched_accuracy"], True)
     L += ["", "## Calibration of the intervals", ""] + _calibration_lines(cal) + [""]
     L += ["## Every trend (each target, with and without the full-batch point)", "",
