@@ -50,7 +50,7 @@ from ._chain import Layer, chain_sum, chain_terms, uniform_sum
 from ._diversity import batch_size_bound, predicted_max_batch
 from ._invariants import Invariants
 from ._kernels import limit_terms, two_layer_relu_terms
-from ._spec import MAX_DEPTH, NetSpec
+from ._spec import MAX_DEPTH, LayerSpec, NetSpec
 
 DPS = 50
 LARGE_WIDTH_FACTOR = 10**30  # widths × this factor evaluate the K → ∞ limit
@@ -83,22 +83,23 @@ def _mp(value):
     return mpmath.mpf(value)
 
 
+def transfer_args(layer: LayerSpec, conv) -> tuple:
+    """(n_in, n_out, s^2, gamma^2, beta^2, p_in, p_out) of one layer, converted by ``conv``:
+    the arguments of the transfer layers of :mod:`theory._linear` and :mod:`theory._relu_chain`
+    (p = 1/2, the fraction of active units, after a ReLU; 1 otherwise). The symbolic closed
+    forms call this with sympy values."""
+    half, one = Fraction(1, 2), Fraction(1)
+    values = (layer.fan_in, layer.fan_out, layer.gain_square, layer.skip_square,
+              layer.branch_square, half if layer.relu_in else one,
+              half if layer.relu_out else one)
+    # ints become Fractions first: int / int would be a float in rational arithmetic
+    return tuple(conv(Fraction(v) if isinstance(v, int) else v) for v in values)
+
+
 def _layer_args(spec: NetSpec, conv, layers=None):
-    """Per layer l (1-based, all by default): (n_in, n_out, s^2, gamma^2, beta^2, p_in, p_out)
-    converted by ``conv``."""
-    relu = spec.activation == "relu"
-    L = spec.depth
-    a2 = spec.alpha_square
-    out = []
-    for l in (range(1, L + 1) if layers is None else layers):
-        (n_in, n_out), s2 = spec.layer_dim(l), spec.gain_squares[l - 1]
-        block = spec.arch == "residual" and 2 <= l <= L - 1
-        g2, b2 = (Fraction(1), a2) if block else (Fraction(0), Fraction(1))
-        p_in = Fraction(1, 2) if (relu and l >= 2) else Fraction(1)
-        p_out = Fraction(1, 2) if (relu and l < L) else Fraction(1)
-        out.append(tuple(conv(v) for v in (Fraction(n_in), Fraction(n_out), s2, g2, b2, p_in,
-                                           p_out)))
-    return out
+    """:func:`transfer_args` of the layers l (1-based, all by default) of ``spec``."""
+    ls = range(1, spec.depth + 1) if layers is None else layers
+    return [transfer_args(spec.layer(l), conv) for l in ls]
 
 
 def linear_layers(spec: NetSpec, conv=_mp, layers=None) -> tuple[list[Layer], list[Layer]]:
@@ -120,8 +121,10 @@ def relu_chain_layers(spec: NetSpec, conv=_mp, layers=None) -> tuple[list[Layer]
 
 def _summation(spec: NetSpec, closed_form: bool = True):
     """(layers to build, how to sum them): (first, one hidden, last) and the O(1)-in-depth
-    closed form when the hidden layers are identical, else all layers and the recursion."""
-    if closed_form and spec.is_uniform and spec.depth >= 3:
+    closed form when the hidden layers are one layer repeated (:attr:`NetSpec.hidden_repeats`,
+    at least once), else all layers and the explicit recursion."""
+    repeats = spec.hidden_repeats
+    if closed_form and repeats is not None and repeats >= 1:
         return (1, 2, spec.depth), lambda layers, top, bottom: uniform_sum(
             *layers, spec.depth, top, bottom)
     return None, chain_sum
