@@ -516,8 +516,8 @@ def _check_relu_cost(spec: NetSpec) -> None:
         except OverflowError:
             ok = False
         if not ok:
-            raise ValueError(f"gain s_{l}^2 = {float(mpmath.mpf(s2.numerator) / s2.denominator):.3g} "
-                             f"is outside the float64 range that the ReLU pair sums use")
+            raise ValueError(f"gain s_{l}^2 = {mpmath.nstr(_mp(s2), 3)} is outside the float64 "
+                             f"range that the ReLU pair sums use")
 
 
 def _pair_chain_parts(spec: NetSpec, inv: Invariants, x, y, progress: bool = False):
