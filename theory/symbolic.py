@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 
 import sympy as sp
@@ -54,8 +55,6 @@ def _layer_triples(activation, arch, gains, alpha2):
     layer of the family (d → K, K → K repeated L − 2 times, K → c): the LayerSpecs of a
     depth-3 net of that family (so which layer is a block, and where the ReLUs sit, is read
     from the spec, not re-derived), with symbolic dimensions, gains and branch scale."""
-    from dataclasses import replace
-
     template = NetSpec(depth=3, widths=(1, 1), input_dim=1, activation=activation, arch=arch)
     first, hidden, last = template.layers
     layers = (replace(first, fan_in=d, fan_out=K, gain_square=gains[0]),
