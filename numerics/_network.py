@@ -32,8 +32,9 @@ LOSSES = ("squared", "cross_entropy")
 
 
 def _is_block(spec, l: int) -> bool:
-    """True when weight matrix ``l`` (python index 0..L-1) is a residual branch."""
-    return spec.arch == "residual" and 1 <= l <= spec.depth - 2
+    """True when weight matrix ``l`` (python index 0..L-1) is a residual branch (the spec's
+    :class:`~theory._spec.LayerSpec` says so)."""
+    return spec.layer(l + 1).block
 
 
 def branch_scales(spec) -> tuple[float, ...]:

@@ -142,3 +142,30 @@ def test_data_free_matches_gaussian_invariants():
     r = expected_moments(spec, invariants=inv)
     sym = S.data_free_bound().subs({S.K: 16, S.L: 4, S.n: 10, S.d: 6, S.c: 1})
     assert abs(float(sym) / r.batch_size_bound - 1) <= REL
+
+
+@pytest.mark.parametrize("arch,gains,alpha", [
+    ("fc", (1, 1.5, 1.5, 1.5, 0.5), None),
+    ("residual", (0.5, 1.5, 1.5, 1.5, 2), 0.7),
+])
+def test_symbolic_with_equal_hidden_gains(data, arch, gains, alpha):
+    """Non-default but equal hidden gains (and branch scale): the closed form in K, L applies
+    (``hidden_repeats``) and matches the numbers."""
+    x, y, inv = data
+    spec = NetSpec(depth=5, widths=(4,) * 4, input_dim=5, outputs=2, arch=arch, gains=gains,
+                   alpha=alpha)
+    assert spec.hidden_repeats == 3
+    cf = S.closed_form("linear", arch, S.spec_gain_triple(spec),
+                       None if alpha is None else spec.alpha_square)
+    r = expected_moments(spec, x, y)
+    assert abs(float(sp.N(cf["B"].subs(_subs(inv, 4, 5)), 30)) / r.batch_size_bound - 1) <= REL
+    assert abs(float(sp.N(cf["S1"].subs(_subs(inv, 4, 5)), 30)) / float(r.expected_S1) - 1) \
+        <= REL
+
+
+def test_no_closed_form_for_unequal_hidden_gains():
+    spec = NetSpec(depth=4, widths=(4, 4, 4), input_dim=3, gains=(1, 1.5, 1, 1))
+    assert spec.is_uniform and spec.hidden_repeats is None
+    with pytest.raises(ValueError, match="hidden layers differ"):
+        S.spec_gain_triple(spec)
+    assert S.closed_form_strings(spec)["kind"] == "none"

@@ -50,7 +50,7 @@ from ._chain import Layer, chain_sum, chain_terms, uniform_sum
 from ._diversity import batch_size_bound, predicted_max_batch
 from ._invariants import Invariants
 from ._kernels import limit_terms, two_layer_relu_terms
-from ._spec import MAX_DEPTH, NetSpec
+from ._spec import MAX_DEPTH, LayerSpec, NetSpec
 
 DPS = 50
 LARGE_WIDTH_FACTOR = 10**30  # widths × this factor evaluate the K → ∞ limit
@@ -74,6 +74,11 @@ PAIR_CHAIN_PRECISION = 0.006
 #: Carlo, fully connected ReLU, K = 16 and 32, L = 3..8, three data sets (README).
 PAIR_CHAIN_VALIDATED = (16, Fraction(1, 2), 0.027)
 PAIR_BLOCK_BYTES = 1 << 28  # memory of one block of ReLU pair terms (float64 arrays)
+#: Deepest ReLU net (depth >= 3) evaluated; deeper ones are refused at once. The ReLU pair sums
+#: cost O(n²·L) with a Python loop over the layers (L = 1000, K = 256, n = 128: 2.1 s on the
+#: 2-core development machine under load; L = 20 000 would take minutes), and beyond L/K = 1/16
+#: the approximation they feed is unvalidated anyway (README).
+RELU_MAX_DEPTH = 2000
 PROGRESS_PAIRS = 2 * 10**8  # pair-layer terms above which pair_sums shows a progress bar
 
 
@@ -83,22 +88,23 @@ def _mp(value):
     return mpmath.mpf(value)
 
 
+def transfer_args(layer: LayerSpec, conv) -> tuple:
+    """(n_in, n_out, s^2, gamma^2, beta^2, p_in, p_out) of one layer, converted by ``conv``:
+    the arguments of the transfer layers of :mod:`theory._linear` and :mod:`theory._relu_chain`
+    (p = 1/2, the fraction of active units, after a ReLU; 1 otherwise). The symbolic closed
+    forms call this with sympy values."""
+    half, one = Fraction(1, 2), Fraction(1)
+    values = (layer.fan_in, layer.fan_out, layer.gain_square, layer.skip_square,
+              layer.branch_square, half if layer.relu_in else one,
+              half if layer.relu_out else one)
+    # ints become Fractions first: int / int would be a float in rational arithmetic
+    return tuple(conv(Fraction(v) if isinstance(v, int) else v) for v in values)
+
+
 def _layer_args(spec: NetSpec, conv, layers=None):
-    """Per layer l (1-based, all by default): (n_in, n_out, s^2, gamma^2, beta^2, p_in, p_out)
-    converted by ``conv``."""
-    relu = spec.activation == "relu"
-    L = spec.depth
-    a2 = spec.alpha_square
-    out = []
-    for l in (range(1, L + 1) if layers is None else layers):
-        (n_in, n_out), s2 = spec.layer_dim(l), spec.gain_squares[l - 1]
-        block = spec.arch == "residual" and 2 <= l <= L - 1
-        g2, b2 = (Fraction(1), a2) if block else (Fraction(0), Fraction(1))
-        p_in = Fraction(1, 2) if (relu and l >= 2) else Fraction(1)
-        p_out = Fraction(1, 2) if (relu and l < L) else Fraction(1)
-        out.append(tuple(conv(v) for v in (Fraction(n_in), Fraction(n_out), s2, g2, b2, p_in,
-                                           p_out)))
-    return out
+    """:func:`transfer_args` of the layers l (1-based, all by default) of ``spec``."""
+    ls = range(1, spec.depth + 1) if layers is None else layers
+    return [transfer_args(spec.layer(l), conv) for l in ls]
 
 
 def linear_layers(spec: NetSpec, conv=_mp, layers=None) -> tuple[list[Layer], list[Layer]]:
@@ -120,8 +126,10 @@ def relu_chain_layers(spec: NetSpec, conv=_mp, layers=None) -> tuple[list[Layer]
 
 def _summation(spec: NetSpec, closed_form: bool = True):
     """(layers to build, how to sum them): (first, one hidden, last) and the O(1)-in-depth
-    closed form when the hidden layers are identical, else all layers and the recursion."""
-    if closed_form and spec.is_uniform and spec.depth >= 3:
+    closed form when the hidden layers are one layer repeated (:attr:`NetSpec.hidden_repeats`,
+    at least once), else all layers and the explicit recursion."""
+    repeats = spec.hidden_repeats
+    if closed_form and repeats is not None and repeats >= 1:
         return (1, 2, spec.depth), lambda layers, top, bottom: uniform_sum(
             *layers, spec.depth, top, bottom)
     return None, chain_sum
@@ -261,6 +269,8 @@ class TheoryResult:
     delta: float = 1.0
     notes: tuple = field(default_factory=tuple)
     loss: str = "squared"
+    #: what the expectations average over (the data-free mode also averages over the inputs)
+    averaged_over: str = "random init, data fixed"
 
     @property
     def kind(self) -> str:
@@ -304,7 +314,7 @@ class TheoryResult:
             "gain_squares": [str(g) for g in spec.gain_squares],
             "alpha_square": None if spec.alpha_square is None else str(spec.alpha_square),
             "parameterization": spec.parameterization,
-            "bound_definition": "ratio of expectations n*E[S1]/E[S2] over random init, data fixed",
+            "bound_definition": f"ratio of expectations n*E[S1]/E[S2] over {self.averaged_over}",
             "data": self.data,
             "notes": list(self.notes),
         }
@@ -374,11 +384,11 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_
         raise ValueError(f"data has input dim {inv.d} but the net expects {spec.input_dim}")
     if inv.c != spec.outputs:
         raise ValueError(f"labels have {inv.c} columns but the net has {spec.outputs} outputs")
-    if inv.X4 == 0:
-        raise ValueError("every input row is zero: all gradients vanish at every "
-                         "initialisation, so B_S-bar = n*E[S1]/E[S2] = 0/0 is undefined")
+    _check_invariants(inv, x, y)
     n = inv.n
     relu = spec.activation == "relu" and spec.depth >= 2
+    if relu:
+        _check_relu_cost(spec)
     limit_bound = None
     if not relu:
         parts = _linear_exact(spec, inv)
@@ -390,59 +400,16 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_
     else:
         if x is None:
             raise ValueError("ReLU nets need data x, y (the data-free mode covers linear nets)")
-        if spec.arch == "fc" and spec.depth == 2:  # exact and K -> oo from the same moments
-            both = pair_sums(lambda *a: two_layer_relu_terms(
-                *a, width_factors=(1, LARGE_WIDTH_FACTOR)), spec, x, y, progress=progress,
-                layers=4)
-            parts, limit = both.split(2)
-            limit_bound = _bound_of(limit.parts(), n)
-        else:
-            limit_bound = _bound_of(pair_sums(limit_terms, _scaled(spec, LARGE_WIDTH_FACTOR),
-                                              x, y, progress=progress).parts(), n)
-        if spec.arch == "residual":
-            parts = pair_sums(limit_terms, spec, x, y, progress=progress).parts()
-            kinds = ("limit", "limit")
-            lo, hi = RESIDUAL_LIMIT_ERROR
-            notes.append(f"residual ReLU: infinite-width (NTK) leading order at these widths; "
-                         f"measured error of E[S2] {100 * lo:+.0f}% to {100 * hi:+.0f}% at "
-                         f"K = 16-32, L = 3-8 with 10 outputs (finite-width corrections of "
-                         f"order outputs/K), -6% at K = 256, L = 3 (Monte Carlo, README)")
-        elif spec.depth == 2:
-            parts = parts.parts()
-            kinds = ("exact", "exact")
-        elif deep_relu == "pair_chain" or (deep_relu == "auto"
-                                           and sum(spec.widths) <= PAIR_CHAIN_MAX_UNITS):
-            S1n, S1l, S2n, S2l = _pair_chain_parts(spec, inv, x, y, progress)
-            parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
-            kinds = ("exact", "numerical")
-            notes.append(f"E[S2]: exact reduction to the angle between the inputs of each "
-                         f"pair, integrated numerically (precision about "
-                         f"{100 * PAIR_CHAIN_PRECISION:.1f}% of E[S2]; within "
-                         f"{100 * PAIR_CHAIN_VALIDATED[2]:.1f}% of Monte Carlo for K >= "
-                         f"{PAIR_CHAIN_VALIDATED[0]}, L/K <= {PAIR_CHAIN_VALIDATED[1]}, README)")
-            K_min = min(spec.widths)
-            if K_min < PAIR_CHAIN_VALIDATED[0] or Fraction(spec.depth, K_min) > \
-                    PAIR_CHAIN_VALIDATED[1]:
-                notes.append(f"this net (narrowest width {K_min}, L/K = "
-                             f"{spec.depth / K_min:.3g}) is outside the range checked against "
-                             f"Monte Carlo (K >= {PAIR_CHAIN_VALIDATED[0]}, L/K <= "
-                             f"{PAIR_CHAIN_VALIDATED[1]}); the reduction is exact at every "
-                             f"width, but its numerical noise there is unmeasured")
-        else:
-            S1n, S1l, S2n, S2l = _approx_parts(spec, inv, x, y, progress)
-            parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
-            kinds = ("exact", "approximation")
-            ratio = Fraction(spec.depth, min(spec.widths))
-            if ratio > APPROX_VALID_L_OVER_K:
-                lo, hi = APPROX_OUTSIDE_ERROR
-                notes.append(f"depth/width = {float(ratio):.3g} exceeds the approximation's "
-                             f"checked range L/K <= {APPROX_VALID_L_OVER_K} (error of E[S2] "
-                             f"<= {100 * APPROX_REL_ERROR:.0f}% there): measured error of "
-                             f"E[S2] for K = 16-32, L/K <= 1/2 is {100 * lo:+.0f}% to "
-                             f"{100 * hi:+.0f}% depending on the data, and at K = 256, "
-                             f"L/K = 0.09-0.19 E[S2] is under-estimated (B_S-bar over-estimated "
-                             f"by 16-19%) (Monte Carlo, README); narrower nets (hidden widths "
-                             f"summing to <= {PAIR_CHAIN_MAX_UNITS}) use the pair chain")
+        try:
+            with np.errstate(over="raise"):  # float64 pair sums: overflow is an error, not inf
+                parts, kinds, limit_bound = _relu_moments(spec, inv, x, y, notes, progress,
+                                                          deep_relu)
+        except (OverflowError, FloatingPointError) as err:
+            raise ValueError(f"the ReLU moments overflow float64 ({err}): the gains or the "
+                             f"data are too large; rescale them") from None
+    if not all(mpmath.isfinite(v) for v in parts.values()):
+        raise ValueError("the moments overflow float64 in the ReLU pair sums (E[S1] or E[S2] "
+                         "is inf or nan): the gains or the data are too large; rescale them")
     return TheoryResult(
         spec=spec, n=n, data=data,
         expected_S1=parts["S1_net"] + parts["S1_label"],
@@ -450,6 +417,107 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_
         kind_S1=kinds[0], kind_S2=kinds[1], parts=parts,
         limit_batch_size_bound=limit_bound, delta=delta, notes=tuple(notes),
     )
+
+
+def _relu_moments(spec, inv, x, y, notes, progress, deep_relu):
+    """(parts, kinds, K → ∞ bound) of a ReLU net of depth ≥ 2 (float64 pair sums); appends
+    its notes to ``notes``."""
+    n = inv.n
+    if spec.arch == "fc" and spec.depth == 2:  # exact and K -> oo from the same moments
+        both = pair_sums(lambda *a: two_layer_relu_terms(
+            *a, width_factors=(1, LARGE_WIDTH_FACTOR)), spec, x, y, progress=progress,
+            layers=4)
+        parts, limit = both.split(2)
+        limit_bound = _bound_of(limit.parts(), n)
+    else:
+        limit_bound = _bound_of(pair_sums(limit_terms, _scaled(spec, LARGE_WIDTH_FACTOR),
+                                          x, y, progress=progress).parts(), n)
+    if spec.arch == "residual":
+        parts = pair_sums(limit_terms, spec, x, y, progress=progress).parts()
+        kinds = ("limit", "limit")
+        lo, hi = RESIDUAL_LIMIT_ERROR
+        notes.append(f"residual ReLU: infinite-width (NTK) leading order at these widths; "
+                     f"measured error of E[S2] {100 * lo:+.0f}% to {100 * hi:+.0f}% at "
+                     f"K = 16-32, L = 3-8 with 10 outputs (finite-width corrections of "
+                     f"order outputs/K), -6% at K = 256, L = 3 (Monte Carlo, README)")
+    elif spec.depth == 2:
+        parts = parts.parts()
+        kinds = ("exact", "exact")
+    elif deep_relu == "pair_chain" or (deep_relu == "auto"
+                                       and sum(spec.widths) <= PAIR_CHAIN_MAX_UNITS):
+        S1n, S1l, S2n, S2l = _pair_chain_parts(spec, inv, x, y, progress)
+        parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
+        kinds = ("exact", "numerical")
+        notes.append(f"E[S2]: exact reduction to the angle between the inputs of each "
+                     f"pair, integrated numerically (precision about "
+                     f"{100 * PAIR_CHAIN_PRECISION:.1f}% of E[S2]; within "
+                     f"{100 * PAIR_CHAIN_VALIDATED[2]:.1f}% of Monte Carlo for K >= "
+                     f"{PAIR_CHAIN_VALIDATED[0]}, L/K <= {PAIR_CHAIN_VALIDATED[1]}, README)")
+        K_min = min(spec.widths)
+        if K_min < PAIR_CHAIN_VALIDATED[0] or Fraction(spec.depth, K_min) > \
+                PAIR_CHAIN_VALIDATED[1]:
+            notes.append(f"this net (narrowest width {K_min}, L/K = "
+                         f"{spec.depth / K_min:.3g}) is outside the range checked against "
+                         f"Monte Carlo (K >= {PAIR_CHAIN_VALIDATED[0]}, L/K <= "
+                         f"{PAIR_CHAIN_VALIDATED[1]}); the reduction is exact at every "
+                         f"width, but its numerical noise there is unmeasured")
+    else:
+        S1n, S1l, S2n, S2l = _approx_parts(spec, inv, x, y, progress)
+        parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
+        kinds = ("exact", "approximation")
+        ratio = Fraction(spec.depth, min(spec.widths))
+        if ratio > APPROX_VALID_L_OVER_K:
+            lo, hi = APPROX_OUTSIDE_ERROR
+            notes.append(f"depth/width = {float(ratio):.3g} exceeds the approximation's "
+                         f"checked range L/K <= {APPROX_VALID_L_OVER_K} (error of E[S2] "
+                         f"<= {100 * APPROX_REL_ERROR:.0f}% there): measured error of "
+                         f"E[S2] for K = 16-32, L/K <= 1/2 is {100 * lo:+.0f}% to "
+                         f"{100 * hi:+.0f}% depending on the data, and at K = 256, "
+                         f"L/K = 0.09-0.19 E[S2] is under-estimated (B_S-bar over-estimated "
+                         f"by 16-19%) (Monte Carlo, README); narrower nets (hidden widths "
+                         f"summing to <= {PAIR_CHAIN_MAX_UNITS}) use the pair chain")
+    return parts, kinds, limit_bound
+
+
+def _check_invariants(inv: Invariants, x, y) -> None:
+    """One-line ValueErrors for data whose float64 invariants are unusable: all-zero inputs
+    (B̄_S = 0/0), and inputs or labels so large or so small that the fourth-order sums
+    overflow to inf or underflow to 0 (B̄_S would print as nan, or the data would be called
+    zero)."""
+    names = {"X4": "sum_i |x_i|^4", "X2": "(sum_i |x_i|^2)^2", "F": "sum_ij (x_i.x_j)^2",
+             "Yd": "sum_i |y_i|^2 |x_i|^2", "Yo": "sum_ij (y_i.y_j)(x_i.x_j)"}
+    big = [k for k in names if not math.isfinite(getattr(inv, k))]
+    if big:
+        largest = "" if x is None else f" (largest |x| entry {np.max(np.abs(x)):.3g}, " \
+            f"largest |y| entry {np.max(np.abs(np.asarray(y, dtype=np.float64))):.3g})"
+        raise ValueError(f"the data are too large for float64: {names[big[0]]} overflows"
+                         f"{largest}; rescale x and y")
+    if inv.X4 == 0:
+        if x is not None and np.any(np.asarray(x) != 0):
+            raise ValueError(f"the inputs are too small for float64: sum_i |x_i|^4 underflows "
+                             f"to 0 (largest |x| entry {np.max(np.abs(x)):.3g}); rescale x "
+                             f"and y")
+        raise ValueError("every input row is zero: all gradients vanish at every "
+                         "initialisation, so B_S-bar = n*E[S1]/E[S2] = 0/0 is undefined")
+
+
+def _check_relu_cost(spec: NetSpec) -> None:
+    """Refuse, before any work, ReLU nets that the float64 pair sums cannot evaluate: deeper
+    than :data:`RELU_MAX_DEPTH`, or with a gain square outside the float64 range."""
+    if spec.depth > RELU_MAX_DEPTH:
+        raise ValueError(f"ReLU nets deeper than {RELU_MAX_DEPTH} weight matrices are not "
+                         f"evaluated (depth {spec.depth}): the pair sums cost O(n^2 * depth) "
+                         f"(depth 1000, n = 128: about 2 s) and the deep-ReLU approximation is "
+                         f"unvalidated beyond depth/width 1/16; use numerics' Monte Carlo "
+                         f"(python -m numerics.check) for such nets")
+    for l, s2 in enumerate(spec.gain_squares, 1):
+        try:
+            ok = 0 < float(s2) < math.inf
+        except OverflowError:
+            ok = False
+        if not ok:
+            raise ValueError(f"gain s_{l}^2 = {mpmath.nstr(_mp(s2), 3)} is outside the float64 "
+                             f"range that the ReLU pair sums use")
 
 
 def _pair_chain_parts(spec: NetSpec, inv: Invariants, x, y, progress: bool = False):

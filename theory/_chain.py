@@ -94,6 +94,15 @@ def spectral(M: Matrix, eigs: tuple) -> list[tuple[Any, Matrix]]:
         return [(M[0][0], ((1 + 0 * M[0][0],),))]
     if len(eigs) != n:
         raise ValueError("spectral decomposition needs all distinct eigenvalues")
+    if all(_is_same(e, eigs[0]) for e in eigs[1:]):
+        # one eigenvalue: M = e I is its own decomposition (e.g. a residual block with branch
+        # scale 0, the identity map); a defective M has no such sum
+        e = eigs[0]
+        ident = tuple(tuple((1 if i == j else 0) + 0 * M[0][0] for j in range(n))
+                      for i in range(n))
+        if all(_is_same(M[i][j], e * ident[i][j]) for i in range(n) for j in range(n)):
+            return [(e, ident)]
+        raise ValueError("spectral decomposition of a defective matrix (repeated eigenvalue)")
     out = []
     for a, ea in enumerate(eigs):
         P = tuple(tuple((1 if i == j else 0) + 0 * M[0][0] for j in range(n)) for i in range(n))

@@ -126,6 +126,13 @@ def dataset_from_args(args) -> Dataset:
                     ds = ds.subset(args.n)
     except DataError as err:
         fail(str(err))
+    except MemoryError:
+        if name not in (None, "gaussian"):
+            fail(f"out of memory loading the data set {name!r}; try a smaller --n")
+        n, d = args.n or DEFAULT_N, args.input_dim or DEFAULT_INPUT_DIM
+        fail(f"out of memory building the data (n = {n} examples of dimension d = {d}: "
+             f"{8 * n * d / 2**30:.3g} GiB of float64 for the inputs alone); try a smaller "
+             f"--n or --input-dim")
     return ds
 
 

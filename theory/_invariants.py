@@ -30,6 +30,11 @@ class Invariants:
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         n, d = x.shape
+        with np.errstate(over="ignore", invalid="ignore"):  # inf/nan: the caller refuses them
+            return cls._of(x, y, n, d)
+
+    @classmethod
+    def _of(cls, x, y, n, d) -> "Invariants":
         sq = np.einsum("ij,ij->i", x, x)
         ysq = np.einsum("ij,ij->i", y, y)
         if n <= d:  # the n×n Gram is the smaller matrix

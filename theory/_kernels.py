@@ -162,41 +162,36 @@ def limit_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray, rows=slice(None),
     """
     relu = spec.activation == "relu"
     L = spec.depth
-    dims = spec.dims
-    s2 = [float(g) for g in spec.gain_squares]
+    layers = spec.layers  # layers[l - 1] is W_l: fan-in, gain, residual block or not
+    s2 = [float(lay.gain_square) for lay in layers]
+    b2 = [float(lay.branch_square) for lay in layers]  # alpha^2 on blocks, 1 elsewhere
     G, sq = _gram_block(x, rows, cols)
     YY = y[rows] @ y[cols].T
     c = spec.outputs
     acts = [G]              # <a_{l-1}^i, a_{l-1}^j>, l = 1..L (limit)
     dots = []               # derivative kernels of the layer inputs' activation, l = 1..L-1
-    K = s2[0] * G / dims[0]
-    kr, kc = s2[0] * sq[rows] / dims[0], s2[0] * sq[cols] / dims[0]  # rows', columns' variances
-    residual = spec.arch == "residual"
-    a2 = float(spec.alpha_square) if residual else 0.0
+    K = s2[0] * G / layers[0].fan_in
+    kr, kc = s2[0] * sq[rows] / layers[0].fan_in, s2[0] * sq[cols] / layers[0].fan_in
     for l in range(2, L + 1):  # layer l takes phi(h_{l-1})
+        lay = layers[l - 1]
         post, dot = _post(K, relu, kr, kc)
         pr, pc = _diag_post(kr, relu), _diag_post(kc, relu)
-        acts.append(dims[l - 1] * post)
+        acts.append(lay.fan_in * post)
         dots.append(dot)
-        if residual and l <= L - 1:
-            K, kr, kc = K + a2 * s2[l - 1] * post, kr + a2 * s2[l - 1] * pr, \
-                kc + a2 * s2[l - 1] * pc
+        w = b2[l - 1] * s2[l - 1]
+        if lay.block:
+            K, kr, kc = K + w * post, kr + w * pr, kc + w * pc
         else:
-            K, kr, kc = s2[l - 1] * post, s2[l - 1] * pr, s2[l - 1] * pc
-    # backward factors Delta_l, l = L..1
+            K, kr, kc = w * post, w * pr, w * pc
+    # backward factors Delta_l, l = L..1: Delta_{l-1} = Delta_l (skip + beta_l^2 s_l^2 Kdot)
     delta = [None] * (L + 1)
     delta[L] = np.ones_like(G)
-    if L >= 2:
-        delta[L - 1] = s2[L - 1] * dots[L - 2]
-        for l in range(L - 1, 1, -1):
-            if residual:
-                delta[l - 1] = delta[l] * (1.0 + a2 * s2[l - 1] * dots[l - 2])
-            else:
-                delta[l - 1] = delta[l] * s2[l - 1] * dots[l - 2]
+    for l in range(L, 1, -1):
+        lay = layers[l - 1]
+        delta[l - 1] = delta[l] * (lay.skip_square + b2[l - 1] * s2[l - 1] * dots[l - 2])
     net, lab = [], []
     for l in range(1, L + 1):
-        coef = a2 if (residual and 2 <= l <= L - 1) else 1.0
-        base = coef * acts[l - 1] * delta[l]
+        base = b2[l - 1] * acts[l - 1] * delta[l]
         net.append(c * K * base)
         lab.append(YY * base)
     return net, lab

@@ -23,6 +23,46 @@ class SpecError(ValueError):
     """A network specification that cannot be built (bad depth, width, gain, ...)."""
 
 
+@dataclass(frozen=True)
+class LayerSpec:
+    r"""One weight matrix :math:`W_l` of a :class:`NetSpec`: everything the moment recursions,
+    the closed forms and the Monte Carlo need to know about it, read in one place.
+
+    The layer maps its input :math:`a_l` (the data for :math:`l = 1`, else
+    :math:`\phi(h_{l-1})`) to :math:`T_l a = \gamma_l\,a + \beta_l W_l a`: a plain layer has
+    :math:`\gamma_l = 0, \beta_l = 1`; a residual block :math:`h_l = h_{l-1} + \alpha W_l
+    \phi(h_{l-1})` has :math:`\gamma_l = 1` (the skip) and :math:`\beta_l = \alpha`.
+
+    Attributes:
+        fan_in: :math:`n_{l-1}`.
+        fan_out: :math:`n_l`.
+        gain_square: :math:`s_l^2` (entries of :math:`W_l` are :math:`\mathcal N(0,
+            s_l^2/n_{l-1})`).
+        block: True on a residual block (:math:`\gamma_l^2 = 1`).
+        branch_square: :math:`\beta_l^2`: :math:`\alpha^2` on a block, 1 otherwise.
+        relu_in: the layer's input went through a ReLU (:math:`l \ge 2` of a ReLU net).
+        relu_out: its output goes through a ReLU before the next layer (:math:`l < L`).
+
+    Two layers that compare equal contribute identical transfer matrices; a closed form in the
+    depth exists exactly when all hidden layers compare equal (:attr:`NetSpec.hidden_repeats`).
+    Fields are plain values, so sympy symbols may stand in for the dimensions and gains (the
+    symbolic closed forms build their layers this way).
+    """
+
+    fan_in: int
+    fan_out: int
+    gain_square: Fraction
+    block: bool = False
+    branch_square: Fraction = Fraction(1)
+    relu_in: bool = False
+    relu_out: bool = False
+
+    @property
+    def skip_square(self):
+        r""":math:`\gamma_l^2`: 1 on a residual block, 0 on a plain layer."""
+        return 1 if self.block else 0
+
+
 def _as_fraction(value) -> Fraction:
     """Exact rational from an int, Fraction, decimal string or float (float via its repr)."""
     if isinstance(value, Fraction):
@@ -190,8 +230,47 @@ class NetSpec:
 
     @cached_property
     def is_uniform(self) -> bool:
-        """True when every hidden layer has the same width."""
+        """True when every hidden layer has the same width (gains may differ: whether a closed
+        form in the depth applies is :attr:`hidden_repeats`)."""
         return len(set(self.widths)) <= 1
+
+    def layer(self, l: int) -> LayerSpec:
+        """:class:`LayerSpec` of :math:`W_l` (1-based), without building the whole list."""
+        if not 1 <= l <= self.depth:
+            raise IndexError(f"layer {l} of a depth-{self.depth} net (layers are 1..depth)")
+        relu = self.activation == "relu"
+        block = self.arch == "residual" and 2 <= l <= self.depth - 1
+        n_in, n_out = self.layer_dim(l)
+        return LayerSpec(fan_in=n_in, fan_out=n_out, gain_square=self._gain_squares[l - 1],
+                         block=block,
+                         branch_square=self.alpha_square if block else Fraction(1),
+                         relu_in=relu and l >= 2, relu_out=relu and l < self.depth)
+
+    @cached_property
+    def layers(self) -> tuple[LayerSpec, ...]:
+        r"""One :class:`LayerSpec` per weight matrix, :math:`W_1, \dots, W_L`."""
+        return tuple(self.layer(l) for l in range(1, self.depth + 1))
+
+    @cached_property
+    def hidden_repeats(self) -> int | None:
+        r"""How many times the one hidden layer repeats, :math:`m = L - 2`, when the hidden
+        layers :math:`W_2, \dots, W_{L-1}` are all the same layer (equal widths, equal gains,
+        equal branch scales: :class:`LayerSpec` equality); None otherwise and for depth 1.
+
+        This is THE rule for when a closed form in the depth applies (the layers are then
+        (first, hidden × m, last); m = 0 at depth 2). Every sum over layers that uses the
+        closed form, numeric or symbolic, asks this property.
+
+        Cost O(L) without building :attr:`layers`: a hidden layer's flags (block, branch scale,
+        activations) are the same for every l in 2..L-1 by construction (:meth:`layer`), so
+        the hidden LayerSpecs compare equal exactly when their widths and gains do.
+        """
+        if self.depth < 2:
+            return None
+        w, g = self.widths, self._gain_squares[1:-1]
+        if w.count(w[0]) != len(w) or (g and g.count(g[0]) != len(g)):
+            return None
+        return self.depth - 2
 
     @property
     def width(self) -> int | None:

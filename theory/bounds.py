@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+from dataclasses import replace
 
 from ._bounds import TheoryResult, expected_moments, same_budget_alternatives
 from ._cli import Parser, add_data_args, add_network_args, dataset_from_args, fail, \
@@ -75,7 +77,7 @@ def _print_human(result: TheoryResult, ds_desc: str, alts: list, out=None):
     spec = result.spec
     w = out.write
     w("theory.bounds: expected gradient diversity at initialisation\n")
-    w(f"conventions: {spec.describe()}; expectations over random init, data fixed\n")
+    w(f"conventions: {spec.describe()}; expectations over {result.averaged_over}\n")
     w(f"data: {ds_desc}\n")
     if result.loss == "cross_entropy":
         w("loss: softmax cross-entropy with integer classes, linearised at small logits "
@@ -130,8 +132,29 @@ def main(argv=None) -> int:
     try:
         return _main(argv)
     except MemoryError:
-        fail("out of memory (the ReLU pair sums need O(n * depth) floats per block; "
-             "try a smaller --n)")
+        fail("out of memory (the data invariants need a min(n, d)^2 matrix, the ReLU pair "
+             "sums O(n * depth) floats per block); try a smaller --n or --input-dim")
+    except BrokenPipeError:
+        # the reader closed the pipe (e.g. `| head`): stop quietly, and keep the interpreter's
+        # final flush of stdout from raising again (Python docs, "Note on SIGPIPE")
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        raise SystemExit(1) from None
+
+
+def _symbolic(spec, data_free: bool, rendered: bool):
+    """The closed form for ``--symbolic`` (strings or the rendered text); one-line error if it
+    cannot be built."""
+    from . import symbolic
+    try:
+        if rendered:
+            return symbolic.render(spec, data_free)
+        return symbolic.closed_form_strings(spec, data_free)
+    except (ValueError, TypeError, ArithmeticError) as err:
+        fail(f"--symbolic: no closed form for this net ({err})")
 
 
 def _cross_entropy_setup(args, ds):
@@ -164,7 +187,9 @@ def _main(argv=None) -> int:
         inv = Invariants.gaussian_expectation(n, d, spec.outputs)
         desc = (f"data-free: expectation over n={n} i.i.d. x ~ N(0, I_{d}) inputs as well, "
                 f"labels 0")
-        result = expected_moments(spec, invariants=inv, delta=args.delta, data=desc)
+        result = replace(expected_moments(spec, invariants=inv, delta=args.delta, data=desc),
+                         averaged_over=f"random init and n={n} i.i.d. N(0, I_{d}) inputs with "
+                                       f"zero labels (data-free)")
         ds = None
     else:
         ds = dataset_from_args(args)
@@ -186,15 +211,13 @@ def _main(argv=None) -> int:
         out["same_budget"] = alts
         out["conventions"] = spec.describe()
         if args.symbolic:
-            from . import symbolic
-            out["symbolic"] = symbolic.closed_form_strings(spec, args.data_free)
+            out["symbolic"] = _symbolic(spec, args.data_free, rendered=False)
         json.dump(out, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
     _print_human(result, desc, alts)
     if args.symbolic:
-        from . import symbolic
-        sys.stdout.write("\n" + symbolic.render(spec, args.data_free) + "\n")
+        sys.stdout.write("\n" + _symbolic(spec, args.data_free, rendered=True) + "\n")
     return 0
 
 

@@ -28,6 +28,19 @@ class DataError(ValueError):
     """A data set that cannot be used (missing keys, bad shapes, NaN/inf, unreadable file)."""
 
 
+#: Largest data seed: the MNIST-1D generator seeds numpy's legacy RandomState, which takes
+#: 0..2**32 - 1; the Gaussian data use the same range so that a seed means the same everywhere.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed) -> int:
+    """The seed as an int in 0..:data:`MAX_SEED`, else :class:`DataError`."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= seed <= MAX_SEED:
+        raise DataError(f"data seed must be an integer in 0..{MAX_SEED} (2**32 - 1), got {seed!r}")
+    return int(seed)
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Inputs ``x`` (n×d, float64), regression targets ``y`` (n×c, float64), optional integer
@@ -98,7 +111,7 @@ def gaussian(n: int = 64, d: int = 16, *, seed: int = 0, labels: str = "zero",
                         f"outputs={outputs}")
     if labels not in ("zero", "teacher"):
         raise DataError(f"unknown gaussian labels {labels!r} (choose 'zero' or 'teacher')")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     x = rng.standard_normal((n, d))
     teacher = rng.standard_normal((outputs, d))
     out = x @ teacher.T / np.sqrt(d)
@@ -121,6 +134,7 @@ def mnist1d(n: int = 512, *, seed: int = 42, split: str = "train") -> Dataset:
         raise DataError(f"the mnist1d package is not installed ({err})") from None
     if n <= 0:
         raise DataError(f"mnist1d needs n > 0, got {n}")
+    seed = check_seed(seed)
     # The generator draws train+test from one pool, 80% train; ask for just enough.
     per_split = n if split == "train" else n * 4
     num = max(1000, int(np.ceil(per_split / 0.8 / 10)) * 10 + 10)

@@ -13,12 +13,14 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 
 import sympy as sp
 
 from . import _linear, _relu_chain
 from ._chain import chain_sum, uniform_sum
+from ._bounds import transfer_args
 from ._kernels import two_layer_pair_terms
 from ._spec import NetSpec
 
@@ -50,18 +52,16 @@ def _gains(activation: str, gain_squares=None):
 
 def _layer_triples(activation, arch, gains, alpha2):
     """Symbolic (n_in, n_out, s2, g2, b2, p_in, p_out) of the first, a hidden and the last
-    layer of a uniform-width net."""
-    relu = activation == "relu"
-    half = sp.Rational(1, 2)
-    p = half if relu else sp.Integer(1)
-    s_first, s_hid, s_last = gains
-    block = arch == "residual"
-    return (
-        (d, K, s_first, sp.Integer(0), sp.Integer(1), sp.Integer(1), p),
-        (K, K, s_hid, sp.Integer(1) if block else sp.Integer(0), alpha2 if block
-         else sp.Integer(1), p, p),
-        (K, c, s_last, sp.Integer(0), sp.Integer(1), p, sp.Integer(1)),
-    )
+    layer of the family (d → K, K → K repeated L − 2 times, K → c): the LayerSpecs of a
+    depth-3 net of that family (so which layer is a block, and where the ReLUs sit, is read
+    from the spec, not re-derived), with symbolic dimensions, gains and branch scale."""
+    template = NetSpec(depth=3, widths=(1, 1), input_dim=1, activation=activation, arch=arch)
+    first, hidden, last = template.layers
+    layers = (replace(first, fan_in=d, fan_out=K, gain_square=gains[0]),
+              replace(hidden, fan_in=K, fan_out=K, gain_square=gains[1],
+                      branch_square=alpha2 if hidden.block else sp.Integer(1)),
+              replace(last, fan_in=K, fan_out=c, gain_square=gains[2]))
+    return tuple(transfer_args(layer, _q) for layer in layers)
 
 
 def closed_form(activation: str = "linear", arch: str = "fc", gain_squares=None,
@@ -133,14 +133,14 @@ def width_limit(expr: sp.Expr) -> sp.Expr:
 
 
 def spec_gain_triple(spec: NetSpec):
-    """(first, hidden, last) gain squares of a spec, or None for the defaults; raises if the
-    hidden gains differ (no closed form in L then)."""
+    """(first, hidden, last) gain squares of a spec, or None for the defaults; raises
+    ValueError unless the hidden layers are one layer repeated (no closed form in L then:
+    :attr:`NetSpec.hidden_repeats`)."""
+    if spec.hidden_repeats is None:
+        raise ValueError("no closed form in L: the hidden layers differ (widths or gains)")
     if spec.gains is None:
         return None
     g = spec.gain_squares
-    hidden = set(g[1:-1])
-    if len(hidden) > 1:
-        raise ValueError("closed form needs equal hidden-layer gains")
     return (g[0], g[1] if len(g) > 2 else g[0], g[-1])
 
 
@@ -167,10 +167,13 @@ def closed_form_strings(spec: NetSpec, data_free: bool = False) -> dict:
         return out
     if spec.depth == 1:
         cf = depth_one(spec.gain_squares[0] if spec.gains is not None else None)
-    elif not spec.is_uniform:
-        out.update(kind="none", valid="equal hidden widths",
-                   note="no closed form in K for a non-uniform width profile; the numbers "
-                        "above are exact (explicit recursion over the layers)")
+    elif spec.hidden_repeats is None:
+        what = "widths" if not spec.is_uniform else "gains"
+        out.update(kind="none", valid="hidden layers that are one layer repeated (equal "
+                                      "widths, gains and branch scales)",
+                   note=f"no closed form in K and L: the hidden layers have different {what}; "
+                        f"the numbers above come from the explicit recursion over the layers "
+                        f"(their kinds as printed)")
         return out
     else:
         cf = closed_form(spec.activation, spec.arch, spec_gain_triple(spec),
@@ -203,7 +206,7 @@ def render(spec: NetSpec, data_free: bool = False) -> str:
             label = {"S1": "E[S1]", "S2": "E[S2]", "B": "B_S-bar = n E[S1]/E[S2]"}[key]
             lines += [f"{label} =", sp.pretty(sp.sympify(s[key]), use_unicode=False),
                       f"LaTeX: {s[key + '_latex']}", ""]
-    if "S2" not in s:
+    if "S2" not in s and s["kind"] != "none":
         lines.append("E[S2]: no closed form (" + s["kind"] + ")")
     if "note" in s:
         lines.append("note: " + s["note"])
