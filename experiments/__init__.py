@@ -16,23 +16,45 @@ Thin re-exports; each concept lives in one private module:
 * ``python -m experiments.reproduce`` — the quick study end to end.
 """
 
+import importlib
+
 from ._errors import ExperimentError
-from ._config import SweepConfig, load_config, config_from_dict
-from ._data import (load_data, load_digits, restricted_load, read_idx, load_mnist_idx,
-                    load_cifar)
-from ._families import (budget_family, family_specs, spec_for_budget, arch_id,
-                        describe_family)
-from ._train import (train_step, make_optimizer, run_study, REACHED, UNREACHED,
-                     INFEASIBLE)
-from ._sweep import run_sweep, load_trials, edge_direction
-from ._fit import (net_interval, slope_with_interval, calibration, holm, benjamini_hochberg,
-                   seed_steps, steps_to)
-from ._analysis import (fit_critical_batch, max_useful_batch, spearman, study_table,
-                        net_rows, trends, adjust, matched_effects, verdict, family_trend,
-                        predictor_table)
-from ._plots import (plot_steps_vs_batch, plot_predicted_vs_observed, plot_bs_along_training,
-                     plot_theory_mc_training, plot_bcrit_trend, plot_predictor)
-from ._report import write_report
+
+# name -> private module; imported on first use (PEP 562), so ``--help`` and argument errors
+# of the CLIs answer without importing jax
+_LAZY = {
+    "SweepConfig": "_config", "load_config": "_config", "config_from_dict": "_config",
+    "load_data": "_data", "load_digits": "_data", "restricted_load": "_data",
+    "read_idx": "_data", "load_mnist_idx": "_data", "load_cifar": "_data",
+    "budget_family": "_families", "family_specs": "_families", "spec_for_budget": "_families",
+    "arch_id": "_families", "describe_family": "_families",
+    "train_step": "_train", "make_optimizer": "_train", "run_study": "_train",
+    "REACHED": "_train", "UNREACHED": "_train", "INFEASIBLE": "_train",
+    "run_sweep": "_sweep", "load_trials": "_sweep", "edge_direction": "_sweep",
+    "net_interval": "_fit", "slope_with_interval": "_fit", "calibration": "_fit",
+    "holm": "_fit", "benjamini_hochberg": "_fit", "seed_steps": "_fit", "steps_to": "_fit",
+    "fit_critical_batch": "_analysis", "max_useful_batch": "_analysis",
+    "spearman": "_analysis", "study_table": "_analysis", "net_rows": "_analysis",
+    "trends": "_analysis", "adjust": "_analysis", "matched_effects": "_analysis",
+    "verdict": "_analysis", "family_trend": "_analysis", "predictor_table": "_analysis",
+    "plot_steps_vs_batch": "_plots", "plot_predicted_vs_observed": "_plots",
+    "plot_bs_along_training": "_plots", "plot_theory_mc_training": "_plots",
+    "plot_bcrit_trend": "_plots", "plot_predictor": "_plots",
+    "plot_bcrit_vs_progress": "_plots", "write_report": "_report",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'experiments' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
 
 __all__ = [
     "ExperimentError", "SweepConfig", "load_config", "config_from_dict", "load_data",
@@ -45,5 +67,5 @@ __all__ = [
     "matched_effects", "verdict", "family_trend",
     "predictor_table", "plot_steps_vs_batch", "plot_predicted_vs_observed",
     "plot_bs_along_training", "plot_theory_mc_training", "plot_bcrit_trend",
-    "plot_predictor", "write_report",
+    "plot_predictor", "plot_bcrit_vs_progress", "write_report",
 ]

@@ -17,7 +17,6 @@ import sys
 
 from . import _cli
 from ._errors import ExperimentError
-from ._sweep import CURVES_FILE, write_curves
 
 _FILES = ("report.md", "analysis.csv", "analysis.json", "suite.json", "workload.json",
           "config.toml", "timing.json")
@@ -26,6 +25,8 @@ _DIRS = ("figures", "archs", "theory")
 
 def collect(src: str, dst: str) -> list[str]:
     """Copy one run folder (suite or workload) to ``dst``; returns the workloads copied."""
+    from ._sweep import CURVES_FILE, write_curves
+
     if not os.path.isdir(src):
         raise ExperimentError(f"{src}: no such folder")
     folders = [src] + [os.path.join(src, d) for d in sorted(os.listdir(src))

@@ -13,7 +13,6 @@ import shlex
 import sys
 
 from . import _cli
-from ._report import write_report
 
 
 def _parser():
@@ -43,6 +42,8 @@ def main(argv=None) -> int:
     for d in [args.repeat] + args.reference:
         if d is not None and not os.path.isdir(d):
             raise _cli.ExperimentError(f"{d}: no such folder")
+    from ._report import write_report  # jax, matplotlib: only once the arguments are good
+
     res = write_report(args.dir, n_boot=args.bootstrap, command=command, repeat=args.repeat,
                        reference=args.reference)
     print(f"report: {res['report']}")

@@ -17,8 +17,6 @@ import time
 
 from . import _cli
 from ._config import load_config
-from ._report import write_report
-from ._sweep import run_sweep
 
 QUICK_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "quick.toml")
 DEFAULT_OUT = "runs/quick"
@@ -44,6 +42,9 @@ def main(argv=None) -> int:
     cfg = load_config(args.config)
     if args.data is not None:
         cfg = cfg.replace(data=args.data)
+    from ._report import write_report  # jax, matplotlib: only once the arguments are good
+    from ._sweep import run_sweep
+
     t0 = time.perf_counter()
     command = "python -m experiments.reproduce " + " ".join(shlex.quote(a) for a in argv)
     run_sweep(cfg, args.out, progress=not args.no_progress, command=command)

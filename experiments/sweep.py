@@ -21,7 +21,6 @@ import sys
 
 from . import _cli
 from ._config import SweepConfig, load_config
-from ._sweep import run_sweep
 
 DEFAULT_OUT = "runs/quick"
 
@@ -105,6 +104,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     cfg = build_config(args)
     command = "python -m experiments.sweep " + " ".join(shlex.quote(a) for a in argv)
+    from ._sweep import run_sweep  # jax: only once the arguments are good
+
     run_sweep(cfg, args.out, progress=not args.no_progress, command=command,
               workloads=args.workloads, jobs=args.jobs)
     return 0
