@@ -301,3 +301,53 @@ def test_lr_jitter_spreads_five_seeds_over_one_grid_step():
     # golden-ratio fractions: 5 seeds, one in each fifth of the grid step
     assert [int(5 * v) for v in u] == [0, 1, 2, 3, 4]
     assert lr_jitter_factor(3, 1.0) == 1.0
+
+
+# --------------------------------------------------------------------------- vs numerics, theory
+def test_init_statistics_agree_with_numerics_monte_carlo():
+    """The sweep's B_S at initialisation (its own loop over the trial seeds' inits) against
+    numerics.mc_moments (another key scheme, its own compiled estimator) on the same net,
+    data and loss: E[B_S] within 4 combined standard errors."""
+    import jax
+
+    import numerics
+    from experiments._sweep import init_statistics
+    from theory import NetSpec
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((48, 6))
+    classes = rng.integers(0, 3, 48)
+    spec = NetSpec.uniform(3, 12, 6, outputs=3, activation="relu")
+    onehot = np.eye(3)[classes] - 1 / 3
+    st = init_statistics(spec, x, classes, onehot, "cross_entropy", 200, np.float32)
+    with numerics.x64():
+        mc = numerics.mc_moments(spec, x, classes, key=jax.random.key(3), samples=2000,
+                                 loss="cross_entropy")
+    ours = st["training_loss"]
+    se = math.sqrt((ours["B_S_sd"] ** 2) / 200 + mc.mean_B_S_se ** 2)
+    # 4 SE: a 1-in-15000 false alarm for two independent Monte Carlo estimates
+    assert abs(ours["E_B_S"] - mc.mean_B_S) < 4 * se, (ours["E_B_S"], mc.mean_B_S, se)
+
+
+def test_report_theory_column_is_theory_for_the_trained_net_muP_gains_included(tmp_path):
+    """The report rebuilds each net from the workload's config (one source of truth); a μP
+    net's output gain must reach theory: its B̄_S equals theory.expected_moments of
+    experiments._families.mup_spec, and differs from the standard-parametrisation net's."""
+    import theory
+    from experiments._config import SweepConfig
+    from experiments._families import mup_spec
+    from experiments._report import _specs_of
+
+    cfg = SweepConfig(parametrisation="mup", budget=0, width_family_depth=3,
+                      width_family_widths=(16, 64), depth_family_width=16,
+                      depth_family_depths=(3, 4))
+    wl = {"config": cfg.to_dict(), "data": {"input_dim": 5, "outputs": 3}}
+    specs = {s.widths[-1]: s for s in _specs_of(wl) if s.depth == 3}
+    rng = np.random.default_rng(9)
+    x, y = rng.standard_normal((20, 5)), rng.standard_normal((20, 3))
+    std = theory.NetSpec.uniform(3, 64, 5, outputs=3, activation="relu")
+    got = theory.expected_moments(specs[64], x, y).batch_size_bound
+    want = theory.expected_moments(mup_spec(std, 16), x, y).batch_size_bound
+    assert got == pytest.approx(want, rel=1e-12)
+    # at K = 4 K0 the output variance is 4x smaller: the label term weighs more, B̄_S moves
+    assert abs(got / theory.expected_moments(std, x, y).batch_size_bound - 1) > 1e-3
