@@ -30,7 +30,7 @@ _LAZY = {
     "arch_id": "_families", "describe_family": "_families",
     "train_step": "_train", "make_optimizer": "_train", "run_study": "_train",
     "REACHED": "_train", "UNREACHED": "_train", "INFEASIBLE": "_train",
-    "run_sweep": "_sweep", "load_trials": "_sweep", "edge_direction": "_sweep",
+    "run_sweep": "_sweep", "load_trials": "_records", "edge_direction": "_sweep",
     "net_interval": "_fit", "slope_with_interval": "_fit", "calibration": "_fit",
     "holm": "_fit", "benjamini_hochberg": "_fit", "seed_steps": "_fit", "steps_to": "_fit",
     "fit_critical_batch": "_analysis", "max_useful_batch": "_analysis",

@@ -124,24 +124,6 @@ def study_table(trials: list[dict]) -> dict:
 
 
 def _best_lr(by: dict, seeds):
-    """Best lr: smallest mean steps over ``seeds`` (all seeds if None) among lrs whose every
-    seed reached the target. Returns (lr, mean steps) or (None, None)."""
-    best_lr, best = None, None
-    for lr in sorted(by):
-        ss = by[lr]
-        pick = list(ss) if seeds is None else seeds
-        vals = [ss.get(s) for s in pick]
-        if not vals or any(v is None for v in vals):
-            continue
-        mean = float(np.mean(vals))
-        if best is None or mean < best:
-            best_lr, best = lr, mean
-    return best_lr, best
-
-
-
-
-def _best_lr(by: dict, seeds):
     """Best nominal lr: smallest mean steps over ``seeds`` (all seeds if None) among lrs
     whose every seed reached the target. Returns (lr, mean steps) or (None, None)."""
     best_lr, best = None, None

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from ._sweep import read_json, write_json_atomic
+from ._records import read_json, write_json_atomic
 
 
 def theory_fingerprint() -> str:

@@ -33,7 +33,7 @@ from ._analysis import (PREDICTORS, adjust, matched_effects, net_rows, predictor
 from ._fit import calibration, holm, target_key
 from ._config import data_label
 from ._errors import ExperimentError
-from ._sweep import (load_studies, load_trials, read_json, versions, write_json_atomic,
+from ._records import (load_studies, load_trials, read_json, versions, write_json_atomic,
                      write_text_atomic)
 from ._train import INFEASIBLE, UNREACHED
 
@@ -387,8 +387,12 @@ def _write_suite_report(out, *, n_boot, command, progress, repeat, reference):
     _adjust_matched(allres)
     v = verdict(allres["trends"])
     cal = _calibrate(allres["net_rows"], _repeat_rows(repeat, n_boot), level)
-    # each workload's own files, with the suite-wide adjustment
+    # each workload's own files, with the suite-wide adjustment (a reference folder belongs
+    # to another run: it is read, never written)
+    refs = {os.path.normpath(r) for r in reference}
     for name, (wdir, res) in results.items():
+        if os.path.normpath(wdir) in refs:
+            continue
         wv = verdict(res["trends"])
         _write_analysis(wdir, res, wv, None)
         figs = make_figures(wdir, res)
@@ -573,7 +577,7 @@ def _suite_markdown(out, suite, results, res, v, figs, missing, command, cal):
 
 
 def _markdown(out, res, v, figs, command, cal) -> str:
-    wl, archs, trials, rows = res["workload"], res["archs"], res["trials"], res["rows"]
+    wl, trials, rows = res["workload"], res["trials"], res["rows"]
     cfg, data = wl["config"], wl["data"]
     metric, target = wl["target_metric"], wl["target"]
     rel = {"accuracy": ">=", "loss": "<=",

@@ -1,4 +1,5 @@
-"""Sweeps: every (architecture × batch size) study of a workload, written trial by trial.
+"""Sweeps: every (architecture × batch size) study of a workload, written trial by trial
+(files and their layout: :mod:`experiments._records`).
 
 Layout under the output folder (after batch_science: workload / study / trial)::
 
@@ -38,9 +39,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import sys
-import tempfile
 import time
 
 import jax
@@ -51,105 +50,14 @@ import numerics
 from theory import batch_size_bound
 
 from ._config import SweepConfig, resolved_target
+from ._records import (CURVES_FILE, SCHEMA, _FolderLock, _remove_stale_tmp, load_studies,
+                       load_trials, read_json, study_path, trial_path, versions,
+                       write_curves, write_json_atomic, write_text_atomic)
 from ._data import load_data
 from ._errors import ExperimentError
-from ._families import (arch_id, describe_family, family_specs, mup_base_width,
+from ._families import (arch_id, family_specs, mup_base_width,
                         mup_lr_multipliers, union_of)
 from ._train import INFEASIBLE, REACHED, run_study
-
-SCHEMA = 1
-
-
-# --------------------------------------------------------------------------- files
-def write_json_atomic(path: str, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (tmp file + fsync + ``os.replace``)."""
-    write_text_atomic(path, json.dumps(obj, indent=1, allow_nan=False))
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, fsync, then
-    ``os.replace`` — after a kill the file is either complete or absent."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-class _FolderLock:
-    """An exclusive, non-blocking lock on ``folder/name`` (``fcntl.flock``): a second sweep
-    on the same folder refuses in one line instead of training everything twice. The
-    kernel drops the lock when the process ends, however it ends."""
-
-    def __init__(self, folder: str, name: str = ".lock"):
-        self.path = os.path.join(folder, name)
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            raise ExperimentError(f"{os.path.dirname(self.path)}: another sweep is running on "
-                                  f"this folder (wait for it, or use another --out)") from None
-        return self
-
-    def __exit__(self, *exc):
-        import fcntl
-
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-        return False
-
-
-def _remove_stale_tmp(out: str) -> None:
-    """Delete half-written ``.tmp-*`` files a killed run left behind (never a finished file)."""
-    for folder, _, files in os.walk(out):
-        for f in files:
-            if f.startswith(".tmp-"):
-                os.unlink(os.path.join(folder, f))
-
-
-def read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        raise ExperimentError(f"{path}: unreadable JSON ({err})") from None
-
-
-def trial_path(out: str, aid: str, batch_size: int, lr: float, seed: int) -> str:
-    return os.path.join(out, "trials", aid, f"bs{batch_size}", f"lr{lr:g}-seed{seed}.json")
-
-
-def study_path(out: str, aid: str, batch_size: int) -> str:
-    return os.path.join(out, "trials", aid, f"bs{batch_size}", "study.json")
-
-
-def versions() -> dict:
-    import matplotlib
-    import optax
-
-    return {"python": platform.python_version(), "jax": jax.__version__,
-            "optax": optax.__version__, "numpy": np.__version__,
-            "matplotlib": matplotlib.__version__, "platform": platform.platform(),
-            "devices": [str(d) for d in jax.local_devices()]}
-
 
 # --------------------------------------------------------------------------- workload
 def plan(cfg: SweepConfig):
@@ -295,10 +203,6 @@ def _suite_record(cfg, out, names, command, log):
 def _run_parallel(cfg, out, names, jobs, *, progress, log, command):
     """Run workloads in up to ``jobs`` child processes; the parent draws the progress bar by
     counting finished studies (``study.json`` files) and records the wall time."""
-    import shlex
-    import subprocess
-    import tempfile as _tf
-
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
     works = {name: (wcfg, plan(wcfg)) for name, wcfg in cfg.workloads() if name in names}
@@ -683,79 +587,7 @@ def _progress(total, enabled, initial=0):
                 disable=not enabled, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
-CURVES_FILE = "trials-curves.jsonl.gz"
-
-
-def load_trials(out: str) -> list[dict]:
-    """Every trial record under ``OUT/trials`` (files written atomically, so all complete),
-    or, in a collected results folder without trial files, the records in
-    ``OUT/trials-curves.jsonl.gz`` (:func:`write_curves`: the same records, curves
-    included)."""
-    recs = [r for r in _records(out) if isinstance(r, dict) and "lr" in r]
-    path = os.path.join(out, CURVES_FILE)
-    if not recs and os.path.exists(path):
-        import gzip
-
-        try:
-            with gzip.open(path, "rt") as f:
-                recs = [json.loads(line) for line in f if line.strip()]
-        except (OSError, EOFError, json.JSONDecodeError) as err:
-            raise ExperimentError(f"{path}: unreadable ({err})") from None
-    for r in recs:
-        missing = [k for k in TRIAL_KEYS if k not in r]
-        if missing:
-            raise ExperimentError(f"{out}: a trial record ({r.get('study', '?')}, lr "
-                                  f"{r.get('lr')}, seed {r.get('seed')}) lacks "
-                                  f"{', '.join(missing)}")
-    return recs
-
-
-TRIAL_KEYS = ("arch_id", "arch", "activation", "depth", "width", "params", "batch_size", "lr",
-              "seed", "status", "steps_to_target", "n")
-
-
-def write_curves(out: str, dest: str) -> int:
-    """Write every trial record of ``out`` (training curves and B_S curves included) as
-    gzip-compressed JSON lines to ``dest``, sorted by (net, batch, lr, seed); returns the
-    count. Floats keep 7 significant digits (float32 training)."""
-    import gzip
-
-    def short(v):
-        if isinstance(v, float):
-            return float(f"{v:.7g}")
-        if isinstance(v, list):
-            return [short(x) for x in v]
-        if isinstance(v, dict):
-            return {k: short(x) for k, x in v.items()}
-        return v
-
-    recs = sorted(load_trials(out), key=lambda r: (r["arch_id"], r["batch_size"], r["lr"],
-                                                   r["seed"]))
-    tmp = dest + ".tmp"
-    with gzip.open(tmp, "wt", compresslevel=9) as f:
-        for r in recs:
-            f.write(json.dumps(short(r), separators=(",", ":")) + "\n")
-    os.replace(tmp, dest)
-    return len(recs)
-
-
-def load_studies(out: str) -> list[dict]:
-    """Every ``study.json`` record under ``OUT/trials`` (lrs tried, grid extensions)."""
-    return [r for r in _records(out) if "lrs_tried" in r]
-
-
-def _records(out: str) -> list[dict]:
-    root = os.path.join(out, "trials")
-    recs = []
-    if not os.path.isdir(root):
-        return recs
-    for folder, _, files in sorted(os.walk(root)):
-        for f in sorted(files):
-            if f.endswith(".json") and not f.startswith(".tmp-"):
-                recs.append(read_json(os.path.join(folder, f)))
-    return recs
-
-
-__all__ = ["run_sweep", "plan", "load_trials", "load_studies", "write_json_atomic",
-           "trial_path", "study_path", "init_statistics", "versions", "edge_direction",
-           "lr_summary", "write_curves", "CURVES_FILE"]
+__all__ = ["run_sweep", "plan", "init_statistics", "edge_direction", "lr_summary",
+           # re-exported from ._records
+           "load_trials", "load_studies", "write_json_atomic", "trial_path", "study_path",
+           "versions", "write_curves", "CURVES_FILE"]

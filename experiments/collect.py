@@ -25,7 +25,7 @@ _DIRS = ("figures", "archs", "theory")
 
 def collect(src: str, dst: str) -> list[str]:
     """Copy one run folder (suite or workload) to ``dst``; returns the workloads copied."""
-    from ._sweep import CURVES_FILE, write_curves
+    from ._records import CURVES_FILE, write_curves
 
     if not os.path.isdir(src):
         raise ExperimentError(f"{src}: no such folder")

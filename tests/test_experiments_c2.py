@@ -442,7 +442,7 @@ def test_cli_flags_win_over_the_suite():
 
 
 def test_second_sweep_on_a_running_folder_refuses_in_one_line(tmp_path, capsys):
-    from experiments._sweep import _FolderLock
+    from experiments._records import _FolderLock
 
     out = tmp_path / "busy"
     out.mkdir()
