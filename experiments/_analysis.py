@@ -156,7 +156,8 @@ def net_rows(trials: list[dict], targets, *, n: int, level: float = 0.9,
     """One row per net × target × {with, without the full-batch point}: B_crit with its
     jackknife interval (:func:`experiments._fit.net_interval`) and the largest useful batch.
 
-    The "without" rows exist only where the full batch (m = n) was tried.
+    Where the full batch (m = n) was tried there are both rows, and the one with it is the
+    ``main_variant``; otherwise one row, without it, which is the main one.
     """
     seeds = sorted({t["seed"] for t in trials})
     info = {}
@@ -164,17 +165,22 @@ def net_rows(trials: list[dict], targets, *, n: int, level: float = 0.9,
         info.setdefault(t["arch_id"], {k: t[k] for k in ("arch_id", "arch", "activation",
                                                           "depth", "width", "params")})
     tried = sorted({t["batch_size"] for t in trials})
-    variants = [(True, ())] + ([(False, (n,))] if n in tried and len(tried) > 3 else [])
+    # (full-batch point in the fit, batches left out, the main variant): with the full batch
+    # when it was tried, and then also without it; a run that never tried m = n has one
+    # variant, without it, and that is its main one
+    variants = ([(True, (), True)] + ([(False, (n,), False)] if len(tried) > 3 else [])
+                if n in tried else [(False, (), True)])
     rows = []
     for metric, value in targets:
         table = seed_steps(trials, metric, value)
         for aid, by_m in table.items():
-            for full, exclude in variants:
+            for full, exclude, main in variants:
                 res = net_interval(by_m, seeds, level=level, exclude=exclude)
                 ms = [m for m in sorted(by_m) if m not in exclude]
                 mub = max_useful_batch(ms, [_epochs(by_m[m], seeds, m, n) for m in ms], epsilon)
                 rows.append({**info[aid], "target_metric": metric, "target": value,
                              "target_key": target_key(metric, value), "full_batch_point": full,
+                             "main_variant": main,
                              **res, "observed_max_batch": mub["max_batch"],
                              "max_batch_lower_bound": mub["lower_bound"],
                              "best_epochs": mub["best_epochs"]})
@@ -268,16 +274,16 @@ def trends(rows: list[dict], families: dict, seeds, *, level: float = 0.9,
            primary: str | None = None) -> list[dict]:
     """Every family × target × full-batch variant trend of one workload (unadjusted)."""
     out = []
-    keys = sorted({(r["target_key"], r["full_batch_point"]) for r in rows},
-                  key=lambda k: (k[0] != primary, k[0], not k[1]))
-    for tk, full in keys:
+    keys = sorted({(r["target_key"], r["full_batch_point"], r["main_variant"]) for r in rows},
+                  key=lambda k: (k[0] != primary, k[0], not k[2]))
+    for tk, full, main in keys:
         sub = [r for r in rows if r["target_key"] == tk and r["full_batch_point"] == full]
         metric, value = sub[0]["target_metric"], sub[0]["target"]
         for fam, members in families.items():
             t = family_trend(sub, fam, members, seeds, level=level)
             out.append({**t, "target_metric": metric, "target": value, "target_key": tk,
                         "full_batch_point": full,
-                        "primary": tk == primary and full})
+                        "primary": tk == primary and main})
     return out
 
 
@@ -293,7 +299,7 @@ def matched_effects(rows: list[dict], families: dict, seeds, *, metric: str = "l
     ``ci_low``, ``ci_high``, ``p``, ``targets`` (used), ``points``.
     """
     out = []
-    sub = [r for r in rows if r["target_metric"] == metric and r["full_batch_point"]]
+    sub = [r for r in rows if r["target_metric"] == metric and r["main_variant"]]
     tks = sorted({r["target_key"] for r in sub})
     for fam, members in families.items():
         groups, used = [], []

@@ -230,7 +230,7 @@ def plot_bcrit_vs_progress(ax, net_rows, members, metric: str = "loss"):
     family: does the critical batch depend on the stage of training alone, or on the net?"""
     drawn = False
     for i, aid in enumerate(members):
-        rs = sorted([r for r in net_rows if r["arch_id"] == aid and r["full_batch_point"]
+        rs = sorted([r for r in net_rows if r["arch_id"] == aid and r["main_variant"]
                      and r["target_metric"] == metric and r["B_crit"]],
                     key=lambda r: r["target"])
         if not rs:

@@ -39,7 +39,8 @@ from ._train import INFEASIBLE, UNREACHED
 
 CSV_COLUMNS = [
     "arch_id", "arch", "activation", "depth", "width", "params", "target_metric", "target",
-    "full_batch_point", "B_crit", "ci_low", "ci_high", "repro_low", "repro_high", "se_log",
+    "full_batch_point", "main_variant", "B_crit", "ci_low", "ci_high", "repro_low",
+    "repro_high", "se_log",
     "S_min", "rmse_log", "points", "at_edge", "seeds", "observed_max_batch",
     "max_batch_lower_bound", "best_epochs", "pred_theory_init", "pred_mc_init",
     "pred_run_to_target", "pred_B_simple_at_target", "theory_kind", "families",
@@ -222,7 +223,7 @@ def analyse_workload(out: str, *, n_boot: int | None = None, progress: bool = Fa
     for r in rows_all:
         r["families"] = [f for f, members in families.items() if r["arch_id"] in members]
     rows = [_legacy_row(r, archs) for r in rows_all
-            if r["target_key"] == primary and r["full_batch_point"]]
+            if r["target_key"] == primary and r["main_variant"]]
     counts = trial_counts(trials)
     for r in rows:
         r.update({"trials": counts[r["arch_id"]]["trials"],
@@ -239,7 +240,7 @@ def analyse_workload(out: str, *, n_boot: int | None = None, progress: bool = Fa
     preds = []
     for metric, value in targets:
         sub = [r for r in rows_all if r["target_metric"] == metric and r["target"] == value
-               and r["full_batch_point"]]
+               and r["main_variant"]]
         preds += [{**tags, "target_metric": metric, "target": value, **p}
                   for p in predictor_table(sub, smallest_batch=m_min, n_boot=n_boot,
                                            level=level)]
@@ -421,7 +422,7 @@ def _suite_figures(out, net_rows_):
     made = []
     groups = {}
     for r in net_rows_:
-        if r["full_batch_point"] and r["target_key"] == r["primary_key"]:
+        if r["main_variant"] and r["target_key"] == r["primary_key"]:
             groups.setdefault((r["data"], r["loss"], r["optimizer"], r["parametrisation"]),
                               []).append(r)
     for (data, loss, opt, par), rows in groups.items():
@@ -586,7 +587,13 @@ def _markdown(out, res, v, figs, command, cal) -> str:
          f"{os.path.basename(os.path.normpath(out))}", ""]
     L += ["## Verdict (primary analysis)", "", v["text"], ""]
     L += _trend_table([t for t in res["trends"] if t["primary"]], False)
-    L += ["", SECTION_NOTES, "", "## Matched progress", ""]
+    L += ["", SECTION_NOTES]
+    if len(res["seeds"]) < 3:
+        L += ["", f"**{len(res['seeds'])} seed(s): the intervals have "
+              f"{max(len(res['seeds']) - 1, 0)} degree(s) of freedom and are not reliable** "
+              "(a jackknife from two leave-one-out fits can be very wide or spuriously "
+              "narrow); use at least 3 seeds, 5 to decide (`--seeds`)."]
+    L += ["", "## Matched progress", ""]
     L += _matched_table(res["matched"], False)
     L += [""] + _matched_table(res["matched_accuracy"], False)
     if cal is not None:
@@ -618,7 +625,7 @@ def _markdown(out, res, v, figs, command, cal) -> str:
              "trials (reached / unreached / infeasible) |")
     L.append("|---|---:|---|---|---|---:|---:|---:|---:|---|---|")
     no_full = {r["arch_id"]: r for r in res["net_rows"]
-               if r["target_key"] == res["primary"] and not r["full_batch_point"]}
+               if r["target_key"] == res["primary"] and not r["main_variant"]}
     for r in rows:
         edge = {"low": " (beyond the batches tried)", "high": " (below the batches tried)"
                 }.get(r["fit_edge"], "")
@@ -635,11 +642,12 @@ def _markdown(out, res, v, figs, command, cal) -> str:
                  f"{_fmt(r['predicted_max_batch'])} | {_fmt(r['predicted_max_batch_run'])} | "
                  f"{_fmt(r['B_simple_at_target'])} | {th} | {r['trials']} ({r['reached']} / "
                  f"{r['unreached']} / {r['infeasible']}) |")
-    L += ["", "## Critical batch per net and target (full-batch point included)", ""]
+    L += ["", "## Critical batch per net and target (full-batch point included where tried)",
+          ""]
     tks = [target_key(*t) for t in res["targets"]]
     L.append("| arch | " + " | ".join(tks) + " |")
     L.append("|---|" + "---|" * len(tks))
-    by = {(r["arch_id"], r["target_key"]): r for r in res["net_rows"] if r["full_batch_point"]}
+    by = {(r["arch_id"], r["target_key"]): r for r in res["net_rows"] if r["main_variant"]}
     for r in rows:
         cells = []
         for tk in tks:
