@@ -33,6 +33,19 @@ def _identity_axes(ax, vals) -> bool:
     return True
 
 
+def _log_y(ax):
+    """Log y axis with readable ticks at 1, 1.5, 2, 3, 5, 7 × 10^k (a base-2 axis over a
+    factor of 2–3 would show a single tick)."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    fmt = ScalarFormatter()
+    fmt.set_scientific(False)
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _label(row_or_trial) -> str:
     return f"L={row_or_trial['depth']}, K={row_or_trial['width']}"
 
@@ -211,7 +224,7 @@ def plot_bcrit_trend(ax, rows, members, family: str, trend: dict | None = None):
     if pts:
         if family == "width":
             ax.set_xscale("log", base=2)
-        ax.set_yscale("log", base=2)
+        _log_y(ax)
     else:
         ax.text(0.5, 0.5, "no net of this family has a fitted B_crit", ha="center",
                 transform=ax.transAxes)
@@ -250,7 +263,7 @@ def plot_bcrit_vs_progress(ax, net_rows, members, metric: str = "loss"):
         ax.text(0.5, 0.5, f"no {metric} target with a fitted B_crit", ha="center",
                 transform=ax.transAxes)
         return ax
-    ax.set_yscale("log", base=2)
+    _log_y(ax)
     if metric == "loss":
         ax.invert_xaxis()  # training progresses to the right
     ax.set_xlabel(f"training {metric} at which B_crit is measured"

@@ -119,7 +119,7 @@ def test_tiny_sweep_end_to_end(tiny_run):
             assert rec["epochs_to_target"] == rec["steps_to_target"] * rec["batch_size"] / 96
     assert any(r["status"] == "REACHED" for r in recs.values())
     rows = [r for r in _csv(os.path.join(out, "analysis.csv"))
-            if r["full_batch_point"] == "True"]
+            if r["main_variant"] == "True"]
     assert sorted(r["depth"] for r in rows) == ["2", "3"]
     for col in ("B_crit", "ci_low", "repro_low", "observed_max_batch", "pred_mc_init"):
         assert col in rows[0]

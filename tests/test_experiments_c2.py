@@ -69,7 +69,7 @@ def _trend_of(nets, family, *, sigma, seeds=5):
 ])
 def test_family_trend_verdicts_on_synthetic_data(family, slope, sigma, expected):
     nets = _width_family(slope)
-    (t,) = [t for t in _trend_of(nets, family, sigma=sigma) if t["full_batch_point"]]
+    (t,) = [t for t in _trend_of(nets, family, sigma=sigma) if t["primary"]]
     assert t["verdict"] == expected, t
     assert len(t["nets"]) == 4
     # the point slope recovers the truth within the noise: with sigma = 3% per point the
@@ -84,10 +84,10 @@ def test_family_trend_verdicts_on_synthetic_data(family, slope, sigma, expected)
 def test_depth_family_sign_convention_and_too_few_nets():
     # deeper -> smaller B_crit is what C2 predicts: a negative slope in L supports it
     nets = [(f"fc-relu-L{L}-K32", L, 32, 256.0 * 0.7 ** L) for L in (3, 4, 6, 8)]
-    (t,) = [t for t in _trend_of(nets, "depth", sigma=0.03) if t["full_batch_point"]]
+    (t,) = [t for t in _trend_of(nets, "depth", sigma=0.03) if t["primary"]]
     assert t["verdict"] == "supported" and t["slope"] == pytest.approx(math.log(0.7), abs=0.1)
     # two nets: no slope, whatever the data say
-    (t2,) = [t for t in _trend_of(nets[:2], "depth", sigma=0.03) if t["full_batch_point"]]
+    (t2,) = [t for t in _trend_of(nets[:2], "depth", sigma=0.03) if t["primary"]]
     assert t2["verdict"] == "inconclusive" and "a slope needs 3" in t2["reason"]
     assert t2["slope"] is None and t2["p_adjusted"] is None
 
