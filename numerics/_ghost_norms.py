@@ -31,6 +31,7 @@ With :math:`a_i` the operation's data input and :math:`\delta_i = \partial\ell_i
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
@@ -62,14 +63,29 @@ def dense_blocks(a_shape, dn, param_side):
     return a_perm, nb, nf, (B, S, C)
 
 
-def dense_mode(S, C, R):
-    """Cheapest exact form: ``outer`` (S = 1), ``ghost`` (Gram) or ``materialised``."""
+#: Cost of moving one float through memory, in multiply-adds (a CPU / GPU rule of thumb; the
+#: Gram form costs flops, the materialised form memory).
+MEMORY_COST = 8
+
+
+def mode_costs(B, S, C, R):
+    """Estimated extra cost (multiply-adds per example) of each exact form for B blocks of
+    ``S`` positions × ``C`` inputs × ``R`` outputs. The materialised form's matrix product
+    replaces the backward's (its summed gradient is taken from it), so only its memory counts.
+    """
     if S == 1:
-        return "outer"
-    return "ghost" if S * S * (C + R) <= S * C * R else "materialised"
+        return {"outer": MEMORY_COST * (C + R)}
+    return {"ghost": B * (S * S * (C + R) + MEMORY_COST * S * S),
+            "materialised": MEMORY_COST * B * C * R}
 
 
-def dense_sq_norms(a, d, dn, param_side):
+def dense_mode(S, C, R, B=1):
+    """Cheapest exact form: ``outer`` (S = 1), ``ghost`` (Gram) or ``materialised``."""
+    costs = mode_costs(B, S, C, R)
+    return min(costs, key=costs.get)
+
+
+def dense_sq_norms(a, d, dn, param_side, mode, param_shape=None):
     """Squared per-example gradient norms of the parameter of ``dot_general(lhs, rhs, dn)``.
 
     Args:
@@ -77,12 +93,17 @@ def dense_sq_norms(a, d, dn, param_side):
         d: the output cotangent, stacked ``(n, *out_shape)``.
         dn: the ``dimension_numbers`` of the per-example ``dot_general``.
         param_side: 1 when the parameter is ``rhs``, 0 when it is ``lhs``.
+        mode: the form (:func:`dense_mode`).
+        param_shape: with the materialised form, also return the summed gradient of the
+            parameter (shaped ``param_shape``), else None.
+
+    Returns ``(sq_norms, summed_gradient_or_None)``.
     """
     n = a.shape[0]
     a_perm, nb, nf, (B, S, C) = dense_blocks(a.shape[1:], dn, param_side)
     if B == 1 and S == 1:  # plain dense layer: no transposes, two fused reductions
         sq = lambda t: jnp.sum(t * t, axis=tuple(range(1, t.ndim)))
-        return sq(a.astype(d.dtype)) * sq(d)
+        return sq(a.astype(d.dtype)) * sq(d), None
     out_nd = d.ndim - 1
     if param_side == 1:  # out = (batch, a free, W free)
         d_perm = tuple(range(out_nd))
@@ -93,15 +114,29 @@ def dense_sq_norms(a, d, dn, param_side):
     A = jnp.transpose(a, (0,) + tuple(p + 1 for p in a_perm)).reshape(n, B, S, C)
     A = A.astype(d.dtype)
     D = jnp.transpose(d, (0,) + tuple(p + 1 for p in d_perm)).reshape(n, B, S, -1)
-    mode = dense_mode(S, C, D.shape[-1])
+    sq, g = block_sq_norms(A, D, mode)
+    if g is None or param_shape is None:
+        return sq, None
+    (lc, rc), (lb, rb) = dn
+    p_contract, p_batch = (rc, rb) if param_side == 1 else (lc, lb)
+    p_free = [k for k in range(len(param_shape)) if k not in p_contract and k not in p_batch]
+    perm = tuple(p_batch) + tuple(p_contract) + tuple(p_free)
+    g = g.reshape(tuple(param_shape[k] for k in perm))
+    return sq, jnp.transpose(g, tuple(perm.index(k) for k in range(len(perm))))
+
+
+def block_sq_norms(A, D, mode):
+    """``sum_b ||A[i, b]^T D[i, b]||_F^2`` per example i, for A ``(n, B, S, C)`` and D
+    ``(n, B, S, R)``, in the given form; returns ``(sq_norms, sum_i A_i^T D_i or None)`` (the
+    summed gradient ``(B, C, R)`` comes with the materialised form)."""
     if mode == "outer":
-        return jnp.sum(jnp.sum(A * A, axis=(2, 3)) * jnp.sum(D * D, axis=(2, 3)), axis=1)
+        return jnp.sum(jnp.sum(A * A, axis=(2, 3)) * jnp.sum(D * D, axis=(2, 3)), axis=1), None
     if mode == "ghost":
         ga = jnp.einsum("nbsc,nbtc->nbst", A, A, precision=HIGHEST)
         gd = jnp.einsum("nbsr,nbtr->nbst", D, D, precision=HIGHEST)
-        return jnp.sum(ga * gd, axis=(1, 2, 3))
+        return jnp.sum(ga * gd, axis=(1, 2, 3)), None
     g = jnp.einsum("nbsc,nbsr->nbcr", A, D, precision=HIGHEST)
-    return _sq(g)
+    return _sq(g), jnp.sum(g, axis=0)
 
 
 def unbroadcast(g, shape):
@@ -130,53 +165,92 @@ def elementwise_sq_norms(d, x, view_shape, view_t):
     return _sq(g)
 
 
-def conv_unfold(params, out_shape) -> bool:
-    """Unfold (patches) rather than per-example kernel gradients: when there are no groups and
-    the patches (positions × C_in k²) are no larger than the kernel (C_in k² × C_out), i.e.
-    positions ≤ C_out, so memory stays at the smaller of the two."""
-    if params["feature_group_count"] != 1 or params["batch_group_count"] != 1:
-        return False
-    c_out = out_shape[params["dimension_numbers"].out_spec[1]]
-    return math.prod(out_shape) // c_out <= c_out
+def conv_patches(a, d, params, kernel_shape):
+    r"""Per-group patches and cotangents of one convolution, stacked over the examples.
 
+    Args:
+        a: the lhs, ``(n, *lhs_shape)`` (one example's lhs may hold several images).
+        d: the output cotangent, ``(n, *out_shape)``.
+        params: the ``conv_general_dilated`` parameters (any padding, strides, lhs / rhs
+            dilation, feature groups or batch groups).
+        kernel_shape: the kernel's shape (one example).
 
-def conv_patches_sq_norms(a, d, params, kernel_shape):
-    r"""Convolution kernels (no feature / batch groups) by unfolding: with the patches
-    :math:`P_i` (positions × :math:`C_\text{in}k^2`) and cotangents :math:`D_i` (positions ×
-    :math:`C_\text{out}`), the kernel's per-example gradient is a permutation of
-    :math:`P_i^\top D_i`, whose squared norm takes the Gram or the materialised form as for
-    dense layers (one batched matrix product, no grouped convolution)."""
+    Returns ``(P, D)`` shaped ``(n, G, S, I k)`` and ``(n, G, S, O_g)``: G groups, S
+    positions (images × output positions), I input channels per group, k kernel taps, O_g
+    output channels per group. The kernel's per-example gradient of group g is a permutation
+    of :math:`P_{i,g}^\top D_{i,g}`. The patches are strided slices of the padded input (no
+    convolution), one per kernel tap.
+    """
     dn = params["dimension_numbers"]
-    lhs_spec, rhs_spec, out_spec = dn.lhs_spec, dn.rhs_spec, dn.out_spec
-    filt = tuple(kernel_shape[k] for k in rhs_spec[2:])
+    ls, rs, os_ = dn.lhs_spec, dn.rhs_spec, dn.out_spec
+    n = a.shape[0]
+    a = jnp.transpose(a, (0,) + tuple(k + 1 for k in ls)).astype(d.dtype)  # (n, N, C, *sp)
+    d = jnp.transpose(d, (0,) + tuple(k + 1 for k in os_))  # (n, N', O, *osp)
+    groups, bg = params["feature_group_count"], params["batch_group_count"]
+    if bg > 1:  # batch group b of the lhs is feature group b of an equivalent conv
+        N, C, sp = a.shape[1], a.shape[2], a.shape[3:]
+        a = a.reshape((n, bg, N // bg, C) + sp).swapaxes(1, 2).reshape(
+            (n, N // bg, bg * C) + sp)
+        groups = bg
+    filt = tuple(kernel_shape[k] for k in rs[2:])
+    nsp = len(filt)
+    pad = [(0, 0, 0)] * 3 + [(lo, hi, ld - 1) for (lo, hi), ld in
+                            zip(params["padding"], params["lhs_dilation"])]
+    a = jax.lax.pad(a, jnp.zeros((), a.dtype), pad)
+    osp = d.shape[3:]
+    strides, rdil = params["window_strides"], params["rhs_dilation"]
+    taps = []
+    for j in itertools.product(*(range(f) for f in filt)):
+        start = [0, 0, 0] + [jk * r for jk, r in zip(j, rdil)]
+        limit = list(a.shape[:3]) + [s + (o - 1) * st + 1 for s, o, st in
+                                     zip(start[3:], osp, strides)]
+        taps.append(jax.lax.slice(a, start, limit, [1, 1, 1] + list(strides)))
+    P = jnp.stack(taps, axis=3)  # (n, N, C, k, *osp)
+    N, C, k = P.shape[1], P.shape[2], P.shape[3]
+    S = math.prod(osp)
+    I = C // groups
+    P = P.reshape(n, N, groups, I * k, S)
+    P = jnp.transpose(P, (0, 2, 1, 4, 3)).reshape(n, groups, N * S, I * k)
+    O = d.shape[2]
+    D = d.reshape(n, N, groups, O // groups, S)
+    D = jnp.transpose(D, (0, 2, 1, 4, 3)).reshape(n, groups, N * S, O // groups)
+    del nsp
+    return P, D
 
-    def one(ai, di):
-        pt = jax.lax.conv_general_dilated_patches(
-            ai, filt, params["window_strides"], params["padding"],
-            lhs_dilation=params["lhs_dilation"], rhs_dilation=params["rhs_dilation"],
-            dimension_numbers=dn, precision=HIGHEST)
-        order = (out_spec[0],) + tuple(out_spec[2:]) + (out_spec[1],)  # rows: positions
-        to_rows = lambda t: jnp.transpose(t, order).reshape(-1, t.shape[out_spec[1]])
-        return to_rows(pt), to_rows(di)
 
-    P, D = jax.vmap(one)(a, d)
-    P = P.astype(d.dtype)
-    S, C, R = P.shape[1], P.shape[2], D.shape[2]
-    if dense_mode(S, C, R) == "ghost":
-        gp = jnp.einsum("nsc,ntc->nst", P, P, precision=HIGHEST)
-        gd = jnp.einsum("nsr,ntr->nst", D, D, precision=HIGHEST)
-        return jnp.sum(gp * gd, axis=(1, 2))
-    return _sq(jnp.einsum("nsc,nsr->ncr", P, D, precision=HIGHEST))
+def conv_blocks(params, kernel_shape, out_shape):
+    """``(B, S, C, R)`` of a conv kernel's blocks: groups, positions, inputs, outputs."""
+    dn = params["dimension_numbers"]
+    groups = params["feature_group_count"] * params["batch_group_count"]
+    O = kernel_shape[dn.rhs_spec[0]]
+    I = kernel_shape[dn.rhs_spec[1]]
+    k = math.prod(kernel_shape[s] for s in dn.rhs_spec[2:])
+    S = math.prod(out_shape) // O
+    return groups, S, I * k, O // groups
 
 
-def conv_sq_norms(op, a, d, view):
-    """Convolution kernels: per-example gradient of ``op(a_i, view)`` by the op's own vjp (one
-    batched transposed convolution; only this kernel's n gradients exist, never the model's),
-    squared and summed."""
-    def one(ai, di):
-        return jax.vjp(lambda w: op(ai, w), view)[1](di)[0]
+def conv_mode(params, kernel_shape, out_shape):
+    """The cheaper exact form for a conv kernel (``ghost`` or ``materialised``), from shapes."""
+    B, S, C, R = conv_blocks(params, kernel_shape, out_shape)
+    return dense_mode(S, C, R, B)
 
-    return _sq(jax.vmap(one)(a, d))
+
+def conv_sq_norms(a, d, params, kernel_shape, mode, want_sum=False):
+    r"""Convolution kernels (any groups, strides, dilations): the patches and cotangents of
+    :func:`conv_patches`, then per group the dense formulas (one batched matrix product, never
+    a grouped or per-example convolution). Returns ``(sq_norms, summed kernel gradient or
+    None)`` (the sum with the materialised form and ``want_sum``)."""
+    P, D = conv_patches(a, d, params, kernel_shape)
+    sq, g = block_sq_norms(P, D, mode)
+    if g is None or not want_sum:
+        return sq, None
+    rs = params["dimension_numbers"].rhs_spec  # kernel axes of (O, I, *taps)
+    G, Ik, Og = g.shape
+    filt = tuple(kernel_shape[k] for k in rs[2:])
+    g = jnp.transpose(g.reshape((G, Ik // math.prod(filt)) + filt + (Og,)),
+                      (0, len(filt) + 2, 1) + tuple(range(2, len(filt) + 2)))
+    g = g.reshape((G * Og, Ik // math.prod(filt)) + filt)  # canonical (O, I, *taps)
+    return sq, jnp.transpose(g, tuple(rs.index(k) for k in range(len(rs))))
 
 
 def selection_sq_norms(src, d):
