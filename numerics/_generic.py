@@ -125,20 +125,20 @@ def ghost_plan(loss_fn, params, x, y, *, batched: bool = False) -> _ghost.Plan:
     return _plan(loss_fn, params, x, y)
 
 
-def _site_sq_norms(site, aux, delta, leaf, want_sum):
+def _site_sq_norms(site, aux, delta, leaf, mode, want_sum):
     """n squared per-example gradient norms of ``leaf`` from its one recognised operation, and
     (with ``want_sum`` and a materialised form) its summed gradient, else None."""
     view = site.view
     if site.kind == "dense":
         sq, g = _ghost_norms.dense_sq_norms(aux, delta, site.info["dn"], site.info["side"],
-                                            site.info["mode"],
-                                            site.info["shape"] if want_sum else None)
+                                            mode, site.info["shape"] if want_sum else None,
+                                            site.info["steps"])
     elif site.kind == "conv":
         sq, g = _ghost_norms.conv_sq_norms(aux, delta, site.info["params"],
-                                           site.info["kernel_shape"], site.info["mode"],
-                                           want_sum)
+                                           site.info["kernel_shape"], mode,
+                                           want_sum, site.info["steps"])
     elif site.kind == "embedding":
-        return _ghost_norms.selection_sq_norms(aux, delta), None
+        sq, g = _ghost_norms.selection_sq_norms(aux, delta, mode, site.info["shape"])
     else:
         view_t = None if view.preserving else (lambda g: jax.vjp(view.fn, leaf)[1](g)[0])
         x = aux if site.kind == "scale" else None
@@ -146,6 +146,26 @@ def _site_sq_norms(site, aux, delta, leaf, want_sum):
     if g is not None:
         g = jax.vjp(view.fn, leaf)[1](g.astype(leaf.dtype))[0]
     return sq, g
+
+
+def _site_grads(site, aux, delta, leaf):
+    """Per-example gradients ``(n, *leaf.shape)`` of ``leaf`` from one of its operations."""
+    info = site.info
+    if site.kind == "dense":
+        g = _ghost_norms.dense_grads(aux, delta, info["dn"], info["side"], info["shape"],
+                                     info["steps"])
+    elif site.kind == "conv":
+        g = _ghost_norms.conv_grads(aux, delta, info["params"], info["kernel_shape"],
+                                    info["steps"])
+    elif site.kind == "embedding":
+        g = _ghost_norms.selection_grads(aux, delta, info["shape"])
+    else:
+        g = _ghost_norms.elementwise_grads(delta, aux if site.kind == "scale" else None,
+                                           info["shape"])
+    if site.view.preserving and g.shape[1:] == leaf.shape and site.view.fn(leaf) is leaf:
+        return g.astype(leaf.dtype)
+    back = lambda gi: jax.vjp(site.view.fn, leaf)[1](gi.astype(leaf.dtype))[0]
+    return jax.vmap(back)(g)
 
 
 def _ghost_core(loss_fn, params, x, y, plan, chunk):
@@ -162,12 +182,14 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
     closed = _ghost.trace(loss_fn, _structs(params), _structs(x, True), _structs(y, True))
     n_params = len(p_leaves)
     xy = jax.tree_util.tree_leaves((x, y))
-    probes = {sid: jnp.zeros((n,) + shape, dtype) for sid, _, shape, dtype in plan.sites}
-    fb = list(plan.fallback)
-    fb_bytes = n * sum(p_leaves[k].size * p_leaves[k].dtype.itemsize for k in fb)
-    copies = fb if fb_bytes <= CHUNK_BYTES else []
-    chunked = [k for k in fb if k not in copies]
-    skip, const = set(plan.skip), list(plan.const)
+    probes = {sid: jnp.zeros((n,) + shape, dtype) for sid, _, shape, dtype, _ in plan.sites}
+    fb, multi = list(plan.fallback), list(plan.multi)
+    nbytes = lambda ks: n * sum(p_leaves[k].size * p_leaves[k].dtype.itemsize for k in ks)
+    if nbytes(fb + multi) <= CHUNK_BYTES:
+        copies, chunked = fb, []
+    else:  # per-example gradients of these leaves do not fit: chunked vmap(grad)
+        copies, chunked, multi = [], fb + multi, []
+    skip, const = set(plan.skip) - set(chunked), list(plan.const)
     diff = [k for k in range(n_params) if k not in skip and k not in copies]
     seen = []
 
@@ -178,7 +200,8 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
         for k, a in zip(copies, pc):
             leaves[k] = a
         ctx = _ghost.Context(plan=plan.site_ids, probes=pr, no_inline=frozenset(plan.no_inline),
-                             const=frozenset(const), a_leaves=dict(zip(const, pa)))
+                             const=frozenset(const), a_leaves=dict(zip(const, pa)),
+                             scan_ranges=list(plan.scan_ranges))
         seen.append(ctx)
         return _ghost.run(closed, n_params, leaves, xyl, ctx), ctx.aux
 
@@ -198,11 +221,22 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
     for k, g in zip(copies, g_copies):
         s1[k] = jnp.sum(g * g).astype(p_leaves[k].dtype)
         gsum[k] = jnp.sum(g, axis=0)
-    for sid, leaf, _, _ in plan.sites:
-        sq, g = _site_sq_norms(sites[sid], aux[sid], deltas[sid], p_leaves[leaf], leaf in skip)
+    shared = {}
+    for sid, leaf, _, _, mode in plan.sites:
+        if leaf in chunked:
+            continue
+        if leaf in multi:
+            g = _site_grads(sites[sid], aux[sid], deltas[sid], p_leaves[leaf])
+            shared[leaf] = g if leaf not in shared else shared[leaf] + g
+            continue
+        sq, g = _site_sq_norms(sites[sid], aux[sid], deltas[sid], p_leaves[leaf], mode,
+                               leaf in skip)
         s1[leaf] = jnp.sum(sq).astype(p_leaves[leaf].dtype)
         if leaf in skip:
             gsum[leaf] = g
+    for leaf, g in shared.items():
+        s1[leaf] = jnp.sum(g * g).astype(p_leaves[leaf].dtype)
+        gsum[leaf] = jnp.sum(g, axis=0)
     for k, ga in zip(const, g_const):  # g_i = h_i + c with c = ga / n: closed form of S1
         if k not in chunked:
             c = ga / n

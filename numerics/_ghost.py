@@ -38,6 +38,7 @@ the custom rule's (:func:`numerics.gradient_diversity` falls back when they diff
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
-from ._ghost_norms import conv_blocks, dense_blocks, dense_mode, mode_costs
+from ._ghost_norms import (conv_blocks, dense_blocks, dense_mode, mode_costs,
+                           selection_costs, selection_mode)
 
 #: Dependence bits carried with every value: on the example (x_i, y_i), on the parameters.
 EXAMPLE, PARAMS = 1, 2
@@ -107,6 +109,9 @@ class Context:
     nonconst_sets: list = field(default_factory=list)
     const: frozenset = frozenset()  # run: leaves whose parameter-only terms read a_leaves
     a_leaves: dict = field(default_factory=dict)
+    steps: tuple = ()  # lengths of the scans being interpreted
+    scan_ranges: list = field(default_factory=list)  # site ids inside each scan, in order
+    scan_index: list = field(default_factory=lambda: [0])
 
 
 def _bind(eqn, invals):
@@ -130,8 +135,16 @@ def _iota(shape):
     return (jnp.arange(size, dtype=jnp.int32) + 1).reshape(shape)
 
 
-def _site(eqn, invals, views):
-    """``(kind, info, data)`` of a recognised operation, or ``(None, reason, None)``."""
+def _site(eqn, invals, views, steps=()):
+    """``(kind, info, data)`` of a recognised operation, or ``(None, reason, None)``;
+    ``steps``: the lengths of the scans it sits in (its gradient is summed over them)."""
+    info = _site_info(eqn, invals, views, math.prod(steps))
+    if info[0] is not None:
+        info[1]["steps"] = len(steps)
+    return info
+
+
+def _site_info(eqn, invals, views, T):
     name = eqn.primitive.name
     tracked = [k for k, v in enumerate(views) if v is not None]
     if len(tracked) != 1:
@@ -144,6 +157,7 @@ def _site(eqn, invals, views):
         dn, data = eqn.params["dimension_numbers"], invals[1 - k]
         _, _, _, (B, S, C) = dense_blocks(data.shape, dn, k)
         R = invals[k].size // max(B * C, 1)
+        S *= T
         mode = dense_mode(S, C, R, B)
         return "dense", {"dn": dn, "side": k, "mode": mode, "blocks": (B, S, C, R),
                          "shape": tuple(invals[k].shape)}, data
@@ -153,6 +167,7 @@ def _site(eqn, invals, views):
         params = dict(eqn.params)
         out_shape = tuple(eqn.outvars[0].aval.shape)
         blocks = conv_blocks(params, tuple(invals[k].shape), out_shape)
+        blocks = (blocks[0], blocks[1] * T) + blocks[2:]
         return "conv", {"params": params, "kernel_shape": tuple(invals[k].shape),
                         "blocks": blocks, "mode": dense_mode(*blocks[1:], blocks[0])}, invals[0]
     if name in ("add", "sub", "add_any") and len(invals) == 2:
@@ -164,7 +179,9 @@ def _site(eqn, invals, views):
         if "fill_value" in params:
             params["fill_value"] = 0  # dropped lookups read "entry 0", which no entry is
         src = eqn.primitive.bind(_iota(invals[0].shape), *invals[1:], **params)
-        return "embedding", {}, src
+        M, table = math.prod(eqn.outvars[0].aval.shape) * T, invals[0].size
+        return "embedding", {"mode": selection_mode(M, table), "shape": tuple(invals[0].shape),
+                             "costs": selection_costs(M, table)}, src
     return None, name, None
 
 
@@ -204,7 +221,7 @@ def interpret(jaxpr, consts, args, views, deps, ctx, psets=None):
         n_views = sum(w is not None for w in ins)
         if not dep & EXAMPLE and (any(inps) or n_views > 1 or (
                 n_views == 1 and not _is_view_op(eqn, invals, ins, indeps)
-                and _site(eqn, invals, ins)[0] is None)):
+                and _site(eqn, invals, ins, ctx.steps)[0] is None)):
             # a parameter-only value (does not depend on the example): weight decay, W1 @ W2
             leaves = frozenset().union(*(ps for ps in inps if ps),
                                        (w.leaf for w in ins if w is not None))
@@ -224,6 +241,8 @@ def interpret(jaxpr, consts, args, views, deps, ctx, psets=None):
                 if w is not None:
                     ctx.unrecognised.setdefault(w.leaf, f"{name} whose rule differs from its "
                                                         "primal's gradient")
+        elif name == "scan":
+            outs = _scan(eqn, invals, ins, indeps, inps, ctx)
         elif name in CALLS:
             body = eqn.params[CALLS[name]]
             inner, inner_consts = (body.jaxpr, body.consts) if isinstance(
@@ -248,7 +267,7 @@ def interpret(jaxpr, consts, args, views, deps, ctx, psets=None):
             for v, ps in zip(eqn.invars, inps):
                 if ps:
                     _boundary(ctx, v, ps, name)
-            kind, info, data = _site(eqn, invals, ins)
+            kind, info, data = _site(eqn, invals, ins, ctx.steps)
             outs = _bind(eqn, invals)
             if kind is None:
                 for w in ins:
@@ -259,7 +278,8 @@ def interpret(jaxpr, consts, args, views, deps, ctx, psets=None):
                 sid = len(ctx.sites)
                 ctx.sites.append(Site(w.leaf, kind, w, info))
                 if ctx.plan is None:
-                    ctx.outs.append(jax.ShapeDtypeStruct(outs[0].shape, outs[0].dtype))
+                    ctx.outs.append(jax.ShapeDtypeStruct(tuple(ctx.steps) + outs[0].shape,
+                                                         outs[0].dtype))
                 elif sid in ctx.plan:
                     outs = [jax.lax.add(outs[0], ctx.probes[sid].astype(outs[0].dtype))]
                     ctx.aux[sid] = data
@@ -275,6 +295,49 @@ def interpret(jaxpr, consts, args, views, deps, ctx, psets=None):
             denv[v] = d
     got = [read(v) for v in jaxpr.outvars]
     return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got], [g[3] for g in got]
+
+
+def _scan(eqn, invals, ins, indeps, inps, ctx):
+    """A ``scan`` whose body reads parameter views among its constants: the body is
+    interpreted at every step, the probes of its recognised operations are scanned over (one
+    slice per step) and their data stacked, so each such operation is a site whose gradient
+    sums over the steps (an RNN's weights are dense layers with T positions)."""
+    p = eqn.params
+    nc, ncar, T = p["num_consts"], p["num_carry"], p["length"]
+    body = p["jaxpr"]
+    for w in ins[nc:]:
+        if w is not None:
+            ctx.unrecognised.setdefault(w.leaf, "scan (as a carry or scanned input)")
+    for v, ps in zip(eqn.invars[nc:], inps[nc:]):
+        if ps:
+            _boundary(ctx, v, ps, "scan")
+    views = list(ins[:nc]) + [None] * (len(invals) - nc)
+    deps = (list(indeps[:nc]) + [d | EXAMPLE | PARAMS for d in indeps[nc:nc + ncar]]
+            + list(indeps[nc + ncar:]))
+    psets = list(inps[:nc]) + [None] * (len(invals) - nc)
+    k = ctx.scan_index[0]
+    ctx.scan_index[0] += 1
+    if ctx.plan is None:
+        start, mine = len(ctx.sites), {}
+    else:
+        start, end = ctx.scan_ranges[k]
+        mine = {sid: ctx.probes[sid] for sid in range(start, end) if sid in ctx.plan}
+    consts, init, xs = invals[:nc], invals[nc:nc + ncar], invals[nc + ncar:]
+
+    def step(carry, sl):
+        xs_t, probes_t = sl
+        child = dataclasses.replace(ctx, probes=probes_t, aux={}, steps=ctx.steps + (T,))
+        outs = interpret(body.jaxpr, body.consts, list(consts) + list(carry) + list(xs_t),
+                         views, deps, child, psets)[0]
+        return outs[:ncar], (outs[ncar:], child.aux)
+
+    carry, (ys, aux) = jax.lax.scan(step, list(init), (list(xs), mine), length=T,
+                                    reverse=p["reverse"], unroll=p["unroll"])
+    if ctx.plan is None:
+        ctx.scan_ranges.append((start, len(ctx.sites)))
+    else:
+        ctx.aux.update(aux)
+    return list(carry) + list(ys)
 
 
 def _is_view_op(eqn, invals, ins, indeps):
@@ -401,13 +464,15 @@ class Plan:
     r"""Which operation (site id) gives each leaf's norms, and which leaves fall back.
 
     Attributes:
-        sites: ``((site_id, leaf, out_shape, out_dtype), ...)`` of the leaves with one
-            recognised use (the shape and dtype of that operation's output, one example).
+        sites: ``((site_id, leaf, out_shape, out_dtype, mode), ...)`` of the leaves with one
+            recognised use (the shape and dtype of that operation's output, one example; the
+            form of the dense / conv formulas, else None).
         fallback: leaves whose per-example gradients are materialised (per-example copies of
             those leaves in the one backward pass, or the chunked ``vmap(grad)`` when they do
             not fit in memory).
         paths: per leaf, ``"dense"``, ``"dense-ghost"``, ``"dense-materialised"``,
             ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-ghost"``, ``"embedding"``,
+            ``"shared (k uses: ...)"``,
             ``"parameter-only"`` (only in example-independent terms of the loss, like weight
             decay), ``"unused"`` or ``"vmap: <reason>"``; ``" + parameter-only term"`` is
             appended when the leaf also enters such a term.
@@ -420,6 +485,8 @@ class Plan:
             :math:`\lVert h_i + c\rVert^2` summed in closed form).
         skip: leaves whose summed gradient comes from their materialised per-example
             gradients (left out of the backward pass, which would compute it again).
+        multi: leaves used by several recognised operations (tied weights): their per-example
+            gradients are the sums of each use's, materialised for those leaves only.
         costs: per leaf, the estimated extra cost of its norms in multiply-adds per example
             (:func:`numerics._ghost_norms.mode_costs`; None for the fallback, 0 when free).
     """
@@ -432,6 +499,8 @@ class Plan:
     const: tuple = ()
     skip: tuple = ()
     costs: tuple = ()
+    multi: tuple = ()
+    scan_ranges: tuple = ()
 
     @property
     def site_ids(self) -> frozenset:
@@ -470,14 +539,22 @@ def analyse(closed, n_params, p_structs, xy_structs, no_inline=()) -> Plan:
     by_leaf = {}
     for sid, s in enumerate(ctx.sites):
         by_leaf.setdefault(s.leaf, []).append(sid)
-    sites, fallback, paths, skip, costs = [], [], [], [], []
+    sites, fallback, paths, skip, costs, multi = [], [], [], [], [], []
     for leaf in range(n_params):
         used = by_leaf.get(leaf, [])
         extra = " + parameter-only term" if leaf in const else ""
         if leaf in ctx.unrecognised:
             reason = f"used by {ctx.unrecognised[leaf]}"
-        elif len(used) > 1:
-            reason = f"used by {len(used)} operations"
+        elif len(used) > 1:  # shared (tied) weights: the per-use gradients, summed
+            for sid in used:
+                out = ctx.outs[sid]
+                sites.append((sid, leaf, tuple(out.shape), str(out.dtype), "materialised"))
+            kinds = ", ".join(ctx.sites[sid].kind for sid in used)
+            paths.append(f"shared ({len(used)} uses: {kinds}){extra}")
+            multi.append(leaf)
+            skip.append(leaf)
+            costs.append(None)
+            continue
         elif not used:
             paths.append("parameter-only" if leaf in const else "unused")
             costs.append(0)
@@ -485,25 +562,29 @@ def analyse(closed, n_params, p_structs, xy_structs, no_inline=()) -> Plan:
         else:
             sid = used[0]
             s = ctx.sites[sid]
-            sites.append((sid, leaf, tuple(ctx.outs[sid].shape), str(ctx.outs[sid].dtype)))
+            sites.append((sid, leaf, tuple(ctx.outs[sid].shape), str(ctx.outs[sid].dtype),
+                          s.info.get("mode")))
             label = _site_label(s, ctx.outs[sid])
             if s.view.custom:
                 label += f" (primal of {s.view.custom})"
             paths.append(label + extra)
             if s.info.get("mode") == "materialised":
                 skip.append(leaf)
-            blocks = s.info.get("blocks")
-            costs.append(mode_costs(*blocks)[s.info["mode"]] if blocks else
-                         int(math.prod(ctx.outs[sid].shape)))
+            blocks, cost = s.info.get("blocks"), s.info.get("costs")
+            cost = mode_costs(*blocks) if blocks else cost
+            costs.append(cost[s.info["mode"]] if cost else int(math.prod(ctx.outs[sid].shape)))
             continue
         fallback.append(leaf)
         paths.append(f"vmap: {reason}{extra}")
         costs.append(None)
     return Plan(tuple(sites), tuple(fallback), tuple(paths), tuple(sorted(ctx.custom)),
-                tuple(sorted(no_inline)), tuple(sorted(const)), tuple(skip), tuple(costs))
+                tuple(sorted(no_inline)), tuple(sorted(const)), tuple(skip), tuple(costs),
+                tuple(multi), tuple(ctx.scan_ranges))
 
 
 def _site_label(site, out):
+    if site.kind == "embedding":
+        return "embedding" if site.info["mode"] == "sorted" else f"embedding-{site.info['mode']}"
     if site.kind not in ("dense", "conv"):
         return site.kind
     mode = site.info["mode"]

@@ -85,7 +85,19 @@ def dense_mode(S, C, R, B=1):
     return min(costs, key=costs.get)
 
 
-def dense_sq_norms(a, d, dn, param_side, mode, param_shape=None):
+def _fold(X, n):
+    """``(n T, B, S, C)`` (T steps of a scan per example) to ``(n, B, T S, C)``."""
+    T = X.shape[0] // n
+    X = X.reshape((n, T) + X.shape[1:]).transpose(0, 2, 1, 3, 4)
+    return X.reshape(n, X.shape[1], T * X.shape[3], X.shape[4])
+
+
+def _unstep(t, steps):
+    """``(n, T_1..T_steps, ...)`` to ``(n T, ...)``."""
+    return t.reshape((-1,) + t.shape[1 + steps:]) if steps else t
+
+
+def dense_sq_norms(a, d, dn, param_side, mode, param_shape=None, steps=0):
     """Squared per-example gradient norms of the parameter of ``dot_general(lhs, rhs, dn)``.
 
     Args:
@@ -96,14 +108,30 @@ def dense_sq_norms(a, d, dn, param_side, mode, param_shape=None):
         mode: the form (:func:`dense_mode`).
         param_shape: with the materialised form, also return the summed gradient of the
             parameter (shaped ``param_shape``), else None.
+        steps: leading step axes of ``a`` and ``d`` after the examples' (a ``scan`` applying
+            the operation at every step: the gradient is summed over them).
 
     Returns ``(sq_norms, summed_gradient_or_None)``.
     """
-    n = a.shape[0]
-    a_perm, nb, nf, (B, S, C) = dense_blocks(a.shape[1:], dn, param_side)
-    if B == 1 and S == 1:  # plain dense layer: no transposes, two fused reductions
+    _, _, _, (B, S, C) = dense_blocks(a.shape[1 + steps:], dn, param_side)
+    if B == 1 and S == 1 and not steps:  # plain dense layer: two fused reductions
         sq = lambda t: jnp.sum(t * t, axis=tuple(range(1, t.ndim)))
         return sq(a.astype(d.dtype)) * sq(d), None
+    A, D = _dense_blocks_of(a, d, dn, param_side, steps)
+    sq, g = block_sq_norms(A, D, mode)
+    if g is None or param_shape is None:
+        return sq, None
+    return sq, _dense_to_param(g, dn, param_side, param_shape, 0)
+
+
+def _dense_blocks_of(a, d, dn, param_side, steps=0):
+    """``(A, D)`` shaped ``(n, B, S, C)`` and ``(n, B, S, R)`` for one ``dot_general``."""
+    if steps:
+        n = a.shape[0]
+        A, D = _dense_blocks_of(_unstep(a, steps), _unstep(d, steps), dn, param_side)
+        return _fold(A, n), _fold(D, n)
+    n = a.shape[0]
+    a_perm, nb, nf, (B, S, C) = dense_blocks(a.shape[1:], dn, param_side)
     out_nd = d.ndim - 1
     if param_side == 1:  # out = (batch, a free, W free)
         d_perm = tuple(range(out_nd))
@@ -114,15 +142,25 @@ def dense_sq_norms(a, d, dn, param_side, mode, param_shape=None):
     A = jnp.transpose(a, (0,) + tuple(p + 1 for p in a_perm)).reshape(n, B, S, C)
     A = A.astype(d.dtype)
     D = jnp.transpose(d, (0,) + tuple(p + 1 for p in d_perm)).reshape(n, B, S, -1)
-    sq, g = block_sq_norms(A, D, mode)
-    if g is None or param_shape is None:
-        return sq, None
+    return A, D
+
+
+def _dense_to_param(g, dn, param_side, param_shape, lead):
+    """``(*lead, B, C, R)`` blocks back to the parameter's layout (``lead`` leading axes)."""
     (lc, rc), (lb, rb) = dn
     p_contract, p_batch = (rc, rb) if param_side == 1 else (lc, lb)
     p_free = [k for k in range(len(param_shape)) if k not in p_contract and k not in p_batch]
     perm = tuple(p_batch) + tuple(p_contract) + tuple(p_free)
-    g = g.reshape(tuple(param_shape[k] for k in perm))
-    return sq, jnp.transpose(g, tuple(perm.index(k) for k in range(len(perm))))
+    g = g.reshape(g.shape[:lead] + tuple(param_shape[k] for k in perm))
+    inv = tuple(perm.index(k) + lead for k in range(len(perm)))
+    return jnp.transpose(g, tuple(range(lead)) + inv)
+
+
+def dense_grads(a, d, dn, param_side, param_shape, steps=0):
+    """Per-example gradients ``(n, *param_shape)`` of a ``dot_general`` parameter."""
+    A, D = _dense_blocks_of(a, d, dn, param_side, steps)
+    g = jnp.einsum("nbsc,nbsr->nbcr", A, D, precision=HIGHEST)
+    return _dense_to_param(g, dn, param_side, param_shape, 1)
 
 
 def block_sq_norms(A, D, mode):
@@ -165,7 +203,7 @@ def elementwise_sq_norms(d, x, view_shape, view_t):
     return _sq(g)
 
 
-def conv_patches(a, d, params, kernel_shape):
+def conv_patches(a, d, params, kernel_shape, steps=0):
     r"""Per-group patches and cotangents of one convolution, stacked over the examples.
 
     Args:
@@ -181,6 +219,10 @@ def conv_patches(a, d, params, kernel_shape):
     of :math:`P_{i,g}^\top D_{i,g}`. The patches are strided slices of the padded input (no
     convolution), one per kernel tap.
     """
+    if steps:
+        n = a.shape[0]
+        P, D = conv_patches(_unstep(a, steps), _unstep(d, steps), params, kernel_shape)
+        return _fold(P, n), _fold(D, n)
     dn = params["dimension_numbers"]
     ls, rs, os_ = dn.lhs_spec, dn.rhs_spec, dn.out_spec
     n = a.shape[0]
@@ -235,35 +277,91 @@ def conv_mode(params, kernel_shape, out_shape):
     return dense_mode(S, C, R, B)
 
 
-def conv_sq_norms(a, d, params, kernel_shape, mode, want_sum=False):
+def conv_sq_norms(a, d, params, kernel_shape, mode, want_sum=False, steps=0):
     r"""Convolution kernels (any groups, strides, dilations): the patches and cotangents of
     :func:`conv_patches`, then per group the dense formulas (one batched matrix product, never
     a grouped or per-example convolution). Returns ``(sq_norms, summed kernel gradient or
     None)`` (the sum with the materialised form and ``want_sum``)."""
-    P, D = conv_patches(a, d, params, kernel_shape)
+    P, D = conv_patches(a, d, params, kernel_shape, steps)
     sq, g = block_sq_norms(P, D, mode)
     if g is None or not want_sum:
         return sq, None
+    return sq, _conv_to_kernel(g[None], params, kernel_shape)[0]
+
+
+def _conv_to_kernel(g, params, kernel_shape):
+    """``(n, G, I k, O_g)`` per-group blocks to ``(n, *kernel_shape)``."""
     rs = params["dimension_numbers"].rhs_spec  # kernel axes of (O, I, *taps)
-    G, Ik, Og = g.shape
+    n, G, Ik, Og = g.shape
     filt = tuple(kernel_shape[k] for k in rs[2:])
-    g = jnp.transpose(g.reshape((G, Ik // math.prod(filt)) + filt + (Og,)),
-                      (0, len(filt) + 2, 1) + tuple(range(2, len(filt) + 2)))
-    g = g.reshape((G * Og, Ik // math.prod(filt)) + filt)  # canonical (O, I, *taps)
-    return sq, jnp.transpose(g, tuple(rs.index(k) for k in range(len(rs))))
+    nf = len(filt)
+    g = jnp.transpose(g.reshape((n, G, Ik // math.prod(filt)) + filt + (Og,)),
+                      (0, 1, nf + 3, 2) + tuple(range(3, nf + 3)))
+    g = g.reshape((n, G * Og, Ik // math.prod(filt)) + filt)  # canonical (O, I, *taps)
+    return jnp.transpose(g, (0,) + tuple(rs.index(k) + 1 for k in range(len(rs))))
 
 
-def selection_sq_norms(src, d):
+def conv_grads(a, d, params, kernel_shape, steps=0):
+    """Per-example kernel gradients ``(n, *kernel_shape)``."""
+    P, D = conv_patches(a, d, params, kernel_shape, steps)
+    g = jnp.einsum("nbsc,nbsr->nbcr", P, D, precision=HIGHEST)
+    return _conv_to_kernel(g, params, kernel_shape)
+
+
+def elementwise_grads(d, x, view_shape):
+    """Per-example gradients ``(n, *view_shape)`` of a bias (``x`` None) or a scale."""
+    if x is not None:
+        d = d * jnp.broadcast_to(x, d.shape).astype(d.dtype)
+    return jax.vmap(lambda di: unbroadcast(di, view_shape))(d)
+
+
+def selection_grads(src, d, table_shape):
+    """Per-example table gradients ``(n, *table_shape)`` of a selection (scatter-adds)."""
+    n = src.shape[0]
+    src, d = src.reshape(n, -1), d.reshape(n, -1)
+    size = math.prod(table_shape)
+    g = jax.vmap(lambda s, di: jnp.zeros(size + 1, di.dtype).at[s].add(di))(src, d)[:, 1:]
+    return g.reshape((n,) + tuple(table_shape))
+
+
+def selection_costs(M, table):
+    """Extra cost per example of the forms for a selection of ``M`` output elements from a
+    table of ``table`` entries: the Gram over output elements, the materialised table
+    gradient (a scatter-add) and the segment sums over sorted entries."""
+    return {"ghost": M * M, "materialised": MEMORY_COST * table,
+            "sorted": 64 * MEMORY_COST * M * max(1, math.ceil(math.log2(max(M, 2))))}
+
+
+def selection_mode(M, table):
+    costs = selection_costs(M, table)
+    return min(costs, key=costs.get)
+
+
+def selection_sq_norms(src, d, mode="sorted", table_shape=None):
     r"""Embedding lookups: :math:`\sum_k(\sum_{o:k(o)=k}\delta_o)^2` per example.
 
     Args:
         src: ``(n, *out_shape)`` integers, 1 + the flat table index each output element reads,
             0 where the lookup is dropped (out of bounds in ``fill`` mode).
         d: ``(n, *out_shape)`` output cotangents.
+        mode: ``"ghost"``: :math:`\sum_{o,o'}[k(o) = k(o')]\,\delta_o\delta_{o'}`;
+            ``"materialised"``: the per-example table gradient by a scatter-add (then also
+            the summed gradient, shaped ``table_shape``); ``"sorted"``: segment sums over the
+            sorted entries (O(output) memory).
+
+    Returns ``(sq_norms, summed_table_gradient_or_None)``.
     """
+    n = src.shape[0]
+    src, d = src.reshape(n, -1), d.reshape(n, -1)
+    d = jnp.where(src > 0, d, jnp.zeros_like(d))
+    if mode == "ghost":
+        eq = (src[:, :, None] == src[:, None, :]).astype(d.dtype)
+        return jnp.einsum("no,nop,np->n", d, eq, d, precision=HIGHEST), None
+    if mode == "materialised":
+        g = selection_grads(src, d, table_shape)
+        return _sq(g), jnp.sum(g, axis=0)
+
     def one(s, di):
-        s, di = s.reshape(-1), di.reshape(-1)
-        di = jnp.where(s > 0, di, jnp.zeros_like(di))
         order = jnp.argsort(s)
         s, di = s[order], di[order]
         new = jnp.concatenate([jnp.zeros((1,), jnp.int32),
@@ -272,4 +370,4 @@ def selection_sq_norms(src, d):
         sums = jax.ops.segment_sum(di, seg, num_segments=s.shape[0], indices_are_sorted=True)
         return jnp.sum(sums * sums)
 
-    return jax.vmap(one)(src, d)
+    return jax.vmap(one)(src, d), None
