@@ -2,9 +2,10 @@ r"""Gradient diversity of ANY JAX model: ghost norms in one backward pass, with 
 chunked ``vmap(grad)`` fallback per leaf.
 
 ``method="ghost"`` (the default) traces the per-example loss and takes every parameter leaf
-that one recognised operation consumes through :mod:`numerics._ghost` (one batched backward
-pass, no per-example gradients); the remaining leaves, and every leaf with ``method="vmap"``,
-take the reference path: the examples are processed ``chunk_size`` at a time inside one
+through :mod:`numerics._ghost` in one batched backward pass (recognised operations without
+per-example gradients; tied weights, parameter-only terms and unrecognised uses with only
+those leaves' per-example gradients); leaves whose per-example gradients would not fit in
+``CHUNK_BYTES``, and every leaf with ``method="vmap"``, take the reference path: the examples are processed ``chunk_size`` at a time inside one
 ``lax.scan``, only one chunk of per-example gradients (``chunk_size`` × those parameters) is
 alive at once, and the running sums :math:`S_1` (per leaf) and :math:`\sum_i g_i` are carried.
 """
@@ -367,8 +368,9 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
         same statistics per pytree leaf, keyed by ``jax.tree_util.keystr`` of its path, and
         ``paths``: how each leaf's S1 was computed (``"dense"``, ``"dense-ghost"``,
         ``"dense-materialised"``, ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-ghost"``,
-        ``"embedding"``,
-        ``"unused"``, or ``"vmap..."`` with the reason), same keys.
+        ``"embedding"`` (``-ghost``, ``-materialised``), ``"shared (k uses: ...)"``,
+        ``"parameter-only"``, ``"... + parameter-only term"``, ``"unused"``, or
+        ``"vmap..."`` with the reason), same keys (:class:`numerics._ghost.Plan`).
 
     Raises:
         ValueError: on an unknown ``method``, a non-positive ``chunk_size``, a loss that does
@@ -388,15 +390,14 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
     s1, s2, gsum, _, paths = _per_leaf_sums(loss_fn, params, x, y, method=method,
                                            chunk_size=chunk_size, batched=batched)
     n = jax.tree_util.tree_leaves(x)[0].shape[0]
-    S1 = sum(jax.tree_util.tree_leaves(s1))
-    S2 = sum(jax.tree_util.tree_leaves(s2))
-    out = diversity(S1, S2, n)
-    out["n"] = n
-    out["grad_sum"] = gsum
-    flat1 = jax.tree_util.tree_flatten_with_path(s1)[0]
-    flat2 = jax.tree_util.tree_leaves(s2)
-    out["layers"] = {jax.tree_util.keystr(path): diversity(a, b, n)
-                     for (path, a), b in zip(flat1, flat2)}
+    # one transfer, then host arithmetic: per-leaf statistics as jax ops would cost a dispatch
+    # each (milliseconds per call on small models)
+    flat1, flat2 = jax.device_get((jax.tree_util.tree_leaves(s1), jax.tree_util.tree_leaves(s2)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = diversity(sum(flat1), sum(flat2), n)
+        out["n"] = n
+        out["grad_sum"] = gsum
+        out["layers"] = {k: diversity(a, b, n) for k, a, b in zip(paths, flat1, flat2)}
     out["paths"] = paths
     return out
 

@@ -12,28 +12,32 @@ when it consumes exactly one parameter view and data:
 operation               parameter                           per-example norm from
 ======================  ==================================  ===============================
 ``dot_general``         dense / attention weight            inputs and output cotangents
-``conv_general_dilated`` kernel                             one batched transposed conv
+``conv_general_dilated`` kernel (any groups)                per-group patches, dense forms
 ``add``, ``sub``        bias (broadcast over positions)     output cotangent
 ``mul``                 elementwise scale (layer norm)      input × output cotangent
-``gather``,             embedding table                     segment sums of cotangents
+``gather``,             embedding table                     cotangents by table entry
 ``dynamic_slice``
 ======================  ==================================  ===============================
 
-A zero *probe* :math:`p_i` is added to the output of each recognised operation of a leaf that
-is used exactly once; one ``jax.vjp`` of
-:math:`\sum_i \ell_i(w, p_i)` with respect to ``(params, probes)`` then gives the summed
-gradient :math:`\sum_i g_i` (for :math:`S_2`) and every output cotangent
+A zero *probe* :math:`p_i` is added to the output of each recognised operation; one
+``jax.vjp`` of :math:`\sum_i \ell_i(w, p_i)` with respect to ``(params, probes)`` then gives
+the summed gradient :math:`\sum_i g_i` (for :math:`S_2`) and every output cotangent
 :math:`\delta_i = \partial\ell_i/\partial\mathrm{out}_i` with its example axis; the formulas of
 :mod:`numerics._ghost_norms` turn :math:`(a_i, \delta_i)` into
-:math:`\lVert\nabla_W\ell_i\rVert^2`.
+:math:`\lVert\nabla_W\ell_i\rVert^2`. Operations inside ``lax.scan`` bodies are sites too
+(probes scanned over, data stacked: the gradient sums over the steps).
 
-Every other leaf (used by several operations, whose cross terms cannot be split; by an
-unrecognised operation; inside ``scan``, ``while``, ``cond``) takes the exact chunked
-``vmap(grad)`` restricted to those leaves; :func:`plan` says which leaf took which path and why.
-Inside ``custom_jvp_call`` / ``custom_vjp_call`` bodies the primal computation is differentiated
-(for standard layers that is the same gradient); leaves that reach a recognised operation there
-are labelled ``"... (primal of custom_vjp_call)"`` and their summed gradient is checked against
-the custom rule's (:func:`numerics.gradient_diversity` falls back when they differ).
+A leaf used by several recognised operations (tied weights) takes the sum of each use's
+per-example gradient of that leaf. Values computed from parameters alone that enter the loss
+affinely (weight decay) contribute one constant vector per leaf, handled in closed form with a
+second copy of the leaves. Every other leaf (an unrecognised operation, ``while``, ``cond``)
+gets per-example copies in the same backward pass (or, when those do not fit, the exact
+chunked ``vmap(grad)`` restricted to those leaves); :func:`plan` says which leaf took which
+path and why. Inside ``custom_jvp_call`` / ``custom_vjp_call`` bodies the primal computation is
+differentiated (for standard layers that is the same gradient); leaves that reach a recognised
+operation there are labelled ``"... (primal of custom_vjp_call)"`` and their summed gradient is
+checked against the custom rule's (:func:`numerics.gradient_diversity` falls back when they
+differ).
 """
 
 from __future__ import annotations

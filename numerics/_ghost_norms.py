@@ -23,10 +23,13 @@ With :math:`a_i` the operation's data input and :math:`\delta_i = \partial\ell_i
   (a segment sum over the sorted entries, O(output) memory per example);
 * elementwise (bias ``add``, scale ``mul``): the gradient of that one parameter, no larger
   than an activation, squared and summed;
-* convolutions: the kernel's per-example gradient by the op's own transpose (one batched
-  transposed convolution), or, without groups and when there are no more output positions
-  than output channels, the unfolded patches with the dense formulas (whichever intermediate
-  is smaller).
+* convolutions (any padding, strides, dilations, feature or batch groups): per group, the
+  patches (strided slices of the padded input, one per kernel tap) and cotangents with the
+  dense formulas (one batched matrix product; no grouped or per-example convolution).
+
+The form (Gram or materialised) is chosen by an estimated cost (:func:`mode_costs`); the
+materialised form also returns the summed gradient, so the caller can leave that leaf out of
+its backward pass.
 """
 
 from __future__ import annotations
