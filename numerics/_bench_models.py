@@ -126,15 +126,15 @@ def block(*, n, key, seq=12, dim=32, heads=4, vocab=64):
 
     def loss(p, tok, target):
         h = p["tok"][tok] + p["pos"]
-        qkv = _layer_norm(p["ln1"], h) @ p["qkv"]["w"] + p["qkv"]["b"]
+        qkv = _layer_norm(p["ln1"], h) @ p["qkv"]["w"] + p["qkv"]["b"][None]
         q, kk, v = jnp.split(qkv.reshape(seq, 3, heads, hd), 3, axis=1)
         s = jnp.einsum("qhd,khd->hqk", q[:, 0], kk[:, 0]) / jnp.sqrt(float(hd))
-        att = jax.nn.softmax(jnp.where(mask, s, -jnp.inf), axis=-1)
+        att = jax.nn.softmax(jnp.where(mask[None], s, -jnp.inf), axis=-1)
         h = h + jnp.einsum("hqk,khd->qhd", att, v[:, 0]).reshape(seq, dim) @ p["o"]["w"] \
-            + p["o"]["b"]
-        m = jax.nn.gelu(_layer_norm(p["ln2"], h) @ p["up"]["w"] + p["up"]["b"])
-        h = h + m @ p["down"]["w"] + p["down"]["b"]
-        logits = _layer_norm(p["lnf"], h) @ p["head"]["w"] + p["head"]["b"]
+            + p["o"]["b"][None]
+        m = jax.nn.gelu(_layer_norm(p["ln2"], h) @ p["up"]["w"] + p["up"]["b"][None])
+        h = h + m @ p["down"]["w"] + p["down"]["b"][None]
+        logits = _layer_norm(p["lnf"], h) @ p["head"]["w"] + p["head"]["b"][None]
         return jnp.mean(jax.vmap(_ce)(logits, target))
 
     tok = jax.random.randint(k[8], (n, seq), 0, vocab)
@@ -166,8 +166,8 @@ def gcnn(*, n, key, size=16, classes=10, kind="grouped"):
     }
 
     def loss(p, x, y):
-        h = jax.nn.relu(_conv(x, p["c1"]["w"]) + p["c1"]["b"])
-        h = jax.nn.relu(_conv(h, p["c2"]["w"], stride, dil, g) + p["c2"]["b"])
+        h = jax.nn.relu(_conv(x, p["c1"]["w"]) + p["c1"]["b"][None, None])
+        h = jax.nn.relu(_conv(h, p["c2"]["w"], stride, dil, g) + p["c2"]["b"][None, None])
         return _ce(jnp.mean(h, axis=(0, 1)) @ p["head"]["w"] + p["head"]["b"], y)
 
     x = jax.random.normal(k[3], (n, size, size, 3))
@@ -202,7 +202,7 @@ def tied(*, n, key, seq=16, dim=64, vocab=256):
 
     def loss(p, tok, target):
         h = p["E"][tok]
-        h = h + jax.nn.gelu(h @ p["mlp"]["w"] + p["mlp"]["b"])
+        h = h + jax.nn.gelu(h @ p["mlp"]["w"] + p["mlp"]["b"][None])
         return jnp.mean(jax.vmap(_ce)(h @ p["E"].T, target))
 
     tok = jax.random.randint(k[2], (n, seq), 0, vocab)
