@@ -2,9 +2,10 @@ r"""Gradient diversity of ANY JAX model: ghost norms in one backward pass, with 
 chunked ``vmap(grad)`` fallback per leaf.
 
 ``method="ghost"`` (the default) traces the per-example loss and takes every parameter leaf
-that one recognised operation consumes through :mod:`numerics._ghost` (one batched backward
-pass, no per-example gradients); the remaining leaves, and every leaf with ``method="vmap"``,
-take the reference path: the examples are processed ``chunk_size`` at a time inside one
+through :mod:`numerics._ghost` in one batched backward pass (recognised operations without
+per-example gradients; tied weights, parameter-only terms and unrecognised uses with only
+those leaves' per-example gradients); leaves whose per-example gradients would not fit in
+``CHUNK_BYTES``, and every leaf with ``method="vmap"``, take the reference path: the examples are processed ``chunk_size`` at a time inside one
 ``lax.scan``, only one chunk of per-example gradients (``chunk_size`` × those parameters) is
 alive at once, and the running sums :math:`S_1` (per leaf) and :math:`\sum_i g_i` are carried.
 """
@@ -125,60 +126,132 @@ def ghost_plan(loss_fn, params, x, y, *, batched: bool = False) -> _ghost.Plan:
     return _plan(loss_fn, params, x, y)
 
 
-def _site_sq_norms(site, aux, delta, leaf):
-    """n squared per-example gradient norms of ``leaf`` from its one recognised operation."""
+def _site_sq_norms(site, aux, delta, leaf, mode, want_sum):
+    """n squared per-example gradient norms of ``leaf`` from its one recognised operation, and
+    (with ``want_sum`` and a materialised form) its summed gradient, else None."""
     view = site.view
     if site.kind == "dense":
-        return _ghost_norms.dense_sq_norms(aux, delta, site.info["dn"], site.info["side"])
-    if site.kind == "conv" and _ghost_norms.conv_unfold(site.info["params"], delta.shape[1:]):
-        return _ghost_norms.conv_patches_sq_norms(aux, delta, site.info["params"],
-                                                  tuple(view.fn(leaf).shape))
-    if site.kind == "conv":
-        return _ghost_norms.conv_sq_norms(site.info["op"], aux, delta, view.fn(leaf))
-    if site.kind == "embedding":
-        return _ghost_norms.selection_sq_norms(aux, delta)
-    view_t = None if view.preserving else (lambda g: jax.vjp(view.fn, leaf)[1](g)[0])
-    x = aux if site.kind == "scale" else None
-    return _ghost_norms.elementwise_sq_norms(delta, x, site.info["shape"], view_t)
+        sq, g = _ghost_norms.dense_sq_norms(aux, delta, site.info["dn"], site.info["side"],
+                                            mode, site.info["shape"] if want_sum else None,
+                                            site.info["steps"])
+    elif site.kind == "conv":
+        sq, g = _ghost_norms.conv_sq_norms(aux, delta, site.info["params"],
+                                           site.info["kernel_shape"], mode,
+                                           want_sum, site.info["steps"])
+    elif site.kind == "embedding":
+        sq, g = _ghost_norms.selection_sq_norms(aux, delta, mode, site.info["shape"])
+    else:
+        view_t = None if view.preserving else (lambda g: jax.vjp(view.fn, leaf)[1](g)[0])
+        x = aux if site.kind == "scale" else None
+        return _ghost_norms.elementwise_sq_norms(delta, x, site.info["shape"], view_t), None
+    if g is not None:
+        g = jax.vjp(view.fn, leaf)[1](g.astype(leaf.dtype))[0]
+    return sq, g
+
+
+def _site_grads(site, aux, delta, leaf):
+    """Per-example gradients ``(n, *leaf.shape)`` of ``leaf`` from one of its operations."""
+    info = site.info
+    if site.kind == "dense":
+        g = _ghost_norms.dense_grads(aux, delta, info["dn"], info["side"], info["shape"],
+                                     info["steps"])
+    elif site.kind == "conv":
+        g = _ghost_norms.conv_grads(aux, delta, info["params"], info["kernel_shape"],
+                                    info["steps"])
+    elif site.kind == "embedding":
+        g = _ghost_norms.selection_grads(aux, delta, info["shape"])
+    else:
+        g = _ghost_norms.elementwise_grads(delta, aux if site.kind == "scale" else None,
+                                           info["shape"])
+    if site.view.preserving and g.shape[1:] == leaf.shape and site.view.fn(leaf) is leaf:
+        return g.astype(leaf.dtype)
+    back = lambda gi: jax.vjp(site.view.fn, leaf)[1](gi.astype(leaf.dtype))[0]
+    return jax.vmap(back)(g)
 
 
 def _ghost_core(loss_fn, params, x, y, plan, chunk):
-    """Traceable: per-leaf S1, S2, the summed gradient, the loss sum and the custom-rule check."""
+    """Traceable: per-leaf S1, S2, the summed gradient, the loss sum and the custom-rule check.
+
+    One ``jax.vjp`` of the summed loss with respect to: the leaves (less those in
+    ``plan.skip``, whose summed gradient comes with their norms), zero probes at the outputs of
+    the recognised operations, a second copy of the leaves for their example-independent terms
+    (``plan.const``) and per-example copies of the fallback leaves (when they fit in
+    ``CHUNK_BYTES``; else those take the chunked ``vmap(grad)``).
+    """
     p_leaves, p_def = jax.tree_util.tree_flatten(params)
     n = jax.tree_util.tree_leaves(x)[0].shape[0]
     closed = _ghost.trace(loss_fn, _structs(params), _structs(x, True), _structs(y, True))
     n_params = len(p_leaves)
     xy = jax.tree_util.tree_leaves((x, y))
-    probes = {sid: jnp.zeros((n,) + shape, dtype) for sid, _, shape, dtype in plan.sites}
+    probes = {sid: jnp.zeros((n,) + shape, dtype) for sid, _, shape, dtype, _ in plan.sites}
+    fb, multi = list(plan.fallback), list(plan.multi)
+    nbytes = lambda ks: n * sum(p_leaves[k].size * p_leaves[k].dtype.itemsize for k in ks)
+    if nbytes(fb + multi) <= CHUNK_BYTES:
+        copies, chunked = fb, []
+    else:  # per-example gradients of these leaves do not fit: chunked vmap(grad)
+        copies, chunked, multi = [], fb + multi, []
+    skip, const = set(plan.skip) - set(chunked), list(plan.const)
+    diff = [k for k in range(n_params) if k not in skip and k not in copies]
     seen = []
 
-    def one(pl, pr, xyl):
-        ctx = _ghost.Context(plan=plan.site_ids, probes=pr, no_inline=frozenset(plan.no_inline))
+    def one(pd, pr, xyl, pa, pc):
+        leaves = list(p_leaves)
+        for k, a in zip(diff, pd):
+            leaves[k] = a
+        for k, a in zip(copies, pc):
+            leaves[k] = a
+        ctx = _ghost.Context(plan=plan.site_ids, probes=pr, no_inline=frozenset(plan.no_inline),
+                             const=frozenset(const), a_leaves=dict(zip(const, pa)),
+                             scan_ranges=list(plan.scan_ranges))
         seen.append(ctx)
-        return _ghost.run(closed, n_params, pl, xyl, ctx), ctx.aux
+        return _ghost.run(closed, n_params, leaves, xyl, ctx), ctx.aux
 
-    def total(pl, pr):
-        losses, aux = jax.vmap(one, in_axes=(None, 0, 0))(pl, pr, xy)
+    def total(pd, pr, pa, pc):
+        losses, aux = jax.vmap(one, in_axes=(None, 0, 0, None, 0))(pd, pr, xy, pa, pc)
         return jnp.sum(losses), aux
 
-    loss_sum, vjp_fn, aux = jax.vjp(total, p_leaves, probes, has_aux=True)
-    gsum, deltas = vjp_fn(jnp.ones_like(loss_sum))
+    per_ex = [jnp.broadcast_to(p_leaves[k], (n,) + p_leaves[k].shape) for k in copies]
+    loss_sum, vjp_fn, aux = jax.vjp(total, [p_leaves[k] for k in diff], probes,
+                                    [p_leaves[k] for k in const], per_ex, has_aux=True)
+    g_diff, deltas, g_const, g_copies = vjp_fn(jnp.ones_like(loss_sum))
     sites = seen[-1].sites
     s1 = [jnp.zeros((), a.dtype) for a in p_leaves]
-    for sid, leaf, _, _ in plan.sites:
-        sq = _site_sq_norms(sites[sid], aux[sid], deltas[sid], p_leaves[leaf])
+    gsum = [jnp.zeros_like(a) for a in p_leaves]
+    for k, g in zip(diff, g_diff):
+        gsum[k] = g
+    for k, g in zip(copies, g_copies):
+        s1[k] = jnp.sum(g * g).astype(p_leaves[k].dtype)
+        gsum[k] = jnp.sum(g, axis=0)
+    shared = {}
+    for sid, leaf, _, _, mode in plan.sites:
+        if leaf in chunked:
+            continue
+        if leaf in multi:
+            g = _site_grads(sites[sid], aux[sid], deltas[sid], p_leaves[leaf])
+            shared[leaf] = g if leaf not in shared else shared[leaf] + g
+            continue
+        sq, g = _site_sq_norms(sites[sid], aux[sid], deltas[sid], p_leaves[leaf], mode,
+                               leaf in skip)
         s1[leaf] = jnp.sum(sq).astype(p_leaves[leaf].dtype)
-    if plan.fallback:
-        fb = list(plan.fallback)
-
+        if leaf in skip:
+            gsum[leaf] = g
+    for leaf, g in shared.items():
+        s1[leaf] = jnp.sum(g * g).astype(p_leaves[leaf].dtype)
+        gsum[leaf] = jnp.sum(g, axis=0)
+    for k, ga in zip(const, g_const):  # g_i = h_i + c with c = ga / n: closed form of S1
+        if k not in chunked:
+            c = ga / n
+            s1[k] = s1[k] + 2 * jnp.sum(gsum[k] * c) + n * jnp.sum(c * c)
+        gsum[k] = gsum[k] + ga
+    if chunked:
         def loss_fb(pf, xi, yi):
             leaves = list(p_leaves)
-            for k, a in zip(fb, pf):
+            for k, a in zip(chunked, pf):
                 leaves[k] = a
             return loss_fn(jax.tree_util.tree_unflatten(p_def, leaves), xi, yi)
 
-        s1_fb, _, _ = _vmap_sums(loss_fb, [p_leaves[k] for k in fb], x, y, chunk)
-        for k, v in zip(fb, s1_fb):
+        s1_fb, _, _ = _vmap_sums(loss_fb, [p_leaves[k] for k in chunked], x, y, chunk)
+        for k, v in zip(chunked, s1_fb):
             s1[k] = v
     s2 = [jnp.sum(g * g) for g in gsum]
     check = jnp.zeros((), loss_sum.dtype)
@@ -186,9 +259,9 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
         true = jax.grad(lambda pl: jnp.sum(jax.vmap(
             lambda xi, yi: loss_fn(jax.tree_util.tree_unflatten(p_def, pl), xi, yi))(x, y)))(
                 p_leaves)
-        diff = sum(jnp.sum((a - b) ** 2) for a, b in zip(gsum, true))
+        diff_sq = sum(jnp.sum((a - b) ** 2) for a, b in zip(gsum, true))
         ref = sum(jnp.sum(b * b) for b in true)
-        check = jnp.sqrt(diff / jnp.maximum(ref, jnp.finfo(ref.dtype).tiny))
+        check = jnp.sqrt(diff_sq / jnp.maximum(ref, jnp.finfo(ref.dtype).tiny))
     unflat = lambda v: jax.tree_util.tree_unflatten(p_def, v)
     return unflat(s1), unflat(s2), unflat(gsum), loss_sum, check
 
@@ -294,9 +367,10 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
         with ``n``, ``grad_sum`` (:math:`\sum_i g_i`, shaped like params), ``layers``: the
         same statistics per pytree leaf, keyed by ``jax.tree_util.keystr`` of its path, and
         ``paths``: how each leaf's S1 was computed (``"dense"``, ``"dense-ghost"``,
-        ``"dense-materialised"``, ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-unfold"``,
-        ``"embedding"``,
-        ``"unused"``, or ``"vmap..."`` with the reason), same keys.
+        ``"dense-materialised"``, ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-ghost"``,
+        ``"embedding"`` (``-ghost``, ``-materialised``), ``"shared (k uses: ...)"``,
+        ``"parameter-only"``, ``"... + parameter-only term"``, ``"unused"``, or
+        ``"vmap..."`` with the reason), same keys (:class:`numerics._ghost.Plan`).
 
     Raises:
         ValueError: on an unknown ``method``, a non-positive ``chunk_size``, a loss that does
@@ -316,15 +390,14 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
     s1, s2, gsum, _, paths = _per_leaf_sums(loss_fn, params, x, y, method=method,
                                            chunk_size=chunk_size, batched=batched)
     n = jax.tree_util.tree_leaves(x)[0].shape[0]
-    S1 = sum(jax.tree_util.tree_leaves(s1))
-    S2 = sum(jax.tree_util.tree_leaves(s2))
-    out = diversity(S1, S2, n)
-    out["n"] = n
-    out["grad_sum"] = gsum
-    flat1 = jax.tree_util.tree_flatten_with_path(s1)[0]
-    flat2 = jax.tree_util.tree_leaves(s2)
-    out["layers"] = {jax.tree_util.keystr(path): diversity(a, b, n)
-                     for (path, a), b in zip(flat1, flat2)}
+    # one transfer, then host arithmetic: per-leaf statistics as jax ops would cost a dispatch
+    # each (milliseconds per call on small models)
+    flat1, flat2 = jax.device_get((jax.tree_util.tree_leaves(s1), jax.tree_util.tree_leaves(s2)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = diversity(sum(flat1), sum(flat2), n)
+        out["n"] = n
+        out["grad_sum"] = gsum
+        out["layers"] = {k: diversity(a, b, n) for k, a, b in zip(paths, flat1, flat2)}
     out["paths"] = paths
     return out
 

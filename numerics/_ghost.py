@@ -12,33 +12,39 @@ when it consumes exactly one parameter view and data:
 operation               parameter                           per-example norm from
 ======================  ==================================  ===============================
 ``dot_general``         dense / attention weight            inputs and output cotangents
-``conv_general_dilated`` kernel                             one batched transposed conv
+``conv_general_dilated`` kernel (any groups)                per-group patches, dense forms
 ``add``, ``sub``        bias (broadcast over positions)     output cotangent
 ``mul``                 elementwise scale (layer norm)      input × output cotangent
-``gather``,             embedding table                     segment sums of cotangents
+``gather``,             embedding table                     cotangents by table entry
 ``dynamic_slice``
 ======================  ==================================  ===============================
 
-A zero *probe* :math:`p_i` is added to the output of each recognised operation of a leaf that
-is used exactly once; one ``jax.vjp`` of
-:math:`\sum_i \ell_i(w, p_i)` with respect to ``(params, probes)`` then gives the summed
-gradient :math:`\sum_i g_i` (for :math:`S_2`) and every output cotangent
+A zero *probe* :math:`p_i` is added to the output of each recognised operation; one
+``jax.vjp`` of :math:`\sum_i \ell_i(w, p_i)` with respect to ``(params, probes)`` then gives
+the summed gradient :math:`\sum_i g_i` (for :math:`S_2`) and every output cotangent
 :math:`\delta_i = \partial\ell_i/\partial\mathrm{out}_i` with its example axis; the formulas of
 :mod:`numerics._ghost_norms` turn :math:`(a_i, \delta_i)` into
-:math:`\lVert\nabla_W\ell_i\rVert^2`.
+:math:`\lVert\nabla_W\ell_i\rVert^2`. Operations inside ``lax.scan`` bodies are sites too
+(probes scanned over, data stacked: the gradient sums over the steps).
 
-Every other leaf (used by several operations, whose cross terms cannot be split; by an
-unrecognised operation; inside ``scan``, ``while``, ``cond``) takes the exact chunked
-``vmap(grad)`` restricted to those leaves; :func:`plan` says which leaf took which path and why.
-Inside ``custom_jvp_call`` / ``custom_vjp_call`` bodies the primal computation is differentiated
-(for standard layers that is the same gradient); leaves that reach a recognised operation there
-are labelled ``"... (primal of custom_vjp_call)"`` and their summed gradient is checked against
-the custom rule's (:func:`numerics.gradient_diversity` falls back when they differ).
+A leaf used by several recognised operations (tied weights) takes the sum of each use's
+per-example gradient of that leaf. Values computed from parameters alone that enter the loss
+affinely (weight decay) contribute one constant vector per leaf, handled in closed form with a
+second copy of the leaves. Every other leaf (an unrecognised operation, ``while``, ``cond``)
+gets per-example copies in the same backward pass (or, when those do not fit, the exact
+chunked ``vmap(grad)`` restricted to those leaves); :func:`plan` says which leaf took which
+path and why. Inside ``custom_jvp_call`` / ``custom_vjp_call`` bodies the primal computation is
+differentiated (for standard layers that is the same gradient); leaves that reach a recognised
+operation there are labelled ``"... (primal of custom_vjp_call)"`` and their summed gradient is
+checked against the custom rule's (:func:`numerics.gradient_diversity` falls back when they
+differ).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -46,7 +52,8 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
-from ._ghost_norms import conv_unfold, dense_blocks, dense_mode
+from ._ghost_norms import (conv_blocks, dense_blocks, dense_mode, mode_costs,
+                           selection_costs, selection_mode)
 
 #: Dependence bits carried with every value: on the example (x_i, y_i), on the parameters.
 EXAMPLE, PARAMS = 1, 2
@@ -101,6 +108,14 @@ class Context:
     aux: dict = field(default_factory=dict)
     no_inline: frozenset = frozenset()  # leaves whose custom rules are bound, not inlined
     custom: set = field(default_factory=set)  # leaves that entered an inlined custom body
+    affine: dict = field(default_factory=dict)  # analysis: var -> enters the loss affinely
+    const_sets: list = field(default_factory=list)  # leaf sets of affine parameter-only terms
+    nonconst_sets: list = field(default_factory=list)
+    const: frozenset = frozenset()  # run: leaves whose parameter-only terms read a_leaves
+    a_leaves: dict = field(default_factory=dict)
+    steps: tuple = ()  # lengths of the scans being interpreted
+    scan_ranges: list = field(default_factory=list)  # site ids inside each scan, in order
+    scan_index: list = field(default_factory=lambda: [0])
 
 
 def _bind(eqn, invals):
@@ -124,8 +139,16 @@ def _iota(shape):
     return (jnp.arange(size, dtype=jnp.int32) + 1).reshape(shape)
 
 
-def _site(eqn, invals, views):
-    """``(kind, info, data)`` of a recognised operation, or ``(None, reason, None)``."""
+def _site(eqn, invals, views, steps=()):
+    """``(kind, info, data)`` of a recognised operation, or ``(None, reason, None)``;
+    ``steps``: the lengths of the scans it sits in (its gradient is summed over them)."""
+    info = _site_info(eqn, invals, views, math.prod(steps))
+    if info[0] is not None:
+        info[1]["steps"] = len(steps)
+    return info
+
+
+def _site_info(eqn, invals, views, T):
     name = eqn.primitive.name
     tracked = [k for k, v in enumerate(views) if v is not None]
     if len(tracked) != 1:
@@ -137,14 +160,20 @@ def _site(eqn, invals, views):
             return None, "dot_general of a broadcast or scaled parameter", None
         dn, data = eqn.params["dimension_numbers"], invals[1 - k]
         _, _, _, (B, S, C) = dense_blocks(data.shape, dn, k)
-        mode = dense_mode(S, C, invals[k].size // max(B * C, 1))
-        return "dense", {"dn": dn, "side": k, "mode": mode}, data
+        R = invals[k].size // max(B * C, 1)
+        S *= T
+        mode = dense_mode(S, C, R, B)
+        return "dense", {"dn": dn, "side": k, "mode": mode, "blocks": (B, S, C, R),
+                         "shape": tuple(invals[k].shape)}, data
     if name == "conv_general_dilated" and k == 1:
         if not v.preserving:
             return None, "convolution with a broadcast or scaled kernel", None
         params = dict(eqn.params)
-        return "conv", {"op": lambda a, w: eqn.primitive.bind(a, w, **params),
-                        "params": params}, invals[0]
+        out_shape = tuple(eqn.outvars[0].aval.shape)
+        blocks = conv_blocks(params, tuple(invals[k].shape), out_shape)
+        blocks = (blocks[0], blocks[1] * T) + blocks[2:]
+        return "conv", {"params": params, "kernel_shape": tuple(invals[k].shape),
+                        "blocks": blocks, "mode": dense_mode(*blocks[1:], blocks[0])}, invals[0]
     if name in ("add", "sub", "add_any") and len(invals) == 2:
         return "bias", {"shape": tuple(invals[k].shape)}, None
     if name == "mul" and len(invals) == 2:
@@ -154,45 +183,70 @@ def _site(eqn, invals, views):
         if "fill_value" in params:
             params["fill_value"] = 0  # dropped lookups read "entry 0", which no entry is
         src = eqn.primitive.bind(_iota(invals[0].shape), *invals[1:], **params)
-        return "embedding", {}, src
+        M, table = math.prod(eqn.outvars[0].aval.shape) * T, invals[0].size
+        return "embedding", {"mode": selection_mode(M, table), "shape": tuple(invals[0].shape),
+                             "costs": selection_costs(M, table)}, src
     return None, name, None
 
 
-def interpret(jaxpr, consts, args, views, deps, ctx):
+def interpret(jaxpr, consts, args, views, deps, ctx, psets=None):
     """Evaluate ``jaxpr`` on ``args``; ``views[k]`` is the :class:`View` of ``args[k]`` (or
-    None) and ``deps[k]`` its dependence bits (:data:`EXAMPLE`, :data:`PARAMS`).
+    None), ``deps[k]`` its dependence bits (:data:`EXAMPLE`, :data:`PARAMS`) and ``psets[k]``
+    the leaves a parameter-only value (not a view) was computed from (or None).
 
-    Returns ``(outs, out_views, out_deps)`` and fills ``ctx``."""
-    env, venv, denv = {}, {}, {}
+    Returns ``(outs, out_views, out_deps, out_psets)`` and fills ``ctx``."""
+    env, venv, denv, penv = {}, {}, {}, {}
+    psets = psets or [None] * len(args)
 
     def read(v):
         if isinstance(v, jcore.Literal):
-            return v.val, None, 0
-        return env[v], venv.get(v), denv.get(v, 0)
+            return v.val, None, 0, None
+        return env[v], venv.get(v), denv.get(v, 0), penv.get(v)
 
     for v, c in zip(jaxpr.constvars, consts):
         env[v], denv[v] = c, 0
-    for v, a, w, d in zip(jaxpr.invars, args, views, deps):
+    for v, a, w, d, ps in zip(jaxpr.invars, args, views, deps, psets):
         env[v], venv[v], denv[v] = a, w, d
+        if ps:
+            penv[v] = ps
     for eqn in jaxpr.eqns:
         got = [read(v) for v in eqn.invars]
         invals = [g[0] for g in got]
         ins = [g[1] for g in got]
         indeps = [g[2] for g in got]
+        inps = [g[3] for g in got]
         dep = 0
         for d in indeps:
             dep |= d
         name = eqn.primitive.name
         outviews = [None] * len(eqn.outvars)
         outdeps = [dep] * len(eqn.outvars)
-        if all(w is None for w in ins):
+        outps = [None] * len(eqn.outvars)
+        n_views = sum(w is not None for w in ins)
+        if not dep & EXAMPLE and (any(inps) or n_views > 1 or (
+                n_views == 1 and not _is_view_op(eqn, invals, ins, indeps)
+                and _site(eqn, invals, ins, ctx.steps)[0] is None)):
+            # a parameter-only value (does not depend on the example): weight decay, W1 @ W2
+            leaves = frozenset().union(*(ps for ps in inps if ps),
+                                       (w.leaf for w in ins if w is not None))
+            if ctx.plan is not None and leaves <= ctx.const:
+                invals = [v if w is None else w.fn(ctx.a_leaves[w.leaf])
+                          for v, w in zip(invals, ins)]
             outs = _bind(eqn, invals)
+            outps = [leaves] * len(eqn.outvars)
+        elif n_views == 0:
+            outs = _bind(eqn, invals)
+            for v, ps in zip(eqn.invars, inps):
+                if ps:  # a parameter-only value meets the example
+                    _boundary(ctx, v, ps, name)
         elif name in CUSTOM and any(w is not None and w.leaf in ctx.no_inline for w in ins):
             outs = _bind(eqn, invals)  # the custom rule's gradient, exactly
             for w in ins:
                 if w is not None:
                     ctx.unrecognised.setdefault(w.leaf, f"{name} whose rule differs from its "
                                                         "primal's gradient")
+        elif name == "scan":
+            outs = _scan(eqn, invals, ins, indeps, inps, ctx)
         elif name in CALLS:
             body = eqn.params[CALLS[name]]
             inner, inner_consts = (body.jaxpr, body.consts) if isinstance(
@@ -201,22 +255,23 @@ def interpret(jaxpr, consts, args, views, deps, ctx):
                 ins = [None if w is None else View(w.leaf, w.fn, w.preserving, name)
                        for w in ins]
                 ctx.custom.update(w.leaf for w in ins if w is not None)
-            outs, outviews, outdeps = interpret(inner, inner_consts, invals, ins, indeps, ctx)
-        elif (len(eqn.invars) == 1 and name in NORM_VIEWS | LINEAR_VIEWS and _float(invals[0])
-              and jnp.issubdtype(eqn.outvars[0].aval.dtype, jnp.inexact)):
+            outs, outviews, outdeps, outps = interpret(inner, inner_consts, invals, ins, indeps,
+                                                       ctx, inps)
+        elif _is_view_op(eqn, invals, ins, indeps) and len(eqn.invars) == 1:
             outs = _bind(eqn, invals)
             w = ins[0]
             outviews = [View(w.leaf, _compose(w, eqn), w.preserving and name in NORM_VIEWS,
                              w.custom)]
-        elif (name in CONST_BINARY_VIEWS and len(invals) == 2
-              and sum(w is not None for w in ins) == 1
-              and indeps[1 if ins[0] is not None else 0] == 0):  # a true constant
+        elif _is_view_op(eqn, invals, ins, indeps):
             outs = _bind(eqn, invals)
             side = 0 if ins[0] is not None else 1
             w = ins[side]
             outviews = [View(w.leaf, _compose(w, eqn, invals[1 - side], side), False, w.custom)]
         else:
-            kind, info, data = _site(eqn, invals, ins)
+            for v, ps in zip(eqn.invars, inps):
+                if ps:
+                    _boundary(ctx, v, ps, name)
+            kind, info, data = _site(eqn, invals, ins, ctx.steps)
             outs = _bind(eqn, invals)
             if kind is None:
                 for w in ins:
@@ -227,20 +282,156 @@ def interpret(jaxpr, consts, args, views, deps, ctx):
                 sid = len(ctx.sites)
                 ctx.sites.append(Site(w.leaf, kind, w, info))
                 if ctx.plan is None:
-                    ctx.outs.append(jax.ShapeDtypeStruct(outs[0].shape, outs[0].dtype))
+                    ctx.outs.append(jax.ShapeDtypeStruct(tuple(ctx.steps) + outs[0].shape,
+                                                         outs[0].dtype))
                 elif sid in ctx.plan:
                     outs = [jax.lax.add(outs[0], ctx.probes[sid].astype(outs[0].dtype))]
                     ctx.aux[sid] = data
                     outdeps = [dep | EXAMPLE]
-        for v, o, w, d in zip(eqn.outvars, outs, outviews, outdeps):
+        for v, o, w, d, ps in zip(eqn.outvars, outs, outviews, outdeps, outps):
             if isinstance(v, jcore.DropVar):
                 continue
             env[v] = o
             if w is not None:
                 venv[v] = w
+            if ps:
+                penv[v] = ps
             denv[v] = d
     got = [read(v) for v in jaxpr.outvars]
-    return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
+    return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got], [g[3] for g in got]
+
+
+def _scan(eqn, invals, ins, indeps, inps, ctx):
+    """A ``scan`` whose body reads parameter views among its constants: the body is
+    interpreted at every step, the probes of its recognised operations are scanned over (one
+    slice per step) and their data stacked, so each such operation is a site whose gradient
+    sums over the steps (an RNN's weights are dense layers with T positions)."""
+    p = eqn.params
+    nc, ncar, T = p["num_consts"], p["num_carry"], p["length"]
+    body = p["jaxpr"]
+    for w in ins[nc:]:
+        if w is not None:
+            ctx.unrecognised.setdefault(w.leaf, "scan (as a carry or scanned input)")
+    for v, ps in zip(eqn.invars[nc:], inps[nc:]):
+        if ps:
+            _boundary(ctx, v, ps, "scan")
+    views = list(ins[:nc]) + [None] * (len(invals) - nc)
+    deps = (list(indeps[:nc]) + [d | EXAMPLE | PARAMS for d in indeps[nc:nc + ncar]]
+            + list(indeps[nc + ncar:]))
+    psets = list(inps[:nc]) + [None] * (len(invals) - nc)
+    k = ctx.scan_index[0]
+    ctx.scan_index[0] += 1
+    if ctx.plan is None:
+        start, mine = len(ctx.sites), {}
+    else:
+        start, end = ctx.scan_ranges[k]
+        mine = {sid: ctx.probes[sid] for sid in range(start, end) if sid in ctx.plan}
+    consts, init, xs = invals[:nc], invals[nc:nc + ncar], invals[nc + ncar:]
+
+    def step(carry, sl):
+        xs_t, probes_t = sl
+        child = dataclasses.replace(ctx, probes=probes_t, aux={}, steps=ctx.steps + (T,))
+        outs = interpret(body.jaxpr, body.consts, list(consts) + list(carry) + list(xs_t),
+                         views, deps, child, psets)[0]
+        return outs[:ncar], (outs[ncar:], child.aux)
+
+    carry, (ys, aux) = jax.lax.scan(step, list(init), (list(xs), mine), length=T,
+                                    reverse=p["reverse"], unroll=p["unroll"])
+    if ctx.plan is None:
+        ctx.scan_ranges.append((start, len(ctx.sites)))
+    else:
+        ctx.aux.update(aux)
+    return list(carry) + list(ys)
+
+
+def _is_view_op(eqn, invals, ins, indeps):
+    """A unary norm-preserving / linear view, or a binary op with a true constant."""
+    name = eqn.primitive.name
+    if len(eqn.invars) == 1:
+        return (name in NORM_VIEWS | LINEAR_VIEWS and _float(invals[0])
+                and jnp.issubdtype(eqn.outvars[0].aval.dtype, jnp.inexact))
+    return (name in CONST_BINARY_VIEWS and len(invals) == 2
+            and sum(w is not None for w in ins) == 1
+            and indeps[1 if ins[0] is not None else 0] == 0)
+
+
+def _boundary(ctx, var, leaves, name):
+    """A parameter-only value ``var`` enters an example-dependent operation: its cotangent is
+    the same for every example when it enters the loss affinely (``+ λ·Σ‖W‖²``)."""
+    if ctx.plan is not None:
+        return
+    if ctx.affine.get(var, False):
+        ctx.const_sets.append(leaves)
+    else:
+        ctx.nonconst_sets.append(leaves)
+        for leaf in leaves:
+            ctx.unrecognised.setdefault(leaf, f"{name} (through a parameter-only value)")
+
+
+#: Operations linear in every operand (their cotangents are the output's, rearranged).
+LINEAR_ALL = frozenset({"add", "sub", "add_any", "neg", "convert_element_type", "reshape",
+                        "squeeze", "expand_dims", "broadcast_in_dim", "reduce_sum", "transpose",
+                        "copy", "copy_p", "reduce_precision", "slice", "concatenate"})
+
+
+def _body(eqn):
+    body = eqn.params[CALLS[eqn.primitive.name]]
+    return (body.jaxpr, body.consts) if isinstance(body, jcore.ClosedJaxpr) else (body, [])
+
+
+def _var(v):
+    return not isinstance(v, jcore.Literal)
+
+
+def _example_deps(jaxpr, in_ex, ex):
+    """Which variables depend on the example (static, merged over the call sites of a body)."""
+    for v, e in zip(jaxpr.invars, in_ex):
+        ex[v] = ex.get(v, False) or e
+    for eqn in jaxpr.eqns:
+        ins = [_var(v) and ex.get(v, False) for v in eqn.invars]
+        if eqn.primitive.name in CALLS:
+            outs = _example_deps(_body(eqn)[0], ins, ex)
+        else:
+            outs = [any(ins)] * len(eqn.outvars)
+        for v, e in zip(eqn.outvars, outs):
+            if not isinstance(v, jcore.DropVar):
+                ex[v] = ex.get(v, False) or e
+    return [_var(v) and ex.get(v, False) for v in jaxpr.outvars]
+
+
+def _affine(jaxpr, out_aff, ex, aff):
+    """Which variables reach the outputs marked in ``out_aff`` only through operations linear
+    in them with example-independent coefficients (so their cotangent is the same for every
+    example). Returns the flags of the invars; ``aff`` collects all (AND over call sites)."""
+    ok = {}
+
+    def mark(v, flag):
+        if _var(v):
+            ok[v] = ok.get(v, True) and flag
+
+    for v, f in zip(jaxpr.outvars, out_aff):
+        mark(v, f)
+    for eqn in reversed(jaxpr.eqns):
+        out_ok = [ok.get(v, True) for v in eqn.outvars if not isinstance(v, jcore.DropVar)]
+        name = eqn.primitive.name
+        if name in CALLS:
+            in_ok = _affine(_body(eqn)[0], [ok.get(v, True) for v in eqn.outvars], ex, aff)
+        else:
+            good = all(out_ok)
+            exs = [_var(v) and ex.get(v, False) for v in eqn.invars]
+            if name in LINEAR_ALL:
+                in_ok = [good] * len(eqn.invars)
+            elif name in ("mul", "dot_general") and len(exs) == 2:
+                in_ok = [good and not exs[1], good and not exs[0]]
+            elif name == "div" and len(exs) == 2:
+                in_ok = [good and not exs[1], False]
+            else:
+                in_ok = [False] * len(eqn.invars)
+        for v, f in zip(eqn.invars, in_ok):
+            mark(v, f)
+    for v, f in ok.items():
+        aff[v] = aff.get(v, True) and f
+    return [ok.get(v, True) if _var(v) else True for v in jaxpr.invars]
 
 
 def _float(a):
@@ -261,30 +452,47 @@ def run(closed, n_params, p_leaves, xy_leaves, ctx):
     """Interpret the traced loss on one example; returns the scalar loss."""
     views = [View(k, lambda w: w, True) for k in range(n_params)] + [None] * len(xy_leaves)
     deps = [PARAMS] * n_params + [EXAMPLE] * len(xy_leaves)
-    outs, outviews, _ = interpret(closed.jaxpr, closed.consts, list(p_leaves) + list(xy_leaves),
-                                  views, deps, ctx)
+    outs, outviews, _, outps = interpret(closed.jaxpr, closed.consts,
+                                         list(p_leaves) + list(xy_leaves), views, deps, ctx)
     for w in outviews:
         if w is not None:
             ctx.unrecognised.setdefault(w.leaf, "returned by the loss")
+    for v, ps in zip(closed.jaxpr.outvars, outps):
+        if ps:
+            _boundary(ctx, v, ps, "the loss")
     return outs[0]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Which operation (site id) gives each leaf's norms, and which leaves fall back.
+    r"""Which operation (site id) gives each leaf's norms, and which leaves fall back.
 
     Attributes:
-        sites: ``((site_id, leaf, out_shape, out_dtype), ...)`` of the leaves with one
-            recognised use (the shape and dtype of that operation's output, one example).
-        fallback: leaves that take the exact chunked ``vmap(grad)``.
+        sites: ``((site_id, leaf, out_shape, out_dtype, mode), ...)`` of the leaves with one
+            recognised use (the shape and dtype of that operation's output, one example; the
+            form of the dense / conv formulas, else None).
+        fallback: leaves whose per-example gradients are materialised (per-example copies of
+            those leaves in the one backward pass, or the chunked ``vmap(grad)`` when they do
+            not fit in memory).
         paths: per leaf, ``"dense"``, ``"dense-ghost"``, ``"dense-materialised"``,
-            ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-unfold"``, ``"embedding"``,
-            ``"unused"`` or
-            ``"vmap: <reason>"``.
+            ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-ghost"``, ``"embedding"``,
+            ``"shared (k uses: ...)"``,
+            ``"parameter-only"`` (only in example-independent terms of the loss, like weight
+            decay), ``"unused"`` or ``"vmap: <reason>"``; ``" + parameter-only term"`` is
+            appended when the leaf also enters such a term.
         custom: leaves that enter an inlined custom_jvp/vjp body (there the primal is
             differentiated, which changes every upstream cotangent if the rule is not the
             primal's gradient: :func:`numerics.gradient_diversity` checks the summed gradient).
         no_inline: leaves whose custom rules are bound as they are (after a failed check).
+        const: leaves entering example-independent terms added to the loss (their
+            per-example gradient is the example-dependent part plus one constant vector c:
+            :math:`\lVert h_i + c\rVert^2` summed in closed form).
+        skip: leaves whose summed gradient comes from their materialised per-example
+            gradients (left out of the backward pass, which would compute it again).
+        multi: leaves used by several recognised operations (tied weights): their per-example
+            gradients are the sums of each use's, materialised for those leaves only.
+        costs: per leaf, the estimated extra cost of its norms in multiply-adds per example
+            (:func:`numerics._ghost_norms.mode_costs`; None for the fallback, 0 when free).
     """
 
     sites: tuple
@@ -292,48 +500,98 @@ class Plan:
     paths: tuple
     custom: tuple = ()
     no_inline: tuple = ()
+    const: tuple = ()
+    skip: tuple = ()
+    costs: tuple = ()
+    multi: tuple = ()
+    scan_ranges: tuple = ()
 
     @property
     def site_ids(self) -> frozenset:
         return frozenset(s[0] for s in self.sites)
 
 
+def _static_flags(closed, n_params, n_xy):
+    ex = {}
+    for _ in range(8):  # to a fixed point over bodies called from several sites
+        before = dict(ex)
+        _example_deps(closed.jaxpr, [False] * n_params + [True] * n_xy, ex)
+        if ex == before:
+            break
+    aff = {}
+    _affine(closed.jaxpr, [True] * len(closed.jaxpr.outvars), ex, aff)
+    return aff
+
+
 def analyse(closed, n_params, p_structs, xy_structs, no_inline=()) -> Plan:
     """Walk the traced loss abstractly and decide each leaf's path."""
-    ctx = Context(no_inline=frozenset(no_inline))
+    ctx = Context(no_inline=frozenset(no_inline),
+                  affine=_static_flags(closed, n_params, len(xy_structs)))
     jax.eval_shape(lambda p, xy: run(closed, n_params, p, xy, ctx), list(p_structs),
                    list(xy_structs))
+    nonconst = set().union(*ctx.nonconst_sets)
+    changed = True
+    while changed:  # a term mixing a fallback leaf's value cannot be split off
+        changed = False
+        for ls in ctx.const_sets:
+            if ls & nonconst and not ls <= nonconst:
+                nonconst |= ls
+                changed = True
+    const = set().union(*ctx.const_sets) - nonconst
+    for leaf in set().union(*ctx.const_sets) & nonconst:
+        ctx.unrecognised.setdefault(leaf, "a parameter-only term shared with another leaf")
     by_leaf = {}
     for sid, s in enumerate(ctx.sites):
         by_leaf.setdefault(s.leaf, []).append(sid)
-    sites, fallback, paths = [], [], []
+    sites, fallback, paths, skip, costs, multi = [], [], [], [], [], []
     for leaf in range(n_params):
         used = by_leaf.get(leaf, [])
+        extra = " + parameter-only term" if leaf in const else ""
         if leaf in ctx.unrecognised:
             reason = f"used by {ctx.unrecognised[leaf]}"
-        elif len(used) > 1:
-            reason = f"used by {len(used)} operations"
+        elif len(used) > 1:  # shared (tied) weights: the per-use gradients, summed
+            for sid in used:
+                out = ctx.outs[sid]
+                sites.append((sid, leaf, tuple(out.shape), str(out.dtype), "materialised"))
+            kinds = ", ".join(ctx.sites[sid].kind for sid in used)
+            paths.append(f"shared ({len(used)} uses: {kinds}){extra}")
+            multi.append(leaf)
+            skip.append(leaf)
+            costs.append(None)
+            continue
         elif not used:
-            paths.append("unused")
+            paths.append("parameter-only" if leaf in const else "unused")
+            costs.append(0)
             continue
         else:
             sid = used[0]
             s = ctx.sites[sid]
-            sites.append((sid, leaf, tuple(ctx.outs[sid].shape), str(ctx.outs[sid].dtype)))
+            sites.append((sid, leaf, tuple(ctx.outs[sid].shape), str(ctx.outs[sid].dtype),
+                          s.info.get("mode")))
             label = _site_label(s, ctx.outs[sid])
             if s.view.custom:
                 label += f" (primal of {s.view.custom})"
-            paths.append(label)
+            paths.append(label + extra)
+            if s.info.get("mode") == "materialised":
+                skip.append(leaf)
+            blocks, cost = s.info.get("blocks"), s.info.get("costs")
+            cost = mode_costs(*blocks) if blocks else cost
+            costs.append(cost[s.info["mode"]] if cost else int(math.prod(ctx.outs[sid].shape)))
             continue
         fallback.append(leaf)
-        paths.append(f"vmap: {reason}")
+        paths.append(f"vmap: {reason}{extra}")
+        costs.append(None)
     return Plan(tuple(sites), tuple(fallback), tuple(paths), tuple(sorted(ctx.custom)),
-                tuple(sorted(no_inline)))
+                tuple(sorted(no_inline)), tuple(sorted(const)), tuple(skip), tuple(costs),
+                tuple(multi), tuple(ctx.scan_ranges))
 
 
 def _site_label(site, out):
-    if site.kind == "conv" and conv_unfold(site.info["params"], tuple(out.shape)):
-        return "conv-unfold"
-    if site.kind != "dense":
+    if site.kind == "embedding":
+        return "embedding" if site.info["mode"] == "sorted" else f"embedding-{site.info['mode']}"
+    if site.kind not in ("dense", "conv"):
         return site.kind
-    return "dense" if site.info["mode"] == "outer" else f"dense-{site.info['mode']}"
+    mode = site.info["mode"]
+    if site.kind == "conv":
+        return "conv" if mode == "materialised" else f"conv-{mode}"
+    return "dense" if mode == "outer" else f"dense-{mode}"

@@ -23,14 +23,18 @@ With :math:`a_i` the operation's data input and :math:`\delta_i = \partial\ell_i
   (a segment sum over the sorted entries, O(output) memory per example);
 * elementwise (bias ``add``, scale ``mul``): the gradient of that one parameter, no larger
   than an activation, squared and summed;
-* convolutions: the kernel's per-example gradient by the op's own transpose (one batched
-  transposed convolution), or, without groups and when there are no more output positions
-  than output channels, the unfolded patches with the dense formulas (whichever intermediate
-  is smaller).
+* convolutions (any padding, strides, dilations, feature or batch groups): per group, the
+  patches (strided slices of the padded input, one per kernel tap) and cotangents with the
+  dense formulas (one batched matrix product; no grouped or per-example convolution).
+
+The form (Gram or materialised) is chosen by an estimated cost (:func:`mode_costs`); the
+materialised form also returns the summed gradient, so the caller can leave that leaf out of
+its backward pass.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
@@ -62,14 +66,41 @@ def dense_blocks(a_shape, dn, param_side):
     return a_perm, nb, nf, (B, S, C)
 
 
-def dense_mode(S, C, R):
-    """Cheapest exact form: ``outer`` (S = 1), ``ghost`` (Gram) or ``materialised``."""
+#: Cost of moving one float through memory, in multiply-adds (a CPU / GPU rule of thumb; the
+#: Gram form costs flops, the materialised form memory).
+MEMORY_COST = 8
+
+
+def mode_costs(B, S, C, R):
+    """Estimated extra cost (multiply-adds per example) of each exact form for B blocks of
+    ``S`` positions × ``C`` inputs × ``R`` outputs. The materialised form's matrix product
+    replaces the backward's (its summed gradient is taken from it), so only its memory counts.
+    """
     if S == 1:
-        return "outer"
-    return "ghost" if S * S * (C + R) <= S * C * R else "materialised"
+        return {"outer": MEMORY_COST * (C + R)}
+    return {"ghost": B * (S * S * (C + R) + MEMORY_COST * S * S),
+            "materialised": MEMORY_COST * B * C * R}
 
 
-def dense_sq_norms(a, d, dn, param_side):
+def dense_mode(S, C, R, B=1):
+    """Cheapest exact form: ``outer`` (S = 1), ``ghost`` (Gram) or ``materialised``."""
+    costs = mode_costs(B, S, C, R)
+    return min(costs, key=costs.get)
+
+
+def _fold(X, n):
+    """``(n T, B, S, C)`` (T steps of a scan per example) to ``(n, B, T S, C)``."""
+    T = X.shape[0] // n
+    X = X.reshape((n, T) + X.shape[1:]).transpose(0, 2, 1, 3, 4)
+    return X.reshape(n, X.shape[1], T * X.shape[3], X.shape[4])
+
+
+def _unstep(t, steps):
+    """``(n, T_1..T_steps, ...)`` to ``(n T, ...)``."""
+    return t.reshape((-1,) + t.shape[1 + steps:]) if steps else t
+
+
+def dense_sq_norms(a, d, dn, param_side, mode, param_shape=None, steps=0):
     """Squared per-example gradient norms of the parameter of ``dot_general(lhs, rhs, dn)``.
 
     Args:
@@ -77,12 +108,33 @@ def dense_sq_norms(a, d, dn, param_side):
         d: the output cotangent, stacked ``(n, *out_shape)``.
         dn: the ``dimension_numbers`` of the per-example ``dot_general``.
         param_side: 1 when the parameter is ``rhs``, 0 when it is ``lhs``.
+        mode: the form (:func:`dense_mode`).
+        param_shape: with the materialised form, also return the summed gradient of the
+            parameter (shaped ``param_shape``), else None.
+        steps: leading step axes of ``a`` and ``d`` after the examples' (a ``scan`` applying
+            the operation at every step: the gradient is summed over them).
+
+    Returns ``(sq_norms, summed_gradient_or_None)``.
     """
+    _, _, _, (B, S, C) = dense_blocks(a.shape[1 + steps:], dn, param_side)
+    if B == 1 and S == 1 and not steps:  # plain dense layer: two fused reductions
+        sq = lambda t: jnp.sum(t * t, axis=tuple(range(1, t.ndim)))
+        return sq(a.astype(d.dtype)) * sq(d), None
+    A, D = _dense_blocks_of(a, d, dn, param_side, steps)
+    sq, g = block_sq_norms(A, D, mode)
+    if g is None or param_shape is None:
+        return sq, None
+    return sq, _dense_to_param(g, dn, param_side, param_shape, 0)
+
+
+def _dense_blocks_of(a, d, dn, param_side, steps=0):
+    """``(A, D)`` shaped ``(n, B, S, C)`` and ``(n, B, S, R)`` for one ``dot_general``."""
+    if steps:
+        n = a.shape[0]
+        A, D = _dense_blocks_of(_unstep(a, steps), _unstep(d, steps), dn, param_side)
+        return _fold(A, n), _fold(D, n)
     n = a.shape[0]
     a_perm, nb, nf, (B, S, C) = dense_blocks(a.shape[1:], dn, param_side)
-    if B == 1 and S == 1:  # plain dense layer: no transposes, two fused reductions
-        sq = lambda t: jnp.sum(t * t, axis=tuple(range(1, t.ndim)))
-        return sq(a.astype(d.dtype)) * sq(d)
     out_nd = d.ndim - 1
     if param_side == 1:  # out = (batch, a free, W free)
         d_perm = tuple(range(out_nd))
@@ -93,15 +145,39 @@ def dense_sq_norms(a, d, dn, param_side):
     A = jnp.transpose(a, (0,) + tuple(p + 1 for p in a_perm)).reshape(n, B, S, C)
     A = A.astype(d.dtype)
     D = jnp.transpose(d, (0,) + tuple(p + 1 for p in d_perm)).reshape(n, B, S, -1)
-    mode = dense_mode(S, C, D.shape[-1])
+    return A, D
+
+
+def _dense_to_param(g, dn, param_side, param_shape, lead):
+    """``(*lead, B, C, R)`` blocks back to the parameter's layout (``lead`` leading axes)."""
+    (lc, rc), (lb, rb) = dn
+    p_contract, p_batch = (rc, rb) if param_side == 1 else (lc, lb)
+    p_free = [k for k in range(len(param_shape)) if k not in p_contract and k not in p_batch]
+    perm = tuple(p_batch) + tuple(p_contract) + tuple(p_free)
+    g = g.reshape(g.shape[:lead] + tuple(param_shape[k] for k in perm))
+    inv = tuple(perm.index(k) + lead for k in range(len(perm)))
+    return jnp.transpose(g, tuple(range(lead)) + inv)
+
+
+def dense_grads(a, d, dn, param_side, param_shape, steps=0):
+    """Per-example gradients ``(n, *param_shape)`` of a ``dot_general`` parameter."""
+    A, D = _dense_blocks_of(a, d, dn, param_side, steps)
+    g = jnp.einsum("nbsc,nbsr->nbcr", A, D, precision=HIGHEST)
+    return _dense_to_param(g, dn, param_side, param_shape, 1)
+
+
+def block_sq_norms(A, D, mode):
+    """``sum_b ||A[i, b]^T D[i, b]||_F^2`` per example i, for A ``(n, B, S, C)`` and D
+    ``(n, B, S, R)``, in the given form; returns ``(sq_norms, sum_i A_i^T D_i or None)`` (the
+    summed gradient ``(B, C, R)`` comes with the materialised form)."""
     if mode == "outer":
-        return jnp.sum(jnp.sum(A * A, axis=(2, 3)) * jnp.sum(D * D, axis=(2, 3)), axis=1)
+        return jnp.sum(jnp.sum(A * A, axis=(2, 3)) * jnp.sum(D * D, axis=(2, 3)), axis=1), None
     if mode == "ghost":
         ga = jnp.einsum("nbsc,nbtc->nbst", A, A, precision=HIGHEST)
         gd = jnp.einsum("nbsr,nbtr->nbst", D, D, precision=HIGHEST)
-        return jnp.sum(ga * gd, axis=(1, 2, 3))
+        return jnp.sum(ga * gd, axis=(1, 2, 3)), None
     g = jnp.einsum("nbsc,nbsr->nbcr", A, D, precision=HIGHEST)
-    return _sq(g)
+    return _sq(g), jnp.sum(g, axis=0)
 
 
 def unbroadcast(g, shape):
@@ -130,66 +206,165 @@ def elementwise_sq_norms(d, x, view_shape, view_t):
     return _sq(g)
 
 
-def conv_unfold(params, out_shape) -> bool:
-    """Unfold (patches) rather than per-example kernel gradients: when there are no groups and
-    the patches (positions × C_in k²) are no larger than the kernel (C_in k² × C_out), i.e.
-    positions ≤ C_out, so memory stays at the smaller of the two."""
-    if params["feature_group_count"] != 1 or params["batch_group_count"] != 1:
-        return False
-    c_out = out_shape[params["dimension_numbers"].out_spec[1]]
-    return math.prod(out_shape) // c_out <= c_out
+def conv_patches(a, d, params, kernel_shape, steps=0):
+    r"""Per-group patches and cotangents of one convolution, stacked over the examples.
 
+    Args:
+        a: the lhs, ``(n, *lhs_shape)`` (one example's lhs may hold several images).
+        d: the output cotangent, ``(n, *out_shape)``.
+        params: the ``conv_general_dilated`` parameters (any padding, strides, lhs / rhs
+            dilation, feature groups or batch groups).
+        kernel_shape: the kernel's shape (one example).
 
-def conv_patches_sq_norms(a, d, params, kernel_shape):
-    r"""Convolution kernels (no feature / batch groups) by unfolding: with the patches
-    :math:`P_i` (positions × :math:`C_\text{in}k^2`) and cotangents :math:`D_i` (positions ×
-    :math:`C_\text{out}`), the kernel's per-example gradient is a permutation of
-    :math:`P_i^\top D_i`, whose squared norm takes the Gram or the materialised form as for
-    dense layers (one batched matrix product, no grouped convolution)."""
+    Returns ``(P, D)`` shaped ``(n, G, S, I k)`` and ``(n, G, S, O_g)``: G groups, S
+    positions (images × output positions), I input channels per group, k kernel taps, O_g
+    output channels per group. The kernel's per-example gradient of group g is a permutation
+    of :math:`P_{i,g}^\top D_{i,g}`. The patches are strided slices of the padded input (no
+    convolution), one per kernel tap.
+    """
+    if steps:
+        n = a.shape[0]
+        P, D = conv_patches(_unstep(a, steps), _unstep(d, steps), params, kernel_shape)
+        return _fold(P, n), _fold(D, n)
     dn = params["dimension_numbers"]
-    lhs_spec, rhs_spec, out_spec = dn.lhs_spec, dn.rhs_spec, dn.out_spec
-    filt = tuple(kernel_shape[k] for k in rhs_spec[2:])
+    ls, rs, os_ = dn.lhs_spec, dn.rhs_spec, dn.out_spec
+    n = a.shape[0]
+    a = jnp.transpose(a, (0,) + tuple(k + 1 for k in ls)).astype(d.dtype)  # (n, N, C, *sp)
+    d = jnp.transpose(d, (0,) + tuple(k + 1 for k in os_))  # (n, N', O, *osp)
+    groups, bg = params["feature_group_count"], params["batch_group_count"]
+    if bg > 1:  # batch group b of the lhs is feature group b of an equivalent conv
+        N, C, sp = a.shape[1], a.shape[2], a.shape[3:]
+        a = a.reshape((n, bg, N // bg, C) + sp).swapaxes(1, 2).reshape(
+            (n, N // bg, bg * C) + sp)
+        groups = bg
+    filt = tuple(kernel_shape[k] for k in rs[2:])
+    nsp = len(filt)
+    pad = [(0, 0, 0)] * 3 + [(lo, hi, ld - 1) for (lo, hi), ld in
+                            zip(params["padding"], params["lhs_dilation"])]
+    a = jax.lax.pad(a, jnp.zeros((), a.dtype), pad)
+    osp = d.shape[3:]
+    strides, rdil = params["window_strides"], params["rhs_dilation"]
+    taps = []
+    for j in itertools.product(*(range(f) for f in filt)):
+        start = [0, 0, 0] + [jk * r for jk, r in zip(j, rdil)]
+        limit = list(a.shape[:3]) + [s + (o - 1) * st + 1 for s, o, st in
+                                     zip(start[3:], osp, strides)]
+        taps.append(jax.lax.slice(a, start, limit, [1, 1, 1] + list(strides)))
+    P = jnp.stack(taps, axis=3)  # (n, N, C, k, *osp)
+    N, C, k = P.shape[1], P.shape[2], P.shape[3]
+    S = math.prod(osp)
+    I = C // groups
+    P = P.reshape(n, N, groups, I * k, S)
+    P = jnp.transpose(P, (0, 2, 1, 4, 3)).reshape(n, groups, N * S, I * k)
+    O = d.shape[2]
+    D = d.reshape(n, N, groups, O // groups, S)
+    D = jnp.transpose(D, (0, 2, 1, 4, 3)).reshape(n, groups, N * S, O // groups)
+    del nsp
+    return P, D
 
-    def one(ai, di):
-        pt = jax.lax.conv_general_dilated_patches(
-            ai, filt, params["window_strides"], params["padding"],
-            lhs_dilation=params["lhs_dilation"], rhs_dilation=params["rhs_dilation"],
-            dimension_numbers=dn, precision=HIGHEST)
-        order = (out_spec[0],) + tuple(out_spec[2:]) + (out_spec[1],)  # rows: positions
-        to_rows = lambda t: jnp.transpose(t, order).reshape(-1, t.shape[out_spec[1]])
-        return to_rows(pt), to_rows(di)
 
-    P, D = jax.vmap(one)(a, d)
-    P = P.astype(d.dtype)
-    S, C, R = P.shape[1], P.shape[2], D.shape[2]
-    if dense_mode(S, C, R) == "ghost":
-        gp = jnp.einsum("nsc,ntc->nst", P, P, precision=HIGHEST)
-        gd = jnp.einsum("nsr,ntr->nst", D, D, precision=HIGHEST)
-        return jnp.sum(gp * gd, axis=(1, 2))
-    return _sq(jnp.einsum("nsc,nsr->ncr", P, D, precision=HIGHEST))
+def conv_blocks(params, kernel_shape, out_shape):
+    """``(B, S, C, R)`` of a conv kernel's blocks: groups, positions, inputs, outputs."""
+    dn = params["dimension_numbers"]
+    groups = params["feature_group_count"] * params["batch_group_count"]
+    O = kernel_shape[dn.rhs_spec[0]]
+    I = kernel_shape[dn.rhs_spec[1]]
+    k = math.prod(kernel_shape[s] for s in dn.rhs_spec[2:])
+    S = math.prod(out_shape) // O
+    return groups, S, I * k, O // groups
 
 
-def conv_sq_norms(op, a, d, view):
-    """Convolution kernels: per-example gradient of ``op(a_i, view)`` by the op's own vjp (one
-    batched transposed convolution; only this kernel's n gradients exist, never the model's),
-    squared and summed."""
-    def one(ai, di):
-        return jax.vjp(lambda w: op(ai, w), view)[1](di)[0]
-
-    return _sq(jax.vmap(one)(a, d))
+def conv_mode(params, kernel_shape, out_shape):
+    """The cheaper exact form for a conv kernel (``ghost`` or ``materialised``), from shapes."""
+    B, S, C, R = conv_blocks(params, kernel_shape, out_shape)
+    return dense_mode(S, C, R, B)
 
 
-def selection_sq_norms(src, d):
+def conv_sq_norms(a, d, params, kernel_shape, mode, want_sum=False, steps=0):
+    r"""Convolution kernels (any groups, strides, dilations): the patches and cotangents of
+    :func:`conv_patches`, then per group the dense formulas (one batched matrix product, never
+    a grouped or per-example convolution). Returns ``(sq_norms, summed kernel gradient or
+    None)`` (the sum with the materialised form and ``want_sum``)."""
+    P, D = conv_patches(a, d, params, kernel_shape, steps)
+    sq, g = block_sq_norms(P, D, mode)
+    if g is None or not want_sum:
+        return sq, None
+    return sq, _conv_to_kernel(g[None], params, kernel_shape)[0]
+
+
+def _conv_to_kernel(g, params, kernel_shape):
+    """``(n, G, I k, O_g)`` per-group blocks to ``(n, *kernel_shape)``."""
+    rs = params["dimension_numbers"].rhs_spec  # kernel axes of (O, I, *taps)
+    n, G, Ik, Og = g.shape
+    filt = tuple(kernel_shape[k] for k in rs[2:])
+    nf = len(filt)
+    g = jnp.transpose(g.reshape((n, G, Ik // math.prod(filt)) + filt + (Og,)),
+                      (0, 1, nf + 3, 2) + tuple(range(3, nf + 3)))
+    g = g.reshape((n, G * Og, Ik // math.prod(filt)) + filt)  # canonical (O, I, *taps)
+    return jnp.transpose(g, (0,) + tuple(rs.index(k) + 1 for k in range(len(rs))))
+
+
+def conv_grads(a, d, params, kernel_shape, steps=0):
+    """Per-example kernel gradients ``(n, *kernel_shape)``."""
+    P, D = conv_patches(a, d, params, kernel_shape, steps)
+    g = jnp.einsum("nbsc,nbsr->nbcr", P, D, precision=HIGHEST)
+    return _conv_to_kernel(g, params, kernel_shape)
+
+
+def elementwise_grads(d, x, view_shape):
+    """Per-example gradients ``(n, *view_shape)`` of a bias (``x`` None) or a scale."""
+    if x is not None:
+        d = d * jnp.broadcast_to(x, d.shape).astype(d.dtype)
+    return jax.vmap(lambda di: unbroadcast(di, view_shape))(d)
+
+
+def selection_grads(src, d, table_shape):
+    """Per-example table gradients ``(n, *table_shape)`` of a selection (scatter-adds)."""
+    n = src.shape[0]
+    src, d = src.reshape(n, -1), d.reshape(n, -1)
+    size = math.prod(table_shape)
+    g = jax.vmap(lambda s, di: jnp.zeros(size + 1, di.dtype).at[s].add(di))(src, d)[:, 1:]
+    return g.reshape((n,) + tuple(table_shape))
+
+
+def selection_costs(M, table):
+    """Extra cost per example of the forms for a selection of ``M`` output elements from a
+    table of ``table`` entries: the Gram over output elements, the materialised table
+    gradient (a scatter-add) and the segment sums over sorted entries."""
+    return {"ghost": M * M, "materialised": MEMORY_COST * table,
+            "sorted": 64 * MEMORY_COST * M * max(1, math.ceil(math.log2(max(M, 2))))}
+
+
+def selection_mode(M, table):
+    costs = selection_costs(M, table)
+    return min(costs, key=costs.get)
+
+
+def selection_sq_norms(src, d, mode="sorted", table_shape=None):
     r"""Embedding lookups: :math:`\sum_k(\sum_{o:k(o)=k}\delta_o)^2` per example.
 
     Args:
         src: ``(n, *out_shape)`` integers, 1 + the flat table index each output element reads,
             0 where the lookup is dropped (out of bounds in ``fill`` mode).
         d: ``(n, *out_shape)`` output cotangents.
+        mode: ``"ghost"``: :math:`\sum_{o,o'}[k(o) = k(o')]\,\delta_o\delta_{o'}`;
+            ``"materialised"``: the per-example table gradient by a scatter-add (then also
+            the summed gradient, shaped ``table_shape``); ``"sorted"``: segment sums over the
+            sorted entries (O(output) memory).
+
+    Returns ``(sq_norms, summed_table_gradient_or_None)``.
     """
+    n = src.shape[0]
+    src, d = src.reshape(n, -1), d.reshape(n, -1)
+    d = jnp.where(src > 0, d, jnp.zeros_like(d))
+    if mode == "ghost":
+        eq = (src[:, :, None] == src[:, None, :]).astype(d.dtype)
+        return jnp.einsum("no,nop,np->n", d, eq, d, precision=HIGHEST), None
+    if mode == "materialised":
+        g = selection_grads(src, d, table_shape)
+        return _sq(g), jnp.sum(g, axis=0)
+
     def one(s, di):
-        s, di = s.reshape(-1), di.reshape(-1)
-        di = jnp.where(s > 0, di, jnp.zeros_like(di))
         order = jnp.argsort(s)
         s, di = s[order], di[order]
         new = jnp.concatenate([jnp.zeros((1,), jnp.int32),
@@ -198,4 +373,4 @@ def selection_sq_norms(src, d):
         sums = jax.ops.segment_sum(di, seg, num_segments=s.shape[0], indices_are_sorted=True)
         return jnp.sum(sums * sums)
 
-    return jax.vmap(one)(src, d)
+    return jax.vmap(one)(src, d), None

@@ -4,7 +4,11 @@ Two suites (``--suite spec|generic|all``, default all).
 
 ``generic`` — :func:`numerics.gradient_diversity` on models given as a per-example loss
 (:mod:`numerics._bench_models`: the ReLU MLP with biases at d = 64 for every ``--widths`` ×
-``--depths``, a small CNN, a transformer block; n = ``--n``, float32):
+``--depths``, a small CNN, a transformer block, and the models of issue 16: a block with token
+and position embeddings, causal attention and a GELU MLP, CNNs with a grouped / depthwise /
+stride-2 / dilated conv, an RNN in ``lax.scan``, tied embedding / output weights, an MLP with
+weight decay in the loss; n = ``--n``, default 512 and 64, float32; ``--quick``: every model
+once at n = 8, one repetition, for tests):
 
 * ``ghost_s``: the ghost path (per-leaf S1, S2 and the summed gradient, one backward pass);
 * ``backward_s``: the plain batched backward ``jit(grad)`` of the summed loss;
@@ -93,6 +97,16 @@ def _xla_mb(jitted, *args):
     return total / 2**20
 
 
+def _compiled_mb(compiled):
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - analysis is optional on some backends
+        return None
+    if m is None:
+        return None
+    return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes) / 2**20
+
+
 def _peak_mb():
     stats = jax.local_devices()[0].memory_stats()
     if not stats or "peak_bytes_in_use" not in stats:
@@ -164,13 +178,18 @@ def bench_one(n, K, L, d, *, reps, naive_max_gb, key):
     return row
 
 
+#: The generic suite's default models, in table order.
+DEFAULT_MODELS = ("mlp", "cnn", "transformer", "block", "gcnn", "dwcnn", "scnn", "dcnn", "rnn",
+                  "tied", "mlp_wd")
+
+
 def generic_cases(widths, depths, n, mlp_input_dim, models):
     """``(name, sizes)`` of the generic suite, in table order."""
     cases = []
     if "mlp" in models:
         cases += [("mlp", {"n": n, "d": mlp_input_dim, "K": K, "L": L})
                   for K in widths for L in depths]
-    cases += [(m, {"n": n}) for m in ("cnn", "transformer") if m in models]
+    cases += [(m, {"n": n}) for m in _bench_models.MODELS if m in models and m != "mlp"]
     return cases
 
 
@@ -184,7 +203,9 @@ def bench_generic(name, sizes, *, reps, vmap_reps, key):
     backward = jax.jit(jax.grad(lambda p, x, y: jnp.sum(jax.vmap(loss, (None, 0, 0))(p, x, y))))
     vchunk = generic_chunk(params, n)
     vmap = jax.jit(lambda p, x, y: _vmap_sums(loss, p, x, y, vchunk))
-    fns = {"ghost": ghost, "backward": backward, "vmap": vmap}
+    # compiled once each: the executables are timed and their memory analysed
+    fns = {k: f.lower(params, x, y).compile()
+           for k, f in {"ghost": ghost, "backward": backward, "vmap": vmap}.items()}
     peak = _peak_mb()
     row = {"suite": "generic", "model": name, "description": desc, **sizes,
            "params": int(sum(a.size for a in leaves)), "dtype": "float32",
@@ -192,7 +213,7 @@ def bench_generic(name, sizes, *, reps, vmap_reps, key):
            "paths": sorted(set(plan.paths))}
     for k, f in fns.items():
         row[f"{k}_peak_mb"], peak = _measured_peak(peak, f, params, x, y)
-        row[f"{k}_xla_mb"] = _xla_mb(f, params, x, y)
+        row[f"{k}_xla_mb"] = _compiled_mb(f)
     times = _time_interleaved(fns, (params, x, y), reps, skip_after={"vmap": vmap_reps})
     t = {k: statistics.median(v) for k, v in times.items()}
     for k in fns:
@@ -203,8 +224,8 @@ def bench_generic(name, sizes, *, reps, vmap_reps, key):
     row["vmap_over_backward"] = t["vmap"] / t["backward"]
     row["ghost_over_backward_mem"] = (None if not row["backward_xla_mb"] or row["ghost_xla_mb"]
                                       is None else row["ghost_xla_mb"] / row["backward_xla_mb"])
-    g1 = float(sum(jax.tree_util.tree_leaves(ghost(params, x, y)[0])))
-    v1 = float(sum(jax.tree_util.tree_leaves(vmap(params, x, y)[0])))
+    g1 = float(sum(jax.tree_util.tree_leaves(fns["ghost"](params, x, y)[0])))
+    v1 = float(sum(jax.tree_util.tree_leaves(fns["vmap"](params, x, y)[0])))
     row["S1_rel_diff"] = abs(g1 - v1) / abs(v1)
     return row
 
@@ -212,12 +233,13 @@ def bench_generic(name, sizes, *, reps, vmap_reps, key):
 def _print_generic(rows):
     print(f"{'model':<12} {'n':>4} {'K':>5} {'L':>2} {'ghost_s':>9} {'backward_s':>10} "
           f"{'ghost/bwd':>9} {'(min)':>6} {'vmap/bwd':>8} {'mem ghost/bwd':>13} "
-          f"{'S1 rel diff':>11}")
+          f"{'S1 rel diff':>11}  paths")
     for r in rows:
         print(f"{r['model']:<12} {r['n']:>4} {r.get('K', '-')!s:>5} {r.get('L', '-')!s:>2} "
               f"{r['ghost_s']:>9.4g} {r['backward_s']:>10.4g} {r['ghost_over_backward']:>9.3f} "
               f"{r['ghost_over_backward_min']:>6.3f} {r['vmap_over_backward']:>8.1f} "
-              f"{_f(r['ghost_over_backward_mem']):>13} {r['S1_rel_diff']:>11.2g}")
+              f"{_f(r['ghost_over_backward_mem']):>13} {r['S1_rel_diff']:>11.2g}  "
+              f"{', '.join(r['paths'])}")
 
 
 def _f(v, spec=".3g"):
@@ -226,7 +248,8 @@ def _f(v, spec=".3g"):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m numerics.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int_list, default=(512,), help="examples (default 512)")
+    p.add_argument("--n", type=int_list, default=None,
+                   help="examples (default 512; generic suite: 512,64)")
     p.add_argument("--widths", type=int_list, default=(256, 1024), help="default 256,1024")
     p.add_argument("--depths", type=int_list, default=(2, 8), help="default 2,8")
     p.add_argument("--input-dim", type=int, default=128, help="default 128")
@@ -235,8 +258,11 @@ def main(argv=None) -> int:
                    help="skip naive when its per-example gradients exceed this (default 4)")
     p.add_argument("--suite", choices=("spec", "generic", "all"), default="all",
                    help="spec networks, generic models (any JAX loss), or both (default)")
-    p.add_argument("--models", default="mlp,cnn,transformer",
-                   help="generic suite models (default mlp,cnn,transformer)")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                   help=f"generic suite models (default {','.join(DEFAULT_MODELS)})")
+    p.add_argument("--quick", action="store_true",
+                   help="generic suite, every model once at n = 8, widths 16, depth 2, one "
+                        "repetition (a smoke run for tests)")
     p.add_argument("--mlp-input-dim", type=int, default=64,
                    help="input dim of the generic MLP (default 64)")
     p.add_argument("--vmap-reps", type=int, default=2,
@@ -244,6 +270,11 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     p.error = lambda message: fail(f"{message} (see --help)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.suite, args.reps, args.vmap_reps = "generic", 1, 1
+        args.n, args.widths, args.depths = args.n or (8,), (16,), (2,)
+    generic_n = args.n or (512, 64)
+    args.n = args.n or (512,)
     if args.reps < 1 or args.input_dim < 1 or args.mlp_input_dim < 1 or args.vmap_reps < 1:
         fail("--reps, --vmap-reps, --input-dim and --mlp-input-dim must be positive")
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
@@ -252,7 +283,7 @@ def main(argv=None) -> int:
         fail(f"--models: unknown {bad or args.models!r} (choose from "
              f"{', '.join(_bench_models.MODELS)})")
     if args.suite in ("generic", "all"):
-        cases = [(c, n) for n in args.n for c in generic_cases(
+        cases = [(c, n) for n in generic_n for c in generic_cases(
             args.widths, args.depths, n, args.mlp_input_dim, models)]
         if not args.json:
             print(f"generic suite: device {jax.local_devices()[0].device_kind} "

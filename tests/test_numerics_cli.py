@@ -114,3 +114,14 @@ def test_readme_examples_run():
                                        module_relative=False,
                                        optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
+
+
+@pytest.mark.slow
+def test_bench_quick_every_model(capsys):
+    """``--quick``: every generic model once (n = 8), exact to 1e-5 in float32, no fallback."""
+    assert bench.main(["--quick", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["model"] for r in rows] == list(bench.DEFAULT_MODELS)
+    for r in rows:
+        assert r["S1_rel_diff"] <= 1e-5, r
+        assert not [p for p in r["paths"] if p.startswith("vmap")], r["paths"]
