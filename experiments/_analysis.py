@@ -34,8 +34,8 @@ import numpy as np
 
 from theory import predicted_max_batch
 
-from ._fit import (fit_critical_batch, holm, benjamini_hochberg, net_interval, seed_steps,
-                   slope_with_interval, steps_to, target_key, trial_steps)
+from ._fit import (fit_critical_batch, holm, benjamini_hochberg, net_interval, pooled_steps,
+                   seed_steps, slope_with_interval, steps_to, target_key, trial_steps)
 from ._train import INFEASIBLE, REACHED, UNREACHED
 
 
@@ -142,12 +142,14 @@ def _best_lr(by: dict, seeds):
 # --------------------------------------------------------------------------- per net
 def workload_targets(wl: dict) -> list[tuple[str, float]]:
     """[(metric, value)]: the primary target first, then the extra ones (no duplicates)."""
+    if "targets" in wl:  # recorded by the sweep: the primary target first
+        extras = wl["targets"][1:]
+    else:
+        extras = [t.split(":") for t in wl.get("config", {}).get("extra_targets", [])]
     out = [(wl["target_metric"], float(wl["target"]))]
-    for metric, value in wl.get("targets", [])[1:] if wl.get("targets") else [
-            tuple(t.split(":")) for t in wl.get("config", {}).get("extra_targets", [])]:
-        t = (metric, float(value))
-        if t not in out:
-            out.append(t)
+    for metric, value in extras:
+        if (metric, float(value)) not in out:
+            out.append((metric, float(value)))
     return out
 
 
@@ -176,8 +178,11 @@ def net_rows(trials: list[dict], targets, *, n: int, level: float = 0.9,
         for aid, by_m in table.items():
             for full, exclude, main in variants:
                 res = net_interval(by_m, seeds, level=level, exclude=exclude)
+                # epochs from the same pooled S(m) as the fit; batches no pooled S counts NaN
+                pooled = dict(zip(*pooled_steps(by_m, seeds, exclude=exclude)))
                 ms = [m for m in sorted(by_m) if m not in exclude]
-                mub = max_useful_batch(ms, [_epochs(by_m[m], seeds, m, n) for m in ms], epsilon)
+                mub = max_useful_batch(ms, [pooled[m] * m / n if m in pooled else math.nan
+                                            for m in ms], epsilon)
                 rows.append({**info[aid], "target_metric": metric, "target": value,
                              "target_key": target_key(metric, value), "full_batch_point": full,
                              "main_variant": main,
@@ -185,13 +190,6 @@ def net_rows(trials: list[dict], targets, *, n: int, level: float = 0.9,
                              "max_batch_lower_bound": mub["lower_bound"],
                              "best_epochs": mub["best_epochs"]})
     return rows
-
-
-def _epochs(by_seed: dict, seeds, m: int, n: int) -> float:
-    vals = [by_seed[s] for s in seeds if s in by_seed]
-    if not vals or len(vals) < math.ceil(len(seeds) / 2):
-        return math.nan
-    return float(np.exp(np.mean(np.log(vals)))) * m / n
 
 
 # --------------------------------------------------------------------------- trends (C2)
