@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-import theory._bounds as B
+import theory._transfer as B
 from theory import Invariants, NetSpec, expected_moments, symbolic as S
 from theory._chain import chain_sum, uniform_sum
 from theory import _linear
@@ -72,8 +72,8 @@ def test_relu_chain_at_p1_is_linear(data, widths):
     x, y, inv = data
     spec = NetSpec(depth=len(widths) + 1, widths=widths, input_dim=5, outputs=2)
     with mpmath.workdps(50):
-        lin = B._linear_exact(spec, inv, closed_form=False)
-        net, lab = B._relu_s1_exact(spec, inv, closed_form=False)
+        lin = B.linear_exact(spec, inv, closed_form=False)
+        net, lab = B.relu_s1_exact(spec, inv, closed_form=False)
         assert abs(net / lin["S1_net"] - 1) < mpmath.mpf(10) ** -40
         assert abs(lab / lin["S1_label"] - 1) < mpmath.mpf(10) ** -40
 

@@ -20,7 +20,7 @@ import sympy as sp
 
 from . import _linear, _relu_chain
 from ._chain import chain_sum, uniform_sum
-from ._bounds import transfer_args
+from ._transfer import transfer_args
 from ._kernels import two_layer_pair_terms
 from ._spec import NetSpec
 
