@@ -18,11 +18,8 @@ __all__ = [
 ]
 from ._bounds import (
     TheoryResult, expected_moments, same_budget_alternatives, width_for_budget,
-    APPROX_VALID_L_OVER_K, APPROX_REL_ERROR, APPROX_OUTSIDE_ERROR, RESIDUAL_LIMIT_ERROR,
-    PAIR_CHAIN_MAX_UNITS, PAIR_CHAIN_PRECISION, PAIR_CHAIN_VALIDATED,
+    RESIDUAL_LIMIT_ERROR, PAIR_CHAIN_PRECISION, PAIR_CHAIN_VALIDATED,
 )
 
 __all__ += ["TheoryResult", "expected_moments", "same_budget_alternatives", "width_for_budget",
-            "APPROX_VALID_L_OVER_K", "APPROX_REL_ERROR", "APPROX_OUTSIDE_ERROR",
-            "RESIDUAL_LIMIT_ERROR", "PAIR_CHAIN_MAX_UNITS", "PAIR_CHAIN_PRECISION",
-            "PAIR_CHAIN_VALIDATED"]
+            "RESIDUAL_LIMIT_ERROR", "PAIR_CHAIN_PRECISION", "PAIR_CHAIN_VALIDATED"]

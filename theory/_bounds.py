@@ -7,27 +7,17 @@ family                 :math:`E[S_1]`          :math:`E[S_2]`          module
 linear fc / residual   exact                   exact                   :mod:`theory._linear`
 relu fc, depth 1       exact (linear model)    exact                   :mod:`theory._linear`
 relu fc, depth 2       exact                   exact (arc-cosine)      :mod:`theory._kernels`
-relu fc, depth >= 3    exact                   numerical (narrow)      :mod:`theory._pair_chain`
-relu fc, depth >= 3    exact                   approximation (wide)    :mod:`theory._relu_chain`
+relu fc, depth >= 3    exact                   numerical               :mod:`theory._pair_chain`
 relu residual          limit                   limit                   :mod:`theory._kernels`
 any, cross-entropy     kind + " (linearised softmax)"                  :mod:`theory._softmax`
 =====================  ======================  ======================  =====================
 
-*Numerical* (deep fully connected ReLU :math:`E[S_2]` when the hidden widths sum to at most
-:data:`PAIR_CHAIN_MAX_UNITS`, :func:`_pair_chain_parts`): an exact reduction of every pair's
-contribution to a recursion of functions of the angle between the two inputs
-(:mod:`theory._pair_chain`), integrated numerically to :data:`PAIR_CHAIN_PRECISION`; checked
-against Monte Carlo within :data:`PAIR_CHAIN_VALIDATED` (README).
-
-*Approximation* (deep ReLU :math:`E[S_2]`, :func:`_approx_parts`): finite-width norms,
-infinite-width correlations, plus the first-order finite-width fluctuation of the angles between
-inputs. Each layer's pair term is the infinite-width pair term times that layer's exact
-finite-width factor for a single input, :math:`r_l = E[\text{term}_l(x,x)] /
-\text{term}^\infty_l(x,x)` (input independent by homogeneity), with a fluctuation term that
-makes the recipe exact on linear nets. It is exact for :math:`i = j` (consistent with the exact
-:math:`E[S_1]`) and as :math:`K \to \infty`. Stated validity range
-:data:`APPROX_VALID_L_OVER_K` (L/K ≤ 1/16) with relative error of :math:`E[S_2]` at most
-:data:`APPROX_REL_ERROR` (10%), both from Monte Carlo (README).
+*Numerical* (deep fully connected ReLU :math:`E[S_2]`, :func:`_pair_chain_parts`): an exact
+reduction of every pair's contribution to a recursion of functions of the angle between the two
+inputs (:mod:`theory._pair_chain`), integrated numerically to :data:`PAIR_CHAIN_PRECISION` at
+every width (the number of draws per layer scales like 1/width:
+:func:`theory._pair_chain.layer_nodes`); checked against Monte Carlo within
+:data:`PAIR_CHAIN_VALIDATED` (README).
 
 *Limit* (residual ReLU): the infinite-width (NTK) pair terms evaluated at the given widths —
 the leading order in :math:`1/K`.
@@ -54,30 +44,23 @@ from ._spec import MAX_DEPTH, LayerSpec, NetSpec
 
 DPS = 50
 LARGE_WIDTH_FACTOR = 10**30  # widths × this factor evaluate the K → ∞ limit
-APPROX_VALID_L_OVER_K = Fraction(1, 16)  # deep-ReLU approximation checked for depth/width ≤ this
-APPROX_REL_ERROR = 0.10  # stated bound on its relative error of E[S2] there (Monte Carlo, README)
-#: Measured band of the relative error of E[S2], (theory - MC)/MC, outside that range: fully
-#: connected ReLU, K = 16 and 32, L = 3..8 (L/K <= 1/2), MNIST-1D, Gaussian-teacher and
-#: correlated data, n = 64, 40 000-120 000 nets per cell (README;
-#: `python -m tests.measure_theory relu --arch fc`).
-APPROX_OUTSIDE_ERROR = (-0.12, 0.38)
-#: The same for residual ReLU nets (kind "limit": NTK pair terms at the given widths).
+#: Measured band of the relative error of E[S2], (theory - MC)/MC, of residual ReLU nets (kind
+#: "limit": NTK pair terms at the given widths): K = 16 and 32, L = 3..8, three data sets (README).
 RESIDUAL_LIMIT_ERROR = (-0.82, -0.35)
-KIND_ORDER = ("exact", "numerical", "approximation", "limit")
-#: Deep fully connected ReLU nets whose hidden widths sum to at most this use the pair chain
-#: (kind "numerical", :mod:`theory._pair_chain`) for E[S2]; wider ones the approximation.
-PAIR_CHAIN_MAX_UNITS = 320
+KIND_ORDER = ("exact", "numerical", "limit")
 #: Stated precision of the pair chain's E[S2] (numerical integration, relative): spread over
-#: draw seeds <= 0.36% (K = 16-32, L = 8) plus linear-interpolation bias <= +0.2% (README).
+#: draw seeds <= 0.36% (K = 16-1024, L = 8), bias of the draw rule <= 0.15% and
+#: linear-interpolation bias <= +0.2% (README).
 PAIR_CHAIN_PRECISION = 0.006
 #: (smallest width, largest L/K, largest |error of E[S2]| seen): the pair chain against Monte
 #: Carlo, fully connected ReLU, K = 16 and 32, L = 3..8, three data sets (README).
 PAIR_CHAIN_VALIDATED = (16, Fraction(1, 2), 0.027)
 PAIR_BLOCK_BYTES = 1 << 28  # memory of one block of ReLU pair terms (float64 arrays)
-#: Deepest ReLU net (depth >= 3) evaluated; deeper ones are refused at once. The ReLU pair sums
-#: cost O(n²·L) with a Python loop over the layers (L = 1000, K = 256, n = 128: 2.1 s on the
-#: 2-core development machine under load; L = 20 000 would take minutes), and beyond L/K = 1/16
-#: the approximation they feed is unvalidated anyway (README).
+#: Deepest ReLU net (depth >= 3) evaluated; deeper ones are refused at once. The K -> oo pair
+#: sums cost O(n²·L) (L = 1000, K = 256, n = 128: 2.1 s) and the pair chain about 0.05 s of CPU
+#: per layer at K >= 256 but 0.5 s at K = 16 for L = 40 (more draws for narrow layers, more
+#: angles for deep nets; :mod:`theory._pair_chain`): L = 2000 takes minutes at K = 256 and far
+#: beyond L/K = 1/2, where it is unvalidated (README).
 RELU_MAX_DEPTH = 2000
 PROGRESS_PAIRS = 2 * 10**8  # pair-layer terms above which pair_sums shows a progress bar
 
@@ -322,8 +305,7 @@ class TheoryResult:
 
 def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
                      invariants: Invariants | None = None, data: str = "",
-                     loss: str = "squared", progress: bool = False,
-                     deep_relu: str = "auto") -> TheoryResult:
+                     loss: str = "squared", progress: bool = False) -> TheoryResult:
     """Expected :math:`S_1`, :math:`S_2` over random initial weights, data fixed.
 
     Args:
@@ -338,11 +320,6 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
             linearised at small logits: :mod:`theory._softmax`; every kind gets the suffix
             " (linearised softmax)", e.g. "exact (linearised softmax)").
         progress: a progress bar on stderr for long ReLU pair sums (terminal only).
-        deep_relu: E[S2] of fully connected ReLU nets of depth ≥ 3: ``"pair_chain"`` (the
-            exact reduction to the pair's angle, integrated numerically; kind "numerical"),
-            ``"approximation"`` (the older closed recipe), or ``"auto"``: the pair chain when
-            the hidden widths sum to at most :data:`PAIR_CHAIN_MAX_UNITS` (its cost grows with
-            them), else the approximation.
 
     Example:
         >>> import numpy as np
@@ -353,17 +330,15 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
         (3.0, 'exact')
     """
     with mpmath.workdps(DPS):
-        if deep_relu not in ("auto", "pair_chain", "approximation"):
-            raise ValueError(f"unknown deep_relu method {deep_relu!r}")
         if loss == "squared":
-            return _expected_moments(spec, x, y, delta, invariants, data, progress, deep_relu)
+            return _expected_moments(spec, x, y, delta, invariants, data, progress)
         if loss != "cross_entropy":
             raise ValueError(f"unknown loss {loss!r} (choose 'squared' or 'cross_entropy')")
         if invariants is not None or x is None or y is None:
             raise ValueError("cross_entropy needs data x and integer class labels y")
         x = np.asarray(x, dtype=np.float64)
         reduced, z, c = _softmax.reduce(spec, y, x.shape[0] if x.ndim == 2 else None)
-        r = _expected_moments(reduced, x, z, delta, None, data, progress, deep_relu)
+        r = _expected_moments(reduced, x, z, delta, None, data, progress)
         scale = mpmath.mpf(1) / (c * c)
         return replace(r, spec=spec, expected_S1=r.expected_S1 * scale,
                        expected_S2=r.expected_S2 * scale,
@@ -372,7 +347,7 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
                        notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
 
 
-def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_relu="auto"):
+def _expected_moments(spec, x, y, delta, invariants, data, progress=False):
     notes = []
     if invariants is None:
         if x is None or y is None:
@@ -402,8 +377,7 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_
             raise ValueError("ReLU nets need data x, y (the data-free mode covers linear nets)")
         try:
             with np.errstate(over="raise"):  # float64 pair sums: overflow is an error, not inf
-                parts, kinds, limit_bound = _relu_moments(spec, inv, x, y, notes, progress,
-                                                          deep_relu)
+                parts, kinds, limit_bound = _relu_moments(spec, inv, x, y, notes, progress)
         except (OverflowError, FloatingPointError) as err:
             raise ValueError(f"the ReLU moments overflow float64 ({err}): the gains or the "
                              f"data are too large; rescale them") from None
@@ -419,7 +393,7 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_
     )
 
 
-def _relu_moments(spec, inv, x, y, notes, progress, deep_relu):
+def _relu_moments(spec, inv, x, y, notes, progress):
     """(parts, kinds, K → ∞ bound) of a ReLU net of depth ≥ 2 (float64 pair sums); appends
     its notes to ``notes``."""
     n = inv.n
@@ -443,8 +417,7 @@ def _relu_moments(spec, inv, x, y, notes, progress, deep_relu):
     elif spec.depth == 2:
         parts = parts.parts()
         kinds = ("exact", "exact")
-    elif deep_relu == "pair_chain" or (deep_relu == "auto"
-                                       and sum(spec.widths) <= PAIR_CHAIN_MAX_UNITS):
+    else:  # fully connected, depth >= 3
         S1n, S1l, S2n, S2l = _pair_chain_parts(spec, inv, x, y, progress)
         parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
         kinds = ("exact", "numerical")
@@ -461,21 +434,6 @@ def _relu_moments(spec, inv, x, y, notes, progress, deep_relu):
                          f"Monte Carlo (K >= {PAIR_CHAIN_VALIDATED[0]}, L/K <= "
                          f"{PAIR_CHAIN_VALIDATED[1]}); the reduction is exact at every "
                          f"width, but its numerical noise there is unmeasured")
-    else:
-        S1n, S1l, S2n, S2l = _approx_parts(spec, inv, x, y, progress)
-        parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
-        kinds = ("exact", "approximation")
-        ratio = Fraction(spec.depth, min(spec.widths))
-        if ratio > APPROX_VALID_L_OVER_K:
-            lo, hi = APPROX_OUTSIDE_ERROR
-            notes.append(f"depth/width = {float(ratio):.3g} exceeds the approximation's "
-                         f"checked range L/K <= {APPROX_VALID_L_OVER_K} (error of E[S2] "
-                         f"<= {100 * APPROX_REL_ERROR:.0f}% there): measured error of "
-                         f"E[S2] for K = 16-32, L/K <= 1/2 is {100 * lo:+.0f}% to "
-                         f"{100 * hi:+.0f}% depending on the data, and at K = 256, "
-                         f"L/K = 0.09-0.19 E[S2] is under-estimated (B_S-bar over-estimated "
-                         f"by 16-19%) (Monte Carlo, README); narrower nets (hidden widths "
-                         f"summing to <= {PAIR_CHAIN_MAX_UNITS}) use the pair chain")
     return parts, kinds, limit_bound
 
 
@@ -506,9 +464,9 @@ def _check_relu_cost(spec: NetSpec) -> None:
     than :data:`RELU_MAX_DEPTH`, or with a gain square outside the float64 range."""
     if spec.depth > RELU_MAX_DEPTH:
         raise ValueError(f"ReLU nets deeper than {RELU_MAX_DEPTH} weight matrices are not "
-                         f"evaluated (depth {spec.depth}): the pair sums cost O(n^2 * depth) "
-                         f"(depth 1000, n = 128: about 2 s) and the deep-ReLU approximation is "
-                         f"unvalidated beyond depth/width 1/16; use numerics' Monte Carlo "
+                         f"evaluated (depth {spec.depth}): the cost grows with the depth "
+                         f"(pair sums O(n^2 * depth), the pair chain per layer) and E[S2] is "
+                         f"validated only up to depth/width 1/2; use numerics' Monte Carlo "
                          f"(python -m numerics.check) for such nets")
     for l, s2 in enumerate(spec.gain_squares, 1):
         try:
@@ -538,55 +496,6 @@ def _pair_chain_parts(spec: NetSpec, inv: Invariants, x, y, progress: bool = Fal
     S2n = S1n + _mp(float(ps.net_sum[0] - ps.net_trace[0]))
     S2l = S1l + _mp(float(ps.lab_sum[0] - ps.lab_trace[0]))
     return S1n, S1l, S2n, S2l
-
-
-def _approx_parts(spec: NetSpec, inv: Invariants, x, y, progress: bool = False):
-    r"""The deep-ReLU approximation: (E[S1]_net, E[S1]_label, E[S2]_net, E[S2]_label).
-
-    Per layer l, with :math:`T^\infty_l(i,j)` the infinite-width pair term and
-    :math:`r_l = E[\text{term}_l(x,x)]/T^\infty_l(x,x)` the exact single-input factor:
-
-    .. math::
-
-        \text{term}_l(i,j) \approx r_l\Big[T^\infty_l(i,j) + \tfrac{1 - \rho_l}{3}
-        \big(\sqrt{T^\infty_l(i,i)T^\infty_l(j,j)} - T^\infty_l(i,j)\big)\Big],\qquad
-        \rho_l = \prod_{k<l} \mu_k / f_k
-
-    for the network term (:func:`theory._relu_chain.fourth_moment_factors`); the label term uses
-    :math:`r_l T^\infty_l(i,j)`. The bracket's second part is the finite-width fluctuation of
-    the angle between inputs; for linear nets (p = 1, :math:`\rho_l = \Lambda_-/\Lambda_+`)
-    the formula is exact, and it is exact for every net on the diagonal and as K → ∞.
-    """
-    tn, tl = _relu_s1_terms(spec, inv)
-    ps = pair_sums(limit_terms, spec, x, y, progress=progress)
-    args = _layer_args(spec, _mp)
-    S2n = S2l = _mp(0)
-    rho = _mp(1)
-    for l in range(spec.depth):
-        dn = float(ps.net_trace[l])
-        if dn != 0:
-            pair = _mp(float(ps.net_sum[l]))
-            spread = _mp(float(ps.net_sqrt[l])) ** 2 - pair  # sum_ij sqrt(T(i,i) T(j,j)) - T
-            S2n += tn[l] / _mp(dn) * (pair + (1 - rho) / 3 * spread)
-        dl = float(ps.lab_trace[l])
-        if dl != 0:
-            S2l += tl[l] / _mp(dl) * _mp(float(ps.lab_sum[l]))
-        n_in, n_out, s2, _, _, _, p_out = args[l]
-        f, mu = _relu_chain.fourth_moment_factors(n_in, n_out, s2, p_out)
-        rho *= mu / f
-    return sum(tn), sum(tl), S2n, S2l
-
-
-def approx_relu_as_linear(spec: NetSpec, x, y):
-    """The deep-ReLU approximation's recipe applied to a *linear* net, where the exact answer is
-    known: returns (E[S2]_approx, E[S2]_exact) as mpf."""
-    if spec.activation != "linear" or spec.arch != "fc":
-        raise ValueError("approx_relu_as_linear takes a linear fully connected net")
-    inv = Invariants.of(x, y)
-    with mpmath.workdps(DPS):
-        _, _, S2n, S2l = _approx_parts(spec, inv, x, y)
-        exact = _linear_exact(spec, inv)
-        return S2n + S2l, exact["S2_net"] + exact["S2_label"]
 
 
 def budget_family(template: NetSpec, budget: int, depths, *, tolerance: float = 0.05):
