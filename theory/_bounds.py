@@ -49,8 +49,8 @@ LARGE_WIDTH_FACTOR = 10**30  # widths × this factor evaluate the K → ∞ limi
 RESIDUAL_LIMIT_ERROR = (-0.82, -0.35)
 KIND_ORDER = ("exact", "numerical", "limit")
 #: Stated precision of the pair chain's E[S2] (numerical integration, relative): spread over
-#: draw seeds <= 0.36% (K = 16-1024, L = 8), bias of the draw rule <= 0.15% and
-#: linear-interpolation bias <= +0.2% (README).
+#: draw seeds 0.11-0.34% (K = 16-1024, L = 8-32), offset of the draw rule from 4-8x the
+#: draws <= 0.12% and linear-interpolation bias <= +0.17% (README).
 PAIR_CHAIN_PRECISION = 0.006
 #: (smallest width, largest L/K, largest |error of E[S2]| seen): the pair chain against Monte
 #: Carlo, fully connected ReLU, K = 16 and 32, L = 3..8, three data sets (README).
