@@ -90,11 +90,11 @@ def control_variate_S2(mc, spec, x, y):
     a standard deviation of 2 or more) neither SE is trustworthy."""
     import mpmath
 
-    import theory._bounds as B
     from theory import Invariants
+    from theory._transfer import DPS, relu_s1_terms
 
-    with mpmath.workdps(B.DPS):
-        tn, tl = B._relu_s1_terms(spec, Invariants.of(x, y))
+    with mpmath.workdps(DPS):
+        tn, tl = relu_s1_terms(spec, Invariants.of(x, y))
     exact = np.array([float(a + b) for a, b in zip(tn, tl)])
     S2 = np.asarray(mc.S2_samples, float)
     Z = np.asarray(mc.S1_layer_samples, float) - exact

@@ -12,7 +12,8 @@ import mpmath
 import numpy as np
 import pytest
 
-import theory._bounds as B
+import theory._registry as R
+import theory._transfer as B
 from theory import _pair_chain
 from theory import Invariants, NetSpec, expected_moments
 from theory.data import mnist1d
@@ -31,8 +32,8 @@ def test_pair_chain_reproduces_exact_linear_nets(widths):
     spec = NetSpec(depth=len(widths) + 1, widths=widths, input_dim=5, outputs=2)
     inv = Invariants.of(x, y)
     with mpmath.workdps(B.DPS):
-        S1n, S1l, S2n, S2l = B._pair_chain_parts(spec, inv, x, y)
-        ex = B._linear_exact(spec, inv)
+        S1n, S1l, S2n, S2l = R.pair_chain_parts(spec, inv, x, y)
+        ex = B.linear_exact(spec, inv)
         assert abs(float((S1n + S1l) / (ex["S1_net"] + ex["S1_label"])) - 1) < 1e-12
         rel = float((S2n + S2l) / (ex["S2_net"] + ex["S2_label"])) - 1
     assert abs(rel) <= LINEAR_TOL, rel
@@ -87,7 +88,7 @@ def _rel_spread(spec, x, y, nodes, seeds):
         fun = _pair_chain.pair_functions(spec, nodes=nodes, seed=seed)
         with mpmath.workdps(B.DPS), pytest.MonkeyPatch.context() as mp:
             mp.setattr(_pair_chain, "pair_functions", lambda sp, fun=fun: fun)
-            S1n, S1l, S2n, S2l = B._pair_chain_parts(spec, inv, x, y)
+            S1n, S1l, S2n, S2l = R.pair_chain_parts(spec, inv, x, y)
         out.append(float(S2n + S2l))
     return np.array(out)
 

@@ -51,11 +51,11 @@ the recursion needs is a sum over the units of a mask (:math:`D, D', M`) times
 :math:`1, g_1^2, g_1g_2` or :math:`g_2^2`, and the masks are arcs of the polar angle of
 :math:`(g_{1u}, g_{2u})`, so after one sort per draw they are prefix-sum differences
 (:func:`_unit_sums`): a layer costs O(draws · units · log units + draws · angles). The caller
-(:func:`theory._bounds._pair_chain_parts`) keeps E[S1] and the diagonal pairs exact and scales
-the functions to the exact value at angle 0. Precision (README): spread over draw seeds
+(:func:`theory._registry.pair_chain_parts`) keeps E[S1] and the diagonal pairs exact and
+scales the functions to the exact value at angle 0. Precision (README): spread over draw seeds
 0.11-0.34% of E[S2] (K = 16-1024, L = 8-32), offset of the draw rule from 4-8x the draws at
-most 0.12%, interpolation bias at most +0.17%. For a linear activation the same recursion reproduces the exact linear result
-(tested).
+most 0.12%, interpolation bias at most +0.17%. For a linear activation the same recursion
+reproduces the exact linear result (tested).
 """
 
 from __future__ import annotations
@@ -389,7 +389,7 @@ def _pair_functions(spec, grid, nodes, seed, points):
 
 def pair_terms(grid, psi_net, psi_label, x, y, rows=slice(None), cols=slice(None)):
     """Pair contributions (rows × cols) to E[S2] from the angle functions (network, label);
-    one "layer" each, in the form :func:`theory._bounds.pair_sums` sums."""
+    one "layer" each, in the form :func:`theory._pair_sums.pair_sums` sums."""
     sq = np.einsum("ij,ij->i", x, x)
     nr, nc = np.sqrt(sq[rows]), np.sqrt(sq[cols])
     norm = np.multiply.outer(nr, nc)
