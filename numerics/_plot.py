@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-STYLE = {"exact": "-", "approximation": "--", "limit": ":"}
+STYLE = {"exact": "-", "numerical": "--", "limit": ":"}
 DPI = 120  # PNG resolution of every figure the toolkit writes (the PDF is vector)
 
 
@@ -21,7 +21,7 @@ def save(fig, path_stem: str) -> list[str]:
 def plot_grid(ax, rows, *, x="width", group="depth"):
     """B̄_S against ``x`` (width, or depth for a budget grid), one colour per ``group``.
 
-    Theory as lines (solid: exact, dashed: approximation, dotted: limit), Monte Carlo ratio of
+    Theory as lines (solid: exact, dashed: numerical, dotted: limit), Monte Carlo ratio of
     means as points with ±2 SE error bars. Log axes.
     """
     groups = defaultdict(list)

@@ -14,7 +14,6 @@ Each row prints the Monte Carlo value ± 1 SE, theory's value and kind, and the 
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import replace
 
 import numpy as np
@@ -82,30 +81,52 @@ def ce_rows(samples: int = 2000, n: int = 64, gains=(0.1, 0.3, 1.0, 3.0), seed: 
     return rows
 
 
+def control_variate_S2(mc, spec, x, y):
+    """(E[S2], SE) from the Monte Carlo nets with each net's per-layer S1 terms as control
+    variates: their expectations are theory's exact E[S1] terms (tested against Monte Carlo),
+    E[S2] ≈ mean(S2) − β·(mean(S1_l) − E[S1_l]) with β by least squares, the SE from the
+    residuals. On deep ReLU nets S2 and the S1 terms share the heavy tail of the forward norms,
+    so this cuts the SE several-fold; where that tail is too heavy for the sample (log S2 with
+    a standard deviation of 2 or more) neither SE is trustworthy."""
+    import mpmath
+
+    from theory import Invariants
+    from theory._transfer import DPS, relu_s1_terms
+
+    with mpmath.workdps(DPS):
+        tn, tl = relu_s1_terms(spec, Invariants.of(x, y))
+    exact = np.array([float(a + b) for a, b in zip(tn, tl)])
+    S2 = np.asarray(mc.S2_samples, float)
+    Z = np.asarray(mc.S1_layer_samples, float) - exact
+    Zc, Yc = Z - Z.mean(0), S2 - S2.mean()
+    beta = np.linalg.lstsq(Zc, Yc, rcond=None)[0]
+    resid = Yc - Zc @ beta
+    return (float(S2.mean() - Z.mean(0) @ beta),
+            float(resid.std(ddof=Z.shape[1] + 1) / np.sqrt(S2.size)))
+
+
 def relu_rows(samples: int = 4000, n: int = 64, widths=(16, 32), depths=(3, 4, 6, 8),
               archs=("fc", "residual"), names=("mnist1d", "gaussian", "correlated"),
-              seed: int = 0):
-    """Rows (data, arch, K, L, MC E[S2], SE, theory, kind, rel. error, its SE) for L/K ≤ 1/2."""
+              seed: int = 0, cells=None):
+    """Rows (data, arch, K, L, MC E[S2], SE, theory, kind, rel. error, its SE, nets, and for
+    fc nets the control-variate estimate (E[S2], SE) or None) for L/K ≤ 1/2 on the grid
+    widths × depths, or on ``cells`` ((K, L) pairs, any L/K)."""
     rows = []
     data = datasets(n)
     for name in names:
         x, y, _ = data[name]
         for arch in archs:
-            for K in widths:
-                for L in depths:
-                    if L > K / 2:
-                        continue
-                    spec = NetSpec.uniform(L, K, x.shape[1], outputs=y.shape[1],
-                                           activation="relu", arch=arch)
-                    th = expected_moments(spec, x, y)
-                    mc = _mc(spec, x, y, "squared", samples, seed)
-                    rel, rel_se = _rel(float(th.expected_S2), mc.S2, mc.S2_se)
-                    old = None
-                    if arch == "fc":
-                        ap = expected_moments(spec, x, y, deep_relu="approximation")
-                        old = _rel(float(ap.expected_S2), mc.S2, mc.S2_se)[0]
-                    rows.append((name, arch, K, L, mc.S2, mc.S2_se, float(th.expected_S2),
-                                 th.kind_S2, rel, rel_se, old))
+            grid = cells if cells is not None else [(K, L) for K in widths for L in depths
+                                                    if L <= K / 2]
+            for K, L in grid:
+                spec = NetSpec.uniform(L, K, x.shape[1], outputs=y.shape[1],
+                                       activation="relu", arch=arch)
+                th = expected_moments(spec, x, y)
+                mc = _mc(spec, x, y, "squared", samples, seed)
+                rel, rel_se = _rel(float(th.expected_S2), mc.S2, mc.S2_se)
+                cv = control_variate_S2(mc, spec, x, y) if arch == "fc" else None
+                rows.append((name, arch, K, L, mc.S2, mc.S2_se, float(th.expected_S2),
+                             th.kind_S2, rel, rel_se, mc.samples, cv))
     return rows
 
 
@@ -116,6 +137,10 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--arch", default="fc,residual")
     p.add_argument("--widths", default="16,32")
+    p.add_argument("--data", default="mnist1d,gaussian,correlated")
+    p.add_argument("--cells", default=None,
+                   help="K:L pairs, e.g. 64:7,256:8 (any L/K; replaces --widths)")
+    p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if a.what == "ce":
         rows = ce_rows(samples=a.samples or 2000, n=a.n)
@@ -124,14 +149,20 @@ def main(argv=None) -> int:
             print(f"{r[0]} | {r[1]} | {r[2]:g} | {r[3]} | {r[4]:.5g} ± {r[5]:.2g} | {r[6]:.5g} "
                   f"| {r[7]} | {100 * r[8]:+.1f}% ± {100 * r[9]:.1f}%")
     else:
+        cells = None if a.cells is None else [tuple(int(v) for v in c.split(":"))
+                                              for c in a.cells.split(",")]
         rows = relu_rows(samples=a.samples or 4000, n=a.n, archs=tuple(a.arch.split(",")),
-                         widths=tuple(int(w) for w in a.widths.split(",")))
-        print("data | arch | K | L | MC E[S2] ± SE | theory | kind | (th−MC)/MC ± SE | "
-              "approximation's error")
+                         widths=tuple(int(w) for w in a.widths.split(",")),
+                         names=tuple(a.data.split(",")), seed=a.seed, cells=cells)
+        print("data | arch | K | L | MC E[S2] ± SE (nets) | theory | kind | (th−MC)/MC ± SE | "
+              "with control variates: MC ± SE, (th−MC)/MC ± SE")
         for r in rows:
-            old = "-" if r[10] is None else f"{100 * r[10]:+.1f}%"
-            print(f"{r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.5g} ± {r[5]:.2g} | {r[6]:.5g} "
-                  f"| {r[7]} | {100 * r[8]:+.1f}% ± {100 * r[9]:.1f}% | {old}", flush=True)
+            cv = "-" if r[11] is None else (
+                f"{r[11][0]:.5g} ± {r[11][1]:.2g}, {100 * (r[6] / r[11][0] - 1):+.1f}% ± "
+                f"{100 * r[11][1] / r[11][0]:.1f}%")
+            print(f"{r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.5g} ± {r[5]:.2g} ({r[10]}) | "
+                  f"{r[6]:.5g} | {r[7]} | {100 * r[8]:+.1f}% ± {100 * r[9]:.1f}% | {cv}",
+                  flush=True)
         errs = [abs(r[8]) for r in rows]
         print(f"max |error| {100 * max(errs):.1f}%  (worst: {rows[int(np.argmax(errs))][:4]})")
     return 0

@@ -74,8 +74,6 @@ def test_kinds_carry_the_qualifier():
     assert (r.kind_S1, r.kind_S2) == ("exact (linearised softmax)",
                                       "numerical (linearised softmax)")
     assert r.kind == "numerical (linearised softmax)"
-    old = expected_moments(deep, x, classes, loss="cross_entropy", deep_relu="approximation")
-    assert old.kind == "approximation (linearised softmax)"
     assert expected_moments(res, x, classes, loss="cross_entropy").kind == \
         "limit (linearised softmax)"
     d = r.to_dict()

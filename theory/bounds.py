@@ -3,7 +3,7 @@
 Prints E[S1], E[S2], the expected batch-size bound B̄_S = n·E[S1]/E[S2] (ratio of expectations
 over random initial weights, data fixed), B_simple = B̄_S − 1, the predicted maximum batch
 δ·B̄_S + 1, the K → ∞ limit and the same-parameter-budget alternatives, each tagged
-exact / numerical / approximation / limit (with " (linearised softmax)" for
+exact / numerical / limit (with " (linearised softmax)" for
 ``--loss cross_entropy``). ``--json`` prints one object; ``--symbolic`` the closed form.
 This module never imports jax; sympy is imported only for ``--symbolic``.
 """
