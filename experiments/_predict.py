@@ -50,7 +50,8 @@ def theory_prediction(spec, ds, loss: str, *, delta: float = 1.0) -> dict:
     try:
         if loss == "cross_entropy":
             res = theory.expected_moments(spec, x, np.asarray(ds.classes), delta=delta,
-                                          data=ds.description, loss="cross_entropy")
+                                          data=ds.description, loss="cross_entropy",
+                                          softmax="linearised")
         else:
             res = theory.expected_moments(spec, x, np.asarray(ds.y, np.float64), delta=delta,
                                           data=ds.description)

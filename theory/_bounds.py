@@ -10,7 +10,9 @@ relu fc, depth 2       exact                   exact (arc-cosine)      :mod:`the
 relu fc, depth >= 3    exact                   numerical (narrow)      :mod:`theory._pair_chain`
 relu fc, depth >= 3    exact                   approximation (wide)    :mod:`theory._relu_chain`
 relu residual          limit                   limit                   :mod:`theory._kernels`
-any, cross-entropy     kind + " (linearised softmax)"                  :mod:`theory._softmax`
+any, cross-entropy     "approximation (softmax, Gaussian logits)"      :mod:`theory._softmax`
+ (``softmax=``         or weaker; ``"linearised"``: kind +
+ ``"linearised"``)     " (linearised softmax)"
 =====================  ======================  ======================  =====================
 
 *Numerical* (deep fully connected ReLU :math:`E[S_2]` when the hidden widths sum to at most
@@ -323,7 +325,7 @@ class TheoryResult:
 def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
                      invariants: Invariants | None = None, data: str = "",
                      loss: str = "squared", progress: bool = False,
-                     deep_relu: str = "auto") -> TheoryResult:
+                     deep_relu: str = "auto", softmax: str = "gaussian") -> TheoryResult:
     """Expected :math:`S_1`, :math:`S_2` over random initial weights, data fixed.
 
     Args:
@@ -335,8 +337,12 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
         delta: the δ of the predicted maximum batch δ·B̄_S + 1.
         data: a description of the data, carried into the result.
         loss: ``"squared"`` (½‖f − y‖²) or ``"cross_entropy"`` (softmax cross-entropy,
-            linearised at small logits: :mod:`theory._softmax`; every kind gets the suffix
-            " (linearised softmax)", e.g. "exact (linearised softmax)").
+            :mod:`theory._softmax`).
+        softmax: with ``loss="cross_entropy"``: ``"gaussian"`` (default: the linearised
+            moments plus the mean-field softmax correction; kinds "approximation (softmax,
+            Gaussian logits)" or weaker) or ``"linearised"`` (small-logit linearisation only,
+            better for output gains s_L ≤ 0.3; kinds suffixed " (linearised softmax)", e.g.
+            "exact (linearised softmax)").
         progress: a progress bar on stderr for long ReLU pair sums (terminal only).
         deep_relu: E[S2] of fully connected ReLU nets of depth ≥ 3: ``"pair_chain"`` (the
             exact reduction to the pair's angle, integrated numerically; kind "numerical"),
@@ -359,17 +365,21 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
             return _expected_moments(spec, x, y, delta, invariants, data, progress, deep_relu)
         if loss != "cross_entropy":
             raise ValueError(f"unknown loss {loss!r} (choose 'squared' or 'cross_entropy')")
+        if softmax not in _softmax.METHODS:
+            raise ValueError(f"unknown softmax method {softmax!r} (choose from "
+                             f"{_softmax.METHODS})")
         if invariants is not None or x is None or y is None:
             raise ValueError("cross_entropy needs data x and integer class labels y")
         x = np.asarray(x, dtype=np.float64)
         reduced, z, c = _softmax.reduce(spec, y, x.shape[0] if x.ndim == 2 else None)
         r = _expected_moments(reduced, x, z, delta, None, data, progress, deep_relu)
         scale = mpmath.mpf(1) / (c * c)
-        return replace(r, spec=spec, expected_S1=r.expected_S1 * scale,
-                       expected_S2=r.expected_S2 * scale,
-                       parts={k: v * scale for k, v in r.parts.items()},
-                       kind_S1=r.kind_S1 + _softmax.SUFFIX, kind_S2=r.kind_S2 + _softmax.SUFFIX,
-                       notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
+        r = replace(r, spec=spec, expected_S1=r.expected_S1 * scale,
+                    expected_S2=r.expected_S2 * scale,
+                    parts={k: v * scale for k, v in r.parts.items()},
+                    kind_S1=r.kind_S1 + _softmax.SUFFIX, kind_S2=r.kind_S2 + _softmax.SUFFIX,
+                    notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
+        return r if softmax == "linearised" else _softmax.gaussian_correction(r, spec, x)
 
 
 def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_relu="auto"):
@@ -603,13 +613,14 @@ def budget_family(template: NetSpec, budget: int, depths, *, tolerance: float = 
 
 
 def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: float = 0.05,
-                             loss: str = "squared", progress: bool = False):
+                             loss: str = "squared", progress: bool = False,
+                             softmax: str = "gaussian"):
     """Nets of other depths whose parameter count is within ``tolerance`` of ``spec.params``.
 
     For each depth, the uniform width K with P(d, K, L, c) closest to the budget; those outside
     the tolerance are reported with ``within_tolerance=False``. Returns a list of dicts with
-    depth, width, params and the theory result (or an error string). ``loss``, ``y`` as for
-    :func:`expected_moments`.
+    depth, width, params and the theory result (or an error string). ``loss``, ``y``,
+    ``softmax`` as for :func:`expected_moments`.
     """
     inv = Invariants.of(x, y) if loss == "squared" else None
     if depths is None:
@@ -619,7 +630,7 @@ def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: flo
     for alt, within in budget_family(spec, spec.params, depths, tolerance=tolerance):
         try:
             res = expected_moments(alt, x, y, delta=1.0, invariants=inv, loss=loss,
-                                   progress=progress)
+                                   progress=progress, softmax=softmax)
         except ValueError as err:
             res = str(err)
         out.append({"depth": alt.depth, "width": alt.width, "params": alt.params,
