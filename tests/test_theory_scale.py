@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-import theory._bounds as B
+import theory._pair_sums as B
 from theory import Invariants, NetSpec, expected_moments
 
 from .test_theory_cli import ROOT, run_cli
@@ -88,7 +88,7 @@ def test_all_zero_rows_one_line_error(tmp_path):
 
 
 def test_memory_error_is_one_line():
-    code = ("import theory._bounds as B\n"
+    code = ("import theory._registry as B\n"
             "def boom(*a, **k): raise MemoryError\n"
             "B.pair_sums = boom\n"
             "from theory import bounds\n"

@@ -304,6 +304,16 @@ def mean_field_sums(spec: NetSpec, x, *, scale_mixture: bool = True) -> dict:
     return out
 
 
+def kind_of(squared_kind: str, softmax: str = "gaussian") -> str:
+    """Kind of a cross-entropy moment whose linearised (squared-loss) part has kind
+    ``squared_kind``: that kind + :data:`SUFFIX` (``"linearised"``), else the weaker of it and
+    "approximation" + :data:`KIND_GAUSSIAN`."""
+    if softmax == "linearised":
+        return squared_kind + SUFFIX
+    order = ("exact", "numerical", "approximation", "limit")
+    return max(squared_kind, "approximation", key=order.index) + KIND_GAUSSIAN
+
+
 def gaussian_correction(result, spec: NetSpec, x):
     """The linearised cross-entropy ``result`` (a TheoryResult of the c-logit net ``spec``)
     plus the mean-field softmax correction (module docstring), kinds and notes updated."""
@@ -312,14 +322,9 @@ def gaussian_correction(result, spec: NetSpec, x):
     R1 = p["S1_net"] / m["n1"] if m["n1"] != 0 else 1.0
     R2 = p["S2_net"] / m["n2"] if m["n2"] != 0 else 1.0
     d1, d2 = mpmath.mpf(R1 * m["d1"]), mpmath.mpf(R2 * m["d2"])
-    order = ("exact", "numerical", "approximation", "limit")
-
-    def kind(k):
-        base = k.split()[0]
-        return max(base, "approximation", key=order.index) + KIND_GAUSSIAN
-
     parts = dict(result.parts, S1_softmax=d1, S2_softmax=d2)
     return replace(result, expected_S1=result.expected_S1 + d1,
                    expected_S2=result.expected_S2 + d2, parts=parts,
-                   kind_S1=kind(result.kind_S1), kind_S2=kind(result.kind_S2),
+                   kind_S1=kind_of(result.kind_S1.split()[0], "gaussian"),
+                   kind_S2=kind_of(result.kind_S2.split()[0], "gaussian"),
                    notes=tuple(nt for nt in result.notes if nt != NOTE) + (NOTE_GAUSSIAN,))
