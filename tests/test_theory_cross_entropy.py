@@ -230,3 +230,23 @@ def test_overlap_against_brute_force(q11, q22, rho, c):
     tol = Z * se + OVERLAP_REL_PRECISION * abs(b)
     assert abs(g - b) <= tol, (g, b, se)
     assert abs(b) > tol
+
+
+def test_cli_prints_the_method(capsys):
+    """``python -m theory.bounds --loss cross_entropy`` labels every number with the softmax
+    correction's kind and says which method was used; ``--softmax linearised`` the old kind."""
+    import json
+
+    from theory import bounds
+
+    args = ["--loss", "cross_entropy", "--data", "mnist1d", "--n", "12", "--depth", "2",
+            "--width", "8", "--activation", "relu", "--no-same-budget"]
+    assert bounds.main(args) == 0
+    out = capsys.readouterr().out
+    assert "E[S2] = E ||sum_i g_i||^2" in out
+    assert out.count("approximation (softmax, Gaussian logits)") == 5
+    assert "mean-field softmax correction" in out
+    assert bounds.main(args + ["--softmax", "linearised", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["kind"]["expected_S2"] == "exact (linearised softmax)"
+    assert _softmax.NOTE in d["notes"]

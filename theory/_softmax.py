@@ -91,7 +91,8 @@ NOTE_GAUSSIAN = ("cross-entropy with the softmax correction: the exact linearise
                  "2.4% of E[S1], E[S2] and B_S-bar at the default output gain on fc nets of "
                  "width 32-64 (3.3% at K = 128; E[S2] +6% on a linear residual net), within "
                  "1.2% at s_L <= 0.3, up to 10% at s_L = 3 (README); softmax='linearised' for "
-                 "the plain linearisation")
+                 "the plain linearisation. The K -> infinity limit reported alongside is the "
+                 "linearisation's")
 #: Scrambled-Sobol draws (2**SOBOL_LOG2, doubled by antithetics) of the table of G.
 SOBOL_LOG2 = 11
 SOBOL_SEED = 0
