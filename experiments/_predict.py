@@ -9,7 +9,8 @@ recomputed when that fingerprint changes. Theory never imports jax.
 * squared loss (on the data's targets, centred one-hot for classification):
   :func:`theory.expected_moments` with ``y`` the targets;
 * cross-entropy: the same call with ``loss="cross_entropy"`` and integer classes: theory's
-  linearised-softmax moments (kinds such as ``"exact (linearised softmax)"``; at the default
+  linearised-softmax moments (``softmax="linearised"``, kinds such as ``"exact (linearised
+  softmax)"``; the default softmax correction is not used here yet; at the default
   output gain they sit 4–11% below the true cross-entropy's B̄_S, see the top-level README);
   where theory has no answer the net is "not covered", with the reason theory gave.
 """
@@ -50,7 +51,8 @@ def theory_prediction(spec, ds, loss: str, *, delta: float = 1.0) -> dict:
     try:
         if loss == "cross_entropy":
             res = theory.expected_moments(spec, x, np.asarray(ds.classes), delta=delta,
-                                          data=ds.description, loss="cross_entropy")
+                                          data=ds.description, loss="cross_entropy",
+                                          softmax="linearised")
         else:
             res = theory.expected_moments(spec, x, np.asarray(ds.y, np.float64), delta=delta,
                                           data=ds.description)

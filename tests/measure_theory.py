@@ -3,7 +3,10 @@
 Not a test module (pytest does not collect it); run from the repository root:
 
 * ``python -m tests.measure_theory ce``: true softmax cross-entropy (numerics Monte Carlo,
-  ``loss="cross_entropy"``) vs theory's linearised cross-entropy as the output gain s_L grows.
+  ``loss="cross_entropy"``) vs theory's cross-entropy, both methods (``softmax="gaussian"``, the
+  default, and ``"linearised"``), as the output gain s_L grows; ``--extra`` adds a wider deep
+  ReLU (K = 128, L = 4) and a residual linear net at s_L = 1 (``--samples 8000`` for the
+  README's s_L = 1 rows).
 * ``python -m tests.measure_theory relu``: deep-ReLU E[S2], Monte Carlo vs theory, on a grid of
   widths, depths and data sets (fully connected and residual).
 
@@ -54,30 +57,37 @@ def _rel(th, mc, se):
     return (th - mc) / mc, se / mc
 
 
-def ce_rows(samples: int = 2000, n: int = 64, gains=(0.1, 0.3, 1.0, 3.0), seed: int = 0):
-    """Rows (data, net, s_L, quantity, MC, SE, theory, kind, rel. error, its SE)."""
+def ce_rows(samples: int = 2000, n: int = 64, gains=(0.1, 0.3, 1.0, 3.0), seed: int = 0,
+            methods=("gaussian", "linearised"), extra: bool = False):
+    """Rows (data, net, s_L, quantity, MC, SE, theory, kind, rel. error, its SE, method)."""
     rows = []
     data = datasets(n)
-    nets = [NetSpec.uniform(3, 32, 1, outputs=10),
-            NetSpec.uniform(2, 64, 1, outputs=10, activation="relu"),
-            NetSpec.uniform(4, 64, 1, outputs=10, activation="relu")]
+    nets = [(NetSpec.uniform(3, 32, 1, outputs=10), gains),
+            (NetSpec.uniform(2, 64, 1, outputs=10, activation="relu"), gains),
+            (NetSpec.uniform(4, 64, 1, outputs=10, activation="relu"), gains)]
+    if extra:
+        nets += [(NetSpec.uniform(4, 128, 1, outputs=10, activation="relu"), (1.0,)),
+                 (NetSpec.uniform(4, 32, 1, outputs=10, arch="residual"), (1.0,))]
     for name in ("mnist1d", "gaussian"):
         x, _, classes = data[name]
-        for base in nets:
-            for sL in gains:
+        for base, sls in nets:
+            for sL in sls:
                 hidden = 2.0 ** 0.5 if base.activation == "relu" else 1.0
                 spec = replace(base, input_dim=x.shape[1],
                                gains=(hidden,) * (base.depth - 1) + (sL,))
-                th = expected_moments(spec, x, classes, loss="cross_entropy")
                 mc = _mc(spec, x, classes, "cross_entropy", samples, seed)
-                for q, t, m, s in (("E[S1]", float(th.expected_S1), mc.S1, mc.S1_se),
-                                   ("E[S2]", float(th.expected_S2), mc.S2, mc.S2_se),
-                                   ("B_S-bar", th.batch_size_bound, mc.batch_size_bound,
-                                    mc.batch_size_bound_se)):
-                    rel, rel_se = _rel(t, m, s)
-                    rows.append((name, f"{base.activation} L={base.depth} K={base.width}", sL,
-                                 q, m, s, t, th.kind_S2 if q != "E[S1]" else th.kind_S1,
-                                 rel, rel_se))
+                for method in methods:
+                    th = expected_moments(spec, x, classes, loss="cross_entropy",
+                                          softmax=method)
+                    for q, t, m, s in (("E[S1]", float(th.expected_S1), mc.S1, mc.S1_se),
+                                       ("E[S2]", float(th.expected_S2), mc.S2, mc.S2_se),
+                                       ("B_S-bar", th.batch_size_bound, mc.batch_size_bound,
+                                        mc.batch_size_bound_se)):
+                        rel, rel_se = _rel(t, m, s)
+                        rows.append((name, f"{base.arch} {base.activation} L={base.depth} "
+                                     f"K={base.width}", sL, q, m, s, t,
+                                     th.kind_S2 if q != "E[S1]" else th.kind_S1, rel, rel_se,
+                                     method))
     return rows
 
 
@@ -141,13 +151,16 @@ def main(argv=None) -> int:
     p.add_argument("--cells", default=None,
                    help="K:L pairs, e.g. 64:7,256:8 (any L/K; replaces --widths)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gains", default="0.1,0.3,1,3", help="ce: output gains s_L")
+    p.add_argument("--extra", action="store_true", help="ce: also K = 128 and a residual net")
     a = p.parse_args(argv)
     if a.what == "ce":
-        rows = ce_rows(samples=a.samples or 2000, n=a.n)
+        rows = ce_rows(samples=a.samples or 2000, n=a.n, extra=a.extra,
+                       gains=tuple(float(g) for g in a.gains.split(",")))
         print("data | net | s_L | quantity | MC ± SE | theory | kind | (th−MC)/MC ± SE")
         for r in rows:
             print(f"{r[0]} | {r[1]} | {r[2]:g} | {r[3]} | {r[4]:.5g} ± {r[5]:.2g} | {r[6]:.5g} "
-                  f"| {r[7]} | {100 * r[8]:+.1f}% ± {100 * r[9]:.1f}%")
+                  f"| {r[7]} | {100 * r[8]:+.1f}% ± {100 * r[9]:.1f}%", flush=True)
     else:
         cells = None if a.cells is None else [tuple(int(v) for v in c.split(":"))
                                               for c in a.cells.split(",")]

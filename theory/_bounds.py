@@ -29,7 +29,8 @@ from ._transfer import DPS
 
 def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
                      invariants: Invariants | None = None, data: str = "",
-                     loss: str = "squared", progress: bool = False) -> TheoryResult:
+                     loss: str = "squared", progress: bool = False,
+                     softmax: str = "gaussian") -> TheoryResult:
     """Expected :math:`S_1`, :math:`S_2` over random initial weights, data fixed.
 
     Args:
@@ -41,8 +42,12 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
         delta: the δ of the predicted maximum batch δ·B̄_S + 1.
         data: a description of the data, carried into the result.
         loss: ``"squared"`` (½‖f − y‖²) or ``"cross_entropy"`` (softmax cross-entropy,
-            linearised at small logits: :mod:`theory._softmax`; every kind gets the suffix
-            " (linearised softmax)", e.g. "exact (linearised softmax)").
+            :mod:`theory._softmax`).
+        softmax: with ``loss="cross_entropy"``: ``"gaussian"`` (default: the linearised
+            moments plus the mean-field softmax correction; kinds "approximation (softmax,
+            Gaussian logits)" or weaker) or ``"linearised"`` (small-logit linearisation only,
+            as good for output gains s_L ≤ 0.3; kinds suffixed " (linearised softmax)", e.g.
+            "exact (linearised softmax)").
         progress: a progress bar on stderr for long ReLU pair sums (terminal only).
 
     Example:
@@ -54,6 +59,9 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
         (3.0, 'exact')
     """
     with mpmath.workdps(DPS):
+        if softmax not in _softmax.METHODS:
+            raise ValueError(f"unknown softmax method {softmax!r} (choose from "
+                             f"{_softmax.METHODS})")
         cov = covers(spec, loss, data_free=invariants is not None and x is None)
         if not cov.covered:
             raise ValueError(cov.reason)
@@ -67,11 +75,12 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
         reduced, z, c = _softmax.reduce(spec, y, x.shape[0] if x.ndim == 2 else None)
         r = _expected_moments(reduced, x, z, delta, None, data, progress)
         scale = mpmath.mpf(1) / (c * c)
-        return replace(r, spec=spec, expected_S1=r.expected_S1 * scale,
-                       expected_S2=r.expected_S2 * scale,
-                       parts={k: v * scale for k, v in r.parts.items()},
-                       kind_S1=r.kind_S1 + _softmax.SUFFIX, kind_S2=r.kind_S2 + _softmax.SUFFIX,
-                       notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
+        r = replace(r, spec=spec, expected_S1=r.expected_S1 * scale,
+                    expected_S2=r.expected_S2 * scale,
+                    parts={k: v * scale for k, v in r.parts.items()},
+                    kind_S1=r.kind_S1 + _softmax.SUFFIX, kind_S2=r.kind_S2 + _softmax.SUFFIX,
+                    notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
+        return r if softmax == "linearised" else _softmax.gaussian_correction(r, spec, x)
 
 
 def _expected_moments(spec, x, y, delta, invariants, data, progress=False):

@@ -243,7 +243,8 @@ def family_of(spec: NetSpec) -> Family:
     return found[0]
 
 
-def covers(spec: NetSpec, loss: str = "squared", *, data_free: bool = False) -> Coverage:
+def covers(spec: NetSpec, loss: str = "squared", *, data_free: bool = False,
+           softmax: str = "gaussian") -> Coverage:
     """Whether theory covers ``spec`` under ``loss`` and with which kinds, without computing.
 
     Args:
@@ -252,6 +253,7 @@ def covers(spec: NetSpec, loss: str = "squared", *, data_free: bool = False) -> 
         data_free: the expectation also over i.i.d. Gaussian inputs with zero labels
             (:meth:`Invariants.gaussian_expectation`), which needs a family that works
             from the data invariants alone.
+        softmax: the cross-entropy method, as for :func:`theory.expected_moments`.
 
     Returns:
         a :class:`Coverage`; ``reason`` says why a net is not covered (then the kinds are
@@ -293,6 +295,8 @@ def covers(spec: NetSpec, loss: str = "squared", *, data_free: bool = False) -> 
             if not ok:
                 return no(f"gain s_{l}^2 = {float(s2) if s2 < 10**300 else '>1e300'} is "
                           f"outside the float64 range that the ReLU pair sums use")
-    suffix = _softmax.SUFFIX if loss == "cross_entropy" else ""
     kind_S2 = fam.kind_S2
-    return Coverage(fam.name, fam.kind_S1 + suffix, kind_S2 + suffix, None, fam.needs_data)
+    if loss == "cross_entropy":
+        return Coverage(fam.name, _softmax.kind_of(fam.kind_S1, softmax),
+                        _softmax.kind_of(kind_S2, softmax), None, fam.needs_data)
+    return Coverage(fam.name, fam.kind_S1, kind_S2, None, fam.needs_data)
