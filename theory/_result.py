@@ -12,7 +12,7 @@ from ._diversity import batch_size_bound, predicted_max_batch
 from ._spec import NetSpec
 
 #: Kinds of a number, strongest first; a bound has the weakest kind of its two moments.
-KIND_ORDER = ("exact", "numerical", "limit")
+KIND_ORDER = ("exact", "numerical", "approximation", "limit")
 
 
 def bound_of(parts: dict, n: int) -> float:

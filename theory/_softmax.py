@@ -73,6 +73,7 @@ from dataclasses import replace
 import mpmath
 import numpy as np
 
+from ._result import KIND_ORDER
 from ._spec import NetSpec
 
 SUFFIX = " (linearised softmax)"
@@ -311,8 +312,7 @@ def kind_of(squared_kind: str, softmax: str = "gaussian") -> str:
     "approximation" + :data:`KIND_GAUSSIAN`."""
     if softmax == "linearised":
         return squared_kind + SUFFIX
-    order = ("exact", "numerical", "approximation", "limit")
-    return max(squared_kind, "approximation", key=order.index) + KIND_GAUSSIAN
+    return max(squared_kind, "approximation", key=KIND_ORDER.index) + KIND_GAUSSIAN
 
 
 def gaussian_correction(result, spec: NetSpec, x):
