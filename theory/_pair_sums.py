@@ -17,11 +17,10 @@ PROGRESS_PAIRS = 2 * 10**8  # pair-layer terms above which pair_sums shows a pro
 @dataclass(frozen=True)
 class PairSums:
     """Per layer (arrays of length L): total sums over all pairs (i, j) and diagonal sums of the
-    network and label pair terms, and :math:`\\sum_i \\sqrt{\\text{net}_l(i,i)}`."""
+    network and label pair terms."""
 
     net_sum: np.ndarray
     net_trace: np.ndarray
-    net_sqrt: np.ndarray
     lab_sum: np.ndarray
     lab_trace: np.ndarray
 
@@ -34,7 +33,7 @@ class PairSums:
 
     def split(self, k: int) -> tuple["PairSums", "PairSums"]:
         """(the first k layers, the rest): terms of two nets summed in one pass."""
-        arrays = (self.net_sum, self.net_trace, self.net_sqrt, self.lab_sum, self.lab_trace)
+        arrays = (self.net_sum, self.net_trace, self.lab_sum, self.lab_trace)
         return PairSums(*(a[:k] for a in arrays)), PairSums(*(a[k:] for a in arrays))
 
 
@@ -57,7 +56,7 @@ def pair_sums(terms, spec: NetSpec, x, y, *, progress: bool = False, layers: int
     stderr is a terminal."""
     n, L = x.shape[0], spec.depth if layers is None else layers
     block = pair_block_rows(n, L)
-    out = [np.zeros(L) for _ in range(5)]
+    out = [np.zeros(L) for _ in range(4)]
     bar = None
     if progress and n * n * L > PROGRESS_PAIRS:
         from tqdm.auto import tqdm
@@ -70,12 +69,9 @@ def pair_sums(terms, spec: NetSpec, x, y, *, progress: bool = False, layers: int
             net, lab = terms(spec, x, y, slice(start, stop), slice(start, n))
             r = np.arange(b)
             for l in range(L):
-                for k, arr in ((0, net[l]), (3, lab[l])):
+                for k, arr in ((0, net[l]), (2, lab[l])):
                     out[k][l] += arr[:, :b].sum() + 2.0 * arr[:, b:].sum()
-                    dg = arr[r, r]
-                    out[k + 1][l] += dg.sum()
-                    if k == 0:
-                        out[2][l] += np.sqrt(np.maximum(dg, 0.0)).sum()
+                    out[k + 1][l] += arr[r, r].sum()
             del net, lab
             if bar is not None:
                 bar.update(b * (n - start) - b * (b - 1) // 2)
