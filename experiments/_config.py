@@ -504,6 +504,9 @@ def load_config(path: str | None) -> SweepConfig:
         raise ExperimentError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as err:
         raise ExperimentError(f"{path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError as err:  # TOML is UTF-8 text
+        raise ExperimentError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                              f"offset {err.start}); TOML files must be UTF-8") from None
     except OSError as err:
         raise ExperimentError(f"{path}: cannot read ({err.strerror})") from None
     return config_from_dict(raw, source=path)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -306,6 +307,9 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
         raise ValueError("give samples (a fixed count) or rel_se (a target precision)")
     if samples is not None:
         _check_positive("samples", samples)
+        if samples < 2:
+            raise ValueError(f"samples must be at least 2 (a standard error needs two "
+                             f"networks), got {samples}")
     if rel_se is not None:
         _check_positive("rel_se", rel_se, float)
     if max_seconds is not None:
@@ -320,6 +324,7 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
     chunk = default_chunk(spec, n, dtype) if chunk is None else int(chunk)
     if chunk < 1:
         raise ValueError(f"chunk must be positive, got {chunk}")
+    _check_memory(spec, n, dtype)
     fn, net_sharding, rep = _block_fn(spec, loss, chunk, n_dev)
     block = n_dev * chunk * STEPS_PER_CALL
     x, y, key = jax.device_put(x, rep), jax.device_put(y, rep), jax.device_put(key, rep)
@@ -375,9 +380,55 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
         if bar is not None:
             bar.close()
     S1, S2, L1, L2 = (np.concatenate([p[k] for p in pieces]) for k in range(4))
+    _check_sums(S1, S2, x, y, dtype)
     boot = _bootstrap(S1, S2, n, int(bootstrap), bootstrap_seed) if bootstrap else None
     return MCResult(n, int(S1.shape[0]), S1, S2, L1, L2, running, boot, stop,
                     None if rel_se is None else float(rel_se), time.perf_counter() - start)
+
+
+def device_memory() -> int:
+    """Bytes of memory of the first local device (host RAM for the CPU backend)."""
+    stats = None
+    try:
+        stats = jax.local_devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - backends without memory statistics
+        pass
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_memory(spec, n: int, dtype) -> None:
+    """Refuse (ValueError), before compiling, a network whose weights, or whose activations on
+    the n examples, do not fit the device even once."""
+    item = jax.numpy.dtype(dtype).itemsize
+    weights = spec.params * item
+    acts = n * (spec.input_dim + sum(spec.widths) + spec.outputs) * item
+    have = device_memory()
+    if weights + acts > have:
+        raise ValueError(f"one network does not fit in memory: P = {spec.params} parameters "
+                         f"({weights / 2**30:.3g} GiB of {jax.numpy.dtype(dtype).name}) and "
+                         f"activations on n = {n} examples ({acts / 2**30:.3g} GiB), device "
+                         f"memory {have / 2**30:.3g} GiB; use a smaller width, depth or n")
+
+
+def _check_sums(S1, S2, x, y, dtype) -> None:
+    """Refuse (ValueError) sums that overflowed or underflowed the working precision, instead
+    of returning inf, nan or 0 as an estimate."""
+    name = jax.numpy.dtype(dtype).name
+    xmax = float(jax.numpy.max(jax.numpy.abs(x)))
+    if not (np.all(np.isfinite(S1)) and np.all(np.isfinite(S2))):
+        raise ValueError(f"the per-example gradient norms overflow {name} (largest |x| entry "
+                         f"{xmax:.3g}); rescale x and y (B_S does not change when x and y are "
+                         f"scaled together)" + ("" if name == "float64" else
+                                                 " or use float64 (numerics.x64, --x64)"))
+    if not np.any(S1 > 0):
+        if xmax == 0:
+            raise ValueError("every input row is zero: all gradients vanish at every "
+                             "initialisation, so B_S = n*S1/S2 = 0/0 is undefined")
+        raise ValueError(f"every per-example gradient is 0 in {name} (largest |x| entry "
+                         f"{xmax:.3g}: the gradients underflow); rescale x and y (B_S does not "
+                         f"change when x and y are scaled together)")
 
 
 def _elapsed_over(start, max_seconds, procs):

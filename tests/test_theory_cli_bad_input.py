@@ -92,7 +92,7 @@ def test_data_out_of_float64_range(tmp_path, capsys):
 def test_out_of_memory_message_names_the_data(monkeypatch, capsys):
     def no_memory(*args, **kwargs):
         raise MemoryError
-    monkeypatch.setattr("theory._cli.resolve", no_memory)
+    monkeypatch.setattr("theory.cli.resolve", no_memory)
     line = _refused(capsys, "--input-dim", "1000000000", "--depth", "3", "--width", "4")
     assert "building the data" in line and "d = 1000000000" in line and "ReLU" not in line
 

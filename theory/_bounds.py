@@ -47,8 +47,8 @@ import numpy as np
 
 from . import _linear, _pair_chain, _relu_chain, _softmax
 from ._chain import Layer, chain_sum, chain_terms, uniform_sum
-from ._diversity import batch_size_bound, predicted_max_batch
-from ._invariants import Invariants
+from ._diversity import batch_size_bound, check_delta, predicted_max_batch
+from ._invariants import Invariants, check_real
 from ._kernels import limit_terms, two_layer_relu_terms
 from ._spec import MAX_DEPTH, LayerSpec, NetSpec
 
@@ -352,6 +352,7 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
         >>> r.batch_size_bound, r.kind  # orthogonal inputs: B_S = n
         (3.0, 'exact')
     """
+    _check_arguments(delta, x)
     with mpmath.workdps(DPS):
         if deep_relu not in ("auto", "pair_chain", "approximation"):
             raise ValueError(f"unknown deep_relu method {deep_relu!r}")
@@ -370,6 +371,13 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
                        parts={k: v * scale for k, v in r.parts.items()},
                        kind_S1=r.kind_S1 + _softmax.SUFFIX, kind_S2=r.kind_S2 + _softmax.SUFFIX,
                        notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
+
+
+def _check_arguments(delta, x) -> None:
+    """Refuse a non-positive delta and complex x (before any cast drops the imaginary part)."""
+    check_delta(delta)
+    if x is not None:
+        check_real("x", x)
 
 
 def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_relu="auto"):
@@ -632,6 +640,8 @@ def width_for_budget(P: int, d: int, c: int, L: int) -> int | None:
     (None for L = 1, which has no width)."""
     if L == 1:
         return None
+    if not P > 0:
+        raise ValueError(f"the parameter budget P must be positive, got {P}")
     a, b = L - 2, d + c
     if a == 0:
         k = P / b

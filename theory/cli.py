@@ -1,12 +1,40 @@
-"""Command-line options shared by ``theory.bounds``, ``numerics.check`` and experiments/.
+"""Command-line plumbing of every CLI of the toolkit, and the network / data options they share.
 
-``--depth 8`` means the same thing everywhere: eight weight matrices (see :class:`NetSpec`).
-Errors are one line on stderr (``error: ...``) and exit status 2, never a traceback.
+Every ``python -m ...`` entry point (``theory.bounds``, ``theory.bench``, ``numerics.check``,
+``numerics.bench``, ``experiments.sweep``, ``experiments.report``, ``experiments.collect``,
+``experiments.reproduce``, ``tests.measure_theory``) is built from this module, so all of them
+behave alike:
+
+* **errors**: one line ``error: <what is wrong>`` on stderr and exit status 2, never a traceback
+  (:func:`fail`; :class:`Parser` for bad flags; :func:`command` turns the library's bad-input
+  exceptions into that line: :class:`ValueError` and its subclasses ``theory.SpecError``,
+  ``theory.DataError``, ``experiments.ExperimentError``, an :class:`OSError` naming a file,
+  :class:`MemoryError`). Any other exception is a bug and keeps its traceback; set
+  ``WIDTHDEPTH_TRACEBACK=1`` to see the traceback of a refused input as well.
+* **Ctrl-C**: one line (``interrupted``; for sweeps ``interrupted: finished trials are saved``)
+  and exit status 130.
+* **a closed pipe** (``... | head``): stop quietly, exit status 1 (Python's "Note on SIGPIPE").
+* **fast** ``--help``: an entry module imports jax, sympy or matplotlib only after its arguments
+  parse, so ``--help`` and argument errors answer in well under a second.
+
+``--depth 8`` means the same thing everywhere: eight weight matrices (see
+:class:`theory.NetSpec` and README, "Definitions and conventions").
+
+Example:
+    >>> p = Parser(prog="python -m demo", examples=["python -m demo --n 3"])
+    >>> _ = p.add_argument("--n", type=positive_int)
+    >>> p.parse_args(["--n", "3"]).n
+    3
+    >>> print(p.epilog)
+    examples:
+      python -m demo --n 3
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 
 from ._spec import ACTIVATIONS, ARCHS, NetSpec, SpecError, check_depth
@@ -14,23 +42,120 @@ from .data import DataError, Dataset, resolve
 
 DEFAULT_N = 128
 DEFAULT_INPUT_DIM = 32
+#: Exit status of a refused input (bad flag, bad file, bad value) — argparse's own convention.
+EXIT_ERROR = 2
+#: Exit status after Ctrl-C (128 + SIGINT, the shell's convention).
+EXIT_INTERRUPTED = 130
+#: Exit status when the reader of stdout went away (e.g. ``| head``).
+EXIT_CLOSED_PIPE = 1
 
 
-def fail(message: str, code: int = 2):
+def one_line(text) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space."""
+    return " ".join(str(text).split())
+
+
+def fail(message, code: int = EXIT_ERROR):
     """Print ``error: message`` (one line) to stderr and exit with ``code``."""
-    text = " ".join(str(message).split())
-    print(f"error: {text}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     raise SystemExit(code)
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump) and exit status 2."""
+    """argparse with one-line errors (no usage dump, exit status 2) and an ``examples``
+    epilog: ``Parser(prog=..., description=..., examples=["python -m ... --flag", ...])``."""
+
+    def __init__(self, *args, examples=(), **kwargs):
+        if examples and "epilog" not in kwargs:
+            kwargs["epilog"] = "examples:\n" + "\n".join(f"  {e}" for e in examples)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):  # noqa: D401 - argparse API
         fail(f"{message} (see --help)")
 
 
-def _positive_int(text: str) -> int:
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush after a closed pipe does
+    not raise again (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _os_error(err: OSError) -> str:
+    where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+    return f"{where}{err.strerror or err}"
+
+
+def command(main=None, *, interrupted: str = "interrupted", out_of_memory: str = ""):
+    """Decorator of a CLI's ``main(argv=None) -> int``: the toolkit's one error style.
+
+    A refused input (see the module docstring) prints one ``error: ...`` line and raises
+    ``SystemExit(2)``; Ctrl-C prints ``interrupted`` (or the given line) and raises
+    ``SystemExit(130)``; a closed stdout raises ``SystemExit(1)`` quietly. ``out_of_memory``
+    is a hint appended to the out-of-memory line. Tests call ``main(argv)`` in-process and
+    catch the ``SystemExit``.
+    """
+    if main is None:
+        return functools.partial(command, interrupted=interrupted, out_of_memory=out_of_memory)
+
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        show = os.environ.get("WIDTHDEPTH_TRACEBACK") == "1"
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            sys.stdout.flush()
+            print(interrupted, file=sys.stderr)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise SystemExit(EXIT_CLOSED_PIPE) from None
+        except MemoryError:
+            if show:
+                raise
+            fail("out of memory" + (f"; {out_of_memory}" if out_of_memory else ""))
+        except OSError as err:
+            if show:
+                raise
+            fail(_os_error(err))
+        except ValueError as err:  # SpecError, DataError, ExperimentError, the APIs' checks
+            if show:
+                raise
+            fail(str(err) or type(err).__name__)
+
+    return wrapper
+
+
+def run(main, *, hard_exit_on_interrupt: bool = False):
+    """The ``if __name__ == "__main__":`` line of a CLI: exit with ``main()``'s status.
+
+    ``hard_exit_on_interrupt``: after Ctrl-C, flush stdout and stderr and leave with
+    ``os._exit(130)``, skipping the interpreter's teardown. The sweeps need it: Ctrl-C during
+    an XLA compilation leaves the compile running on an XLA worker thread, and tearing the
+    interpreter down under it crashes the process (SIGSEGV, exit 139) after the right message.
+    Nothing is lost by skipping the teardown: every trial record is renamed into place when
+    written, and the folder lock is an ``fcntl`` lock that the kernel drops at exit.
+    """
+    try:
+        code = main()
+    except SystemExit as stop:
+        code = stop.code
+    if code == EXIT_INTERRUPTED and hard_exit_on_interrupt:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(EXIT_INTERRUPTED)
+    raise SystemExit(code)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -53,6 +178,7 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def float_list(text: str) -> tuple[float, ...]:
+    """Parse ``"0.01,0.1,1"`` into numbers."""
     try:
         values = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
@@ -67,18 +193,18 @@ def add_network_args(parser: argparse.ArgumentParser, *, depth_default: int = 8,
                      width_default: int = 256) -> None:
     """--depth --width/--widths --activation --arch --outputs --gains --alpha."""
     g = parser.add_argument_group("network (SPEC §3; depth = number of weight matrices)")
-    g.add_argument("--depth", type=_positive_int, default=None,
+    g.add_argument("--depth", type=positive_int, default=None,
                    help=f"number of weight matrices L (default {depth_default}, or "
                         "len(--widths)+1)")
     w = g.add_mutually_exclusive_group()
-    w.add_argument("--width", type=_positive_int, default=None,
+    w.add_argument("--width", type=positive_int, default=None,
                    help=f"width K of every hidden layer (default {width_default})")
     w.add_argument("--widths", type=int_list, default=None,
                    help="hidden widths n_1,...,n_(L-1), e.g. 64,32,16")
     g.add_argument("--activation", default="linear", choices=ACTIVATIONS,
                    help="linear or relu (default linear)")
     g.add_argument("--arch", default="fc", choices=ARCHS, help="fc or residual (default fc)")
-    g.add_argument("--outputs", type=_positive_int, default=None,
+    g.add_argument("--outputs", type=positive_int, default=None,
                    help="output dim c (default: the labels' columns, else 1)")
     g.add_argument("--gains", type=float_list, default=None,
                    help="per-layer gains s_1,...,s_L (default: 1; ReLU sqrt(2) for l<L)")
@@ -92,10 +218,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--data", default=None,
                    help="gaussian (default), mnist1d, or a FILE.npz with arrays x (n×d), y")
-    g.add_argument("--n", type=_positive_int, default=None,
+    g.add_argument("--n", type=positive_int, default=None,
                    help=f"number of examples (gaussian default {DEFAULT_N}; mnist1d 512; "
                         "for a file: use the first n)")
-    g.add_argument("--input-dim", type=_positive_int, default=None,
+    g.add_argument("--input-dim", type=positive_int, default=None,
                    help=f"input dim d of gaussian data (default {DEFAULT_INPUT_DIM})")
     g.add_argument("--labels", default=None, choices=("zero", "teacher", "data"),
                    help="gaussian: zero (default) or teacher; any data: zero to drop labels")
