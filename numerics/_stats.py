@@ -80,11 +80,13 @@ def check_values(name: str, a) -> None:
     Arrays traced under ``jit`` pass: their values are not known."""
     if isinstance(a, jax.core.Tracer):
         return
-    if jnp.iscomplexobj(a):
-        raise ValueError(f"{name} is complex ({jnp.result_type(a)}): the gradient statistics "
-                         f"are defined for real data; pass the real part, or the real and "
-                         f"imaginary parts as separate features, explicitly")
-    if jnp.issubdtype(jnp.result_type(a), jnp.floating) and not bool(jnp.all(jnp.isfinite(a))):
+    xp = jnp if isinstance(a, jax.Array) else np  # numpy data stays float64 for the check
+    a = xp.asarray(a)
+    if xp.iscomplexobj(a):
+        raise ValueError(f"{name} is complex ({a.dtype}): the gradient statistics are defined "
+                         f"for real data; pass the real part, or the real and imaginary parts "
+                         f"as separate features, explicitly")
+    if xp.issubdtype(a.dtype, xp.floating) and not bool(xp.all(xp.isfinite(a))):
         raise ValueError(f"{name} contains NaN or inf")
 
 

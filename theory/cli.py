@@ -192,7 +192,8 @@ def float_list(text: str) -> tuple[float, ...]:
 def add_network_args(parser: argparse.ArgumentParser, *, depth_default: int = 8,
                      width_default: int = 256) -> None:
     """--depth --width/--widths --activation --arch --outputs --gains --alpha."""
-    g = parser.add_argument_group("network (SPEC §3; depth = number of weight matrices)")
+    g = parser.add_argument_group("network (README, \"Definitions and conventions\"; depth = number of weight "
+                                 "matrices)")
     g.add_argument("--depth", type=positive_int, default=None,
                    help=f"number of weight matrices L (default {depth_default}, or "
                         "len(--widths)+1)")
