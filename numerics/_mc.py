@@ -317,6 +317,7 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
     cap = int(samples) if samples is not None else MAX_SAMPLES
     dtype = default_dtype()
     x, y = prepare_xy(spec, x, y, loss, dtype)
+    xmax = float(jnp.max(jnp.abs(x)))
     n = int(x.shape[0])
     n_dev = len(jax.local_devices()) if devices is None else int(devices)
     if not 1 <= n_dev <= len(jax.local_devices()):
@@ -359,6 +360,7 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
                 done += take
                 s1 = np.concatenate([p[0] for p in pieces])
                 s2 = np.concatenate([p[1] for p in pieces])
+                _check_sums(s1, s2, xmax, dtype)
                 running["samples"].append(done)
                 running["S1"].append(float(s1.mean()))
                 running["S2"].append(float(s2.mean()))
@@ -380,7 +382,6 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
         if bar is not None:
             bar.close()
     S1, S2, L1, L2 = (np.concatenate([p[k] for p in pieces]) for k in range(4))
-    _check_sums(S1, S2, x, y, dtype)
     boot = _bootstrap(S1, S2, n, int(bootstrap), bootstrap_seed) if bootstrap else None
     return MCResult(n, int(S1.shape[0]), S1, S2, L1, L2, running, boot, stop,
                     None if rel_se is None else float(rel_se), time.perf_counter() - start)
@@ -412,23 +413,24 @@ def _check_memory(spec, n: int, dtype) -> None:
                          f"memory {have / 2**30:.3g} GiB; use a smaller width, depth or n")
 
 
-def _check_sums(S1, S2, x, y, dtype) -> None:
+def _check_sums(S1, S2, xmax: float, dtype) -> None:
     """Refuse (ValueError) sums that overflowed or underflowed the working precision, instead
     of returning inf, nan or 0 as an estimate."""
-    name = jax.numpy.dtype(dtype).name
-    xmax = float(jax.numpy.max(jax.numpy.abs(x)))
+    name = jnp.dtype(dtype).name
+    hint = ("rescale x and y (B_S does not change when x and y are scaled together)"
+            + ("" if name == "float64" else " or use float64 (numerics.x64, --x64)"))
     if not (np.all(np.isfinite(S1)) and np.all(np.isfinite(S2))):
         raise ValueError(f"the per-example gradient norms overflow {name} (largest |x| entry "
-                         f"{xmax:.3g}); rescale x and y (B_S does not change when x and y are "
-                         f"scaled together)" + ("" if name == "float64" else
-                                                 " or use float64 (numerics.x64, --x64)"))
+                         f"{xmax:.3g}); {hint}")
     if not np.any(S1 > 0):
         if xmax == 0:
             raise ValueError("every input row is zero: all gradients vanish at every "
                              "initialisation, so B_S = n*S1/S2 = 0/0 is undefined")
-        raise ValueError(f"every per-example gradient is 0 in {name} (largest |x| entry "
-                         f"{xmax:.3g}: the gradients underflow); rescale x and y (B_S does not "
-                         f"change when x and y are scaled together)")
+        # S1 ~ |x|^4: all-zero sums from data this small are underflow (from larger data,
+        # e.g. ReLU nets with every unit dead on every example, they are the right answer)
+        if xmax ** 4 < float(jnp.finfo(dtype).tiny) * 1e6:
+            raise ValueError(f"every per-example gradient is 0 in {name} (largest |x| entry "
+                             f"{xmax:.3g}: the gradients underflow); {hint}")
 
 
 def _elapsed_over(start, max_seconds, procs):

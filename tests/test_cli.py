@@ -31,16 +31,14 @@ def _main_raising(exc):
     (MemoryError(), "error: out of memory"),
 ])
 def test_refusals_are_one_line_exit_2(exc, line, capsys):
-    with pytest.raises(SystemExit) as stop:
-        _main_raising(exc)([])
-    assert stop.value.code == cli.EXIT_ERROR == 2
+    stop_code = _main_raising(exc)([])
+    assert stop_code == cli.EXIT_ERROR == 2
     assert capsys.readouterr().err == line + "\n"
 
 
 def test_interrupt_exit_130_with_its_line(capsys):
-    with pytest.raises(SystemExit) as stop:
-        _main_raising(KeyboardInterrupt())([])
-    assert stop.value.code == 130
+    stop_code = _main_raising(KeyboardInterrupt())([])
+    assert stop_code == 130
     assert capsys.readouterr().err == "interrupted: custom line\n"
 
 
@@ -56,6 +54,26 @@ def test_traceback_switch(monkeypatch):
         _main_raising(ValueError("bad"))([])
 
 
+def test_fail_and_argparse_exits_become_return_values(capsys):
+    """``main(argv)`` returns its status: fail() and argparse's SystemExit are caught."""
+    @cli.command
+    def main(argv=None):
+        p = cli.Parser(prog="demo")
+        p.add_argument("--n", type=cli.positive_int)
+        args = p.parse_args(argv)
+        if args.n == 3:
+            cli.fail("three is refused")
+        return 0
+
+    assert main(["--n", "2"]) == 0
+    assert main(["--n", "3"]) == 2
+    assert main(["--n", "0"]) == 2
+    assert main(["--help"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["error: three is refused",
+                   "error: argument --n: expected a positive integer, got 0 (see --help)"]
+
+
 def test_run_exits_with_main_status():
     for code in (0, 2, 130):
         with pytest.raises(SystemExit) as stop:
@@ -66,10 +84,9 @@ def test_run_exits_with_main_status():
 @pytest.mark.parametrize("name", CLIS)
 def test_help_has_examples_and_exits_0(name, capsys):
     module = importlib.import_module(name)
-    with pytest.raises(SystemExit) as stop:
-        module.main(["--help"])
+    stop_code = module.main(["--help"])
     out = capsys.readouterr().out
-    assert stop.value.code == 0
+    assert stop_code == 0
     assert "examples:\n  python -m " + name in out, out
     assert "SPEC" not in out
 
@@ -80,10 +97,9 @@ def test_unknown_flag_is_one_line_exit_2(name, capsys):
     positional = {"tests.measure_theory": ["ce"], "experiments.report": ["runs/x"],
                   "experiments.collect": ["runs/x", "results/x"]}
     argv = positional.get(name, []) + ["--frobnicate"]
-    with pytest.raises(SystemExit) as stop:
-        module.main(argv)
+    stop_code = module.main(argv)
     err = capsys.readouterr().err
-    assert stop.value.code == 2
+    assert stop_code == 2
     assert err.startswith("error: unrecognized arguments: --frobnicate") and err.count("\n") == 1
 
 

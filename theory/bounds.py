@@ -138,7 +138,8 @@ def _print_human(result: TheoryResult, ds_desc: str, alts: list, out=None):
 
 @cli.command
 def main(argv=None) -> int:
-    """Parse the options, print the moments; returns 0 (refusals: ``SystemExit(2)``)."""
+    """Parse the options, print the moments; returns the exit status (0, or 2 after one
+    ``error: ...`` line)."""
     return _main(argv)
 
 

@@ -6,8 +6,8 @@ Every ``python -m ...`` entry point (``theory.bounds``, ``theory.bench``, ``nume
 behave alike:
 
 * **errors**: one line ``error: <what is wrong>`` on stderr and exit status 2, never a traceback
-  (:func:`fail`; :class:`Parser` for bad flags; :func:`command` turns the library's bad-input
-  exceptions into that line: :class:`ValueError` and its subclasses ``theory.SpecError``,
+  (:func:`fail`; :class:`Parser` for bad flags; :func:`command`, the decorator of every
+  ``main(argv) -> int``, turns the library's bad-input exceptions into that line: :class:`ValueError` and its subclasses ``theory.SpecError``,
   ``theory.DataError``, ``experiments.ExperimentError``, an :class:`OSError` naming a file,
   :class:`MemoryError`). Any other exception is a bug and keeps its traceback; set
   ``WIDTHDEPTH_TRACEBACK=1`` to see the traceback of a refused input as well.
@@ -90,42 +90,55 @@ def _os_error(err: OSError) -> str:
     return f"{where}{err.strerror or err}"
 
 
+def _error_line(message) -> int:
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    return EXIT_ERROR
+
+
 def command(main=None, *, interrupted: str = "interrupted", out_of_memory: str = ""):
     """Decorator of a CLI's ``main(argv=None) -> int``: the toolkit's one error style.
 
-    A refused input (see the module docstring) prints one ``error: ...`` line and raises
-    ``SystemExit(2)``; Ctrl-C prints ``interrupted`` (or the given line) and raises
-    ``SystemExit(130)``; a closed stdout raises ``SystemExit(1)`` quietly. ``out_of_memory``
-    is a hint appended to the out-of-memory line. Tests call ``main(argv)`` in-process and
-    catch the ``SystemExit``.
+    The decorated ``main(argv)`` returns the exit status and never raises ``SystemExit``, so
+    tests call it in-process: 0 on success (``--help`` included); 2 after one ``error: ...``
+    line for a refused input (see the module docstring; :func:`fail` and :class:`Parser`
+    inside ``main`` end up here too); 130 after the ``interrupted`` line on Ctrl-C; 1, quietly,
+    when stdout was closed. ``out_of_memory`` is a hint appended to the out-of-memory line.
     """
     if main is None:
         return functools.partial(command, interrupted=interrupted, out_of_memory=out_of_memory)
 
     @functools.wraps(main)
-    def wrapper(argv=None):
+    def wrapper(argv=None) -> int:
         show = os.environ.get("WIDTHDEPTH_TRACEBACK") == "1"
         try:
             return main(argv)
+        except SystemExit as stop:  # fail(), argparse's --help and errors
+            if stop.code is None or isinstance(stop.code, int):
+                return stop.code or 0
+            return _error_line(stop.code)
         except KeyboardInterrupt:
-            sys.stdout.flush()
+            try:
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass
             print(interrupted, file=sys.stderr)
-            raise SystemExit(EXIT_INTERRUPTED) from None
+            return EXIT_INTERRUPTED
         except BrokenPipeError:
             _quiet_stdout()
-            raise SystemExit(EXIT_CLOSED_PIPE) from None
+            return EXIT_CLOSED_PIPE
         except MemoryError:
             if show:
                 raise
-            fail("out of memory" + (f"; {out_of_memory}" if out_of_memory else ""))
+            return _error_line("out of memory" + (f"; {out_of_memory}" if out_of_memory
+                                                  else ""))
         except OSError as err:
             if show:
                 raise
-            fail(_os_error(err))
+            return _error_line(_os_error(err))
         except ValueError as err:  # SpecError, DataError, ExperimentError, the APIs' checks
             if show:
                 raise
-            fail(str(err) or type(err).__name__)
+            return _error_line(str(err) or type(err).__name__)
 
     return wrapper
 
@@ -140,10 +153,7 @@ def run(main, *, hard_exit_on_interrupt: bool = False):
     Nothing is lost by skipping the teardown: every trial record is renamed into place when
     written, and the folder lock is an ``fcntl`` lock that the kernel drops at exit.
     """
-    try:
-        code = main()
-    except SystemExit as stop:
-        code = stop.code
+    code = main()
     if code == EXIT_INTERRUPTED and hard_exit_on_interrupt:
         for stream in (sys.stdout, sys.stderr):
             try:
