@@ -516,6 +516,10 @@ def resolved_target(metric: str, target: float) -> float:
     """The target value in force: ``target`` if set, else the metric's documented default
     (accuracy 0.9 of the training set; relative_loss 0.1: the training loss at most a tenth
     of the best constant predictor's, see :func:`experiments._train.constant_predictor_loss`)."""
+    if metric == "accuracy" and target > 1:  # train.target_metric "auto" resolved to accuracy
+        raise ExperimentError(f"an accuracy target must be in (0, 1], got {target}: no net can "
+                              f"reach it (the data are a classification task, so the target "
+                              f"metric is accuracy)")
     if target > 0:
         return target
     if metric == "accuracy":

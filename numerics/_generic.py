@@ -341,7 +341,8 @@ _ONE_EXAMPLE = {}
 
 def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
                        chunk_size: int | None = None, batched: bool = False) -> dict:
-    r"""S1, S2, gradient diversity, :math:`B_S` and the estimator variants (README, "Definitions and conventions").
+    r"""S1, S2, gradient diversity, :math:`B_S` and the estimator variants (README,
+    "Definitions and conventions").
 
     .. math::
 

@@ -11,7 +11,8 @@ sample count reuses the same executable. Under ``jax.distributed`` (several host
 computes every P-th block on its own devices and the blocks are all-gathered: every process
 returns the single-process result (tested with two CPU processes on loopback).
 
-Estimators (README, "Definitions and conventions"), over N networks with per-network :math:`S_1, S_2`:
+Estimators (README, "Definitions and conventions"), over N networks with per-network
+:math:`S_1, S_2`:
 
 * :math:`\widehat{E S_1}, \widehat{E S_2}` with standard errors :math:`\mathrm{sd}/\sqrt N`;
 * the ratio of means :math:`\bar B_S = n\,\overline{S_1}/\overline{S_2}` with the delta-method

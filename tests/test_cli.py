@@ -42,6 +42,12 @@ def test_interrupt_exit_130_with_its_line(capsys):
     assert capsys.readouterr().err == "interrupted: custom line\n"
 
 
+def test_closed_pipe_is_quiet_exit_1(capsys):
+    """``python -m ... | head``: the reader went away; no traceback, no error line."""
+    assert _main_raising(BrokenPipeError(32, "Broken pipe"))([]) == 1
+    assert capsys.readouterr().err == ""
+
+
 def test_other_exceptions_keep_their_traceback():
     """A bug (not a refused input) is not dressed up as a one-line error."""
     with pytest.raises(ZeroDivisionError):

@@ -58,6 +58,8 @@ def _refused(capsys, main, *argv) -> str:
                       "/nonexistent/x"], "met by chance"),
     (sweep_cli.main, ["--data", "gaussian", "--target", "loss:0", "--out", "/nonexistent/x"],
      "needs an explicit train.target > 0"),
+    (sweep_cli.main, ["--target", "2", "--out", "/nonexistent/x"],  # mnist1d: accuracy
+     "an accuracy target must be in (0, 1]"),
     (reproduce_cli.main, ["--data", "/nonexistent/my.npz", "--out", "/nonexistent/x"],
      "no such file"),
     (report_cli.main, ["/nonexistent/run"], "no such folder"),

@@ -79,7 +79,8 @@ def predicted_max_batch(bound, delta=1):
 
 
 def diversity(S1, S2, n) -> dict:
-    """All named statistics (README, "Definitions and conventions") from :math:`S_1, S_2, n` (each under its own key)."""
+    """All named statistics (README, "Definitions and conventions") from :math:`S_1, S_2, n`
+    (each under its own key)."""
     return {
         "S1": S1,
         "S2": S2,

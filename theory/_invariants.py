@@ -22,7 +22,7 @@ def check_data(x, y) -> tuple[np.ndarray, np.ndarray]:
     >>> check_data(np.ones((2, 3)), np.zeros(3))
     Traceback (most recent call last):
     ...
-    ValueError: y has 3 rows but x has 2 (x: shape (2, 3), y: shape (3,)); both need one row per example
+    ValueError: y has 3 rows but x has 2 (x: shape (2, 3), y: shape (3,)); ...
     """
     xa, ya = np.asarray(x), np.asarray(y)
     for name, a in (("x", xa), ("y", ya)):

@@ -7,15 +7,29 @@ behave alike:
 
 * **errors**: one line ``error: <what is wrong>`` on stderr and exit status 2, never a traceback
   (:func:`fail`; :class:`Parser` for bad flags; :func:`command`, the decorator of every
-  ``main(argv) -> int``, turns the library's bad-input exceptions into that line: :class:`ValueError` and its subclasses ``theory.SpecError``,
-  ``theory.DataError``, ``experiments.ExperimentError``, an :class:`OSError` naming a file,
-  :class:`MemoryError`). Any other exception is a bug and keeps its traceback; set
-  ``WIDTHDEPTH_TRACEBACK=1`` to see the traceback of a refused input as well.
-* **Ctrl-C**: one line (``interrupted``; for sweeps ``interrupted: finished trials are saved``)
-  and exit status 130.
+  ``main(argv) -> int``, turns the library's bad-input exceptions into that line:
+  :class:`ValueError` and its subclasses ``theory.SpecError``, ``theory.DataError``,
+  ``experiments.ExperimentError``, an :class:`OSError` naming a file, :class:`MemoryError`).
+  Any other exception is a bug and keeps its traceback; set ``WIDTHDEPTH_TRACEBACK=1`` to see
+  the traceback of a refused input as well.
+* **Ctrl-C**: one line (``interrupted``; for sweeps ``interrupted: finished trials are saved;
+  rerun the same command to resume``) and exit status 130 (:func:`run` explains the sweeps'
+  hard exit).
 * **a closed pipe** (``... | head``): stop quietly, exit status 1 (Python's "Note on SIGPIPE").
 * **fast** ``--help``: an entry module imports jax, sympy or matplotlib only after its arguments
   parse, so ``--help`` and argument errors answer in well under a second.
+* **examples**: every ``--help`` ends with example command lines (``Parser(examples=...)``).
+
+A CLI module is then::
+
+    @cli.command
+    def main(argv=None) -> int:
+        args = build_parser().parse_args(argv)
+        ...  # heavy imports here, after parsing
+        return 0
+
+    if __name__ == "__main__":
+        cli.run(main)
 
 ``--depth 8`` means the same thing everywhere: eight weight matrices (see
 :class:`theory.NetSpec` and README, "Definitions and conventions").
@@ -202,8 +216,8 @@ def float_list(text: str) -> tuple[float, ...]:
 def add_network_args(parser: argparse.ArgumentParser, *, depth_default: int = 8,
                      width_default: int = 256) -> None:
     """--depth --width/--widths --activation --arch --outputs --gains --alpha."""
-    g = parser.add_argument_group("network (README, \"Definitions and conventions\"; depth = number of weight "
-                                 "matrices)")
+    g = parser.add_argument_group("network (README, \"Definitions and conventions\"; depth = "
+                                  "number of weight matrices)")
     g.add_argument("--depth", type=positive_int, default=None,
                    help=f"number of weight matrices L (default {depth_default}, or "
                         "len(--widths)+1)")
