@@ -49,7 +49,8 @@ def compare(spec, x, y, *, key, samples, rel_se=None, max_seconds=None, chunk=No
         for tkey, mkey in PAIRS:
             out[f"z_{mkey}"] = _z(getattr(mc, mkey), se[mkey], out[tkey])
     else:
-        out.update({"params": spec.params, "n": int(x.shape[0]), "depth": spec.depth,
-                    "widths": list(spec.widths), "activation": spec.activation,
-                    "arch": spec.arch, "outputs": spec.outputs})
+        out.update({"spec": spec.to_dict(), "params": spec.params, "n": int(x.shape[0]),
+                    "depth": spec.depth, "widths": list(spec.widths),
+                    "activation": spec.activation, "arch": spec.arch,
+                    "outputs": spec.outputs})
     return out

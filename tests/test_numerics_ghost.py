@@ -500,3 +500,12 @@ def test_each_embedding_form(mode, monkeypatch):
     finally:
         _generic._plan_cached.cache_clear()
     assert paths["['E']"] == ("embedding" if mode == "sorted" else f"embedding-{mode}")
+
+
+def test_tied_scan_with_int64_ids_under_x64():
+    """Token ids in the x64 default integer dtype (int64) take the same exact paths as int32
+    ids (an earlier version raised a dtype error in the tied + scan case)."""
+    with numerics.x64():
+        loss, p, tok, y, expected = _tied_scan_case()
+        paths = assert_matches_vmap(loss, p, tok.astype(jnp.int64), y.astype(jnp.int64))
+    assert paths == expected

@@ -9,7 +9,8 @@ import mpmath
 import numpy as np
 import pytest
 
-import theory._bounds as B
+import theory._registry as R
+import theory._transfer as B
 from theory import Invariants, NetSpec, bounds
 from theory.data import gaussian
 
@@ -62,7 +63,7 @@ def test_very_deep_relu_refused_at_once(capsys, args):
     t = time.perf_counter()
     line = _refused(capsys, *args)
     assert time.perf_counter() - t < REFUSE_SECONDS
-    assert f"deeper than {B.RELU_MAX_DEPTH}" in line
+    assert f"deeper than {R.RELU_MAX_DEPTH}" in line
 
 
 def test_residual_alpha_zero_is_the_two_layer_net(capsys):
@@ -127,7 +128,7 @@ def test_unequal_hidden_gains_exact_numbers(capsys):
     ds = gaussian(128, 32, seed=0)
     spec = NetSpec(depth=4, widths=(4, 4, 4), input_dim=32, gains=(1, 1.5, 1, 1))
     with mpmath.workdps(B.DPS):
-        rec = B._linear_exact(spec, Invariants.of(ds.x, ds.y), closed_form=False)
+        rec = B.linear_exact(spec, Invariants.of(ds.x, ds.y), closed_form=False)
         S1, S2 = rec["S1_net"] + rec["S1_label"], rec["S2_net"] + rec["S2_label"]
     # both exact in 50-digit arithmetic; the JSON floats are the mpf rounded to float64
     assert d["expected_S1"] == pytest.approx(float(S1), rel=1e-15)

@@ -99,7 +99,7 @@ def test_deep_relu_S2_approximation_within_stated_error(L, K):
 def test_approximation_recipe_is_exact_on_linear_nets(widths, c):
     """The deep-ReLU recipe (finite-width norms, NTK angles, first-order angle fluctuation)
     reproduces the exact linear E[S2]; 1e-12 = float64 invariants and kernels."""
-    from theory._bounds import approx_relu_as_linear
+    from theory._approx import approx_relu_as_linear
 
     spec = NetSpec(depth=len(widths) + 1, widths=widths, input_dim=5, outputs=c)
     x, y = _correlated(7, 5, c, seed=2)

@@ -12,7 +12,8 @@ import mpmath
 import numpy as np
 import pytest
 
-import theory._bounds as B
+import theory._registry as R
+import theory._transfer as B
 from theory import Invariants, NetSpec, expected_moments
 from theory.data import mnist1d
 
@@ -30,8 +31,8 @@ def test_pair_chain_reproduces_exact_linear_nets(widths):
     spec = NetSpec(depth=len(widths) + 1, widths=widths, input_dim=5, outputs=2)
     inv = Invariants.of(x, y)
     with mpmath.workdps(B.DPS):
-        S1n, S1l, S2n, S2l = B._pair_chain_parts(spec, inv, x, y)
-        ex = B._linear_exact(spec, inv)
+        S1n, S1l, S2n, S2l = R.pair_chain_parts(spec, inv, x, y)
+        ex = B.linear_exact(spec, inv)
         assert abs(float((S1n + S1l) / (ex["S1_net"] + ex["S1_label"])) - 1) < 1e-12
         rel = float((S2n + S2l) / (ex["S2_net"] + ex["S2_label"])) - 1
     assert abs(rel) <= LINEAR_TOL, rel
@@ -69,7 +70,7 @@ def test_pair_chain_matches_monte_carlo_where_the_approximation_fails(L, K):
 def test_method_choice_and_notes():
     ds = mnist1d(8)
     narrow = NetSpec.uniform(3, 16, 40, outputs=10, activation="relu")
-    wide = NetSpec.uniform(3, B.PAIR_CHAIN_MAX_UNITS, 40, outputs=10, activation="relu")
+    wide = NetSpec.uniform(3, R.PAIR_CHAIN_MAX_UNITS, 40, outputs=10, activation="relu")
     assert expected_moments(narrow, ds.x, ds.y).kind_S2 == "numerical"
     assert expected_moments(wide, ds.x, ds.y).kind_S2 == "approximation"
     r = expected_moments(narrow, ds.x, ds.y, deep_relu="approximation")

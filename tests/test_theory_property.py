@@ -29,7 +29,7 @@ import mpmath
 import numpy as np
 from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
-import theory._bounds as B
+import theory._transfer as B
 from theory import Invariants, NetSpec, expected_moments
 
 from ._bruteforce import exact_linear_moments, linearised_softmax_grad
@@ -106,7 +106,7 @@ def test_exact_equals_recursion_equals_bruteforce(case):
     if loss == "squared":  # the dispatch vs every layer explicit, in 50-digit arithmetic
         inv = Invariants.of(x, y)
         with mpmath.workdps(B.DPS):
-            rec = B._linear_exact(spec, inv, closed_form=False)
+            rec = B.linear_exact(spec, inv, closed_form=False)
             S1 = rec["S1_net"] + rec["S1_label"]
             S2 = rec["S2_net"] + rec["S2_label"]
             assert _rel(r.expected_S1, S1) <= REL_MP and _rel(r.expected_S2, S2) <= REL_MP
@@ -150,10 +150,10 @@ def test_closed_form_rule_and_recursion(spec, labels):
     inv = Invariants.of(x, y)
     with mpmath.workdps(B.DPS):
         if spec.activation == "linear":
-            fast, slow = B._linear_exact(spec, inv), B._linear_exact(spec, inv, False)
+            fast, slow = B.linear_exact(spec, inv), B.linear_exact(spec, inv, False)
             for key in fast:
                 assert fast[key] == slow[key] or _rel(fast[key], slow[key]) <= REL_MP, key
         elif spec.arch == "fc":
-            fast, slow = B._relu_s1_exact(spec, inv), B._relu_s1_exact(spec, inv, False)
+            fast, slow = B.relu_s1_exact(spec, inv), B.relu_s1_exact(spec, inv, False)
             for a, b in zip(fast, slow):
                 assert a == b or _rel(a, b) <= REL_MP

@@ -4,7 +4,7 @@ bad inputs a new user meets (all-zero rows, absurd depths, memory errors)."""
 import numpy as np
 import pytest
 
-import theory._bounds as B
+import theory._pair_sums as B
 from theory import Invariants, NetSpec, expected_moments
 
 from .test_theory_cli import refused
@@ -85,7 +85,7 @@ def test_all_zero_rows_one_line_error(tmp_path, capsys):
 def test_memory_error_is_one_line(monkeypatch, capsys):
     def boom(*args, **kwargs):
         raise MemoryError
-    monkeypatch.setattr(B, "pair_sums", boom)
+    monkeypatch.setattr("theory._registry.pair_sums", boom)
     line = refused(capsys, "--depth", "2", "--width", "4", "--activation", "relu",
                    "--no-same-budget")
     assert line.startswith("error: out of memory") and "ReLU pair sums" in line

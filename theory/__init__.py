@@ -17,13 +17,17 @@ __all__ = [
     "batch_size_bound", "simple_noise_scale", "unbiased_noise_scale", "norm_test_theta2",
     "minibatch_second_moment", "predicted_max_batch", "diversity", "Invariants", "cli",
 ]
-from ._bounds import (
-    TheoryResult, expected_moments, same_budget_alternatives, width_for_budget,
-    APPROX_VALID_L_OVER_K, APPROX_REL_ERROR, APPROX_OUTSIDE_ERROR, RESIDUAL_LIMIT_ERROR,
-    PAIR_CHAIN_MAX_UNITS, PAIR_CHAIN_PRECISION, PAIR_CHAIN_VALIDATED,
+from ._result import TheoryResult
+from ._bounds import expected_moments
+from ._budget import same_budget_alternatives, width_for_budget, budget_family
+from ._registry import (
+    Coverage, Family, FAMILIES, covers, family_of, RESIDUAL_LIMIT_ERROR, PAIR_CHAIN_MAX_UNITS,
+    PAIR_CHAIN_PRECISION, PAIR_CHAIN_VALIDATED, RELU_MAX_DEPTH,
 )
+from ._approx import APPROX_VALID_L_OVER_K, APPROX_REL_ERROR, APPROX_OUTSIDE_ERROR
 
 __all__ += ["TheoryResult", "expected_moments", "same_budget_alternatives", "width_for_budget",
+            "budget_family", "Coverage", "Family", "FAMILIES", "covers", "family_of",
             "APPROX_VALID_L_OVER_K", "APPROX_REL_ERROR", "APPROX_OUTSIDE_ERROR",
             "RESIDUAL_LIMIT_ERROR", "PAIR_CHAIN_MAX_UNITS", "PAIR_CHAIN_PRECISION",
-            "PAIR_CHAIN_VALIDATED"]
+            "PAIR_CHAIN_VALIDATED", "RELU_MAX_DEPTH"]

@@ -134,7 +134,7 @@ def two_layer_relu_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray, rows=slice
     i in ``rows``, j in ``cols`` (default all): per layer a (rows × cols) array.
 
     Returns ``(net_layers, label_layers)``: lists of two arrays (layer 1, layer 2) whose
-    diagonal sums give E[S1] and total sums give E[S2] (see :func:`theory._bounds.pair_sums`);
+    diagonal sums give E[S1] and total sums give E[S2] (see :func:`theory._pair_sums.pair_sums`);
     with several ``width_factors`` (hidden width × factor, from the same arc-cosine moments),
     two arrays per factor, in order.
     """

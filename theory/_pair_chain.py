@@ -46,7 +46,7 @@ Numerics: each layer's expectation is an average over ``nodes`` fixed antithetic
 pseudo-random draws of :math:`(g_1, g_2)` (the same draws for every angle, so the functions are
 smooth in θ), corrected by regression on five control variates with exact means
 (:func:`_control_variates`), on grids of angles with linear interpolation; the caller
-(:func:`theory._bounds._pair_chain_parts`) keeps E[S1] and the diagonal pairs exact and scales
+(:func:`theory._registry.pair_chain_parts`) keeps E[S1] and the diagonal pairs exact and scales
 the functions to the exact value at angle 0. Precision: spread over draw seeds about 0.2% of
 E[S2], interpolation bias at most +0.2% (README). For a linear activation the same recursion
 reproduces the exact linear result (tested).
@@ -231,7 +231,7 @@ def _pair_functions(spec, grid, nodes, seed, points):
 
 def pair_terms(grid, psi_net, psi_label, x, y, rows=slice(None), cols=slice(None)):
     """Pair contributions (rows × cols) to E[S2] from the angle functions (network, label);
-    one "layer" each, in the form :func:`theory._bounds.pair_sums` sums."""
+    one "layer" each, in the form :func:`theory._pair_sums.pair_sums` sums."""
     sq = np.einsum("ij,ij->i", x, x)
     nr, nc = np.sqrt(sq[rows]), np.sqrt(sq[cols])
     norm = np.multiply.outer(nr, nc)

@@ -181,7 +181,53 @@ class NetSpec:
                     raise SpecError(f"gains must be positive, got {g!r}")
                 squares.append(fg * fg)
             squares = tuple(squares)
+            # exact values: gains 1.5 and "3/2" are the same net (equal, same hash)
+            object.__setattr__(self, "gains", tuple(_as_fraction(g) for g in gains))
         object.__setattr__(self, "_gain_squares", squares)
+        if self.alpha is not None:
+            object.__setattr__(self, "alpha", _as_fraction(self.alpha))
+
+    # ------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict:
+        """The constructor fields as JSON values (exact numbers as strings such as "3/2");
+        :meth:`from_dict` inverts it: ``NetSpec.from_dict(s.to_dict()) == s``.
+
+        Example:
+            >>> s = NetSpec(depth=3, widths=(8, 4), input_dim=5, gains=(1, 1.5, 0.5))
+            >>> s.to_dict()["gains"]
+            ['1', '3/2', '1/2']
+            >>> NetSpec.from_dict(s.to_dict()) == s
+            True
+        """
+        return {"depth": self.depth, "widths": list(self.widths), "input_dim": self.input_dim,
+                "outputs": self.outputs, "activation": self.activation, "arch": self.arch,
+                "gains": None if self.gains is None else [str(g) for g in self.gains],
+                "alpha": None if self.alpha is None else str(self.alpha),
+                "parameterization": self.parameterization}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NetSpec":
+        """The spec of :meth:`to_dict` (extra keys, e.g. derived ones, are refused with a
+        :class:`SpecError` naming them; missing optional keys take their defaults)."""
+        if not isinstance(data, dict):
+            raise SpecError(f"a network spec must be a JSON object, got {type(data).__name__}")
+        fields = ("depth", "widths", "input_dim", "outputs", "activation", "arch", "gains",
+                  "alpha", "parameterization")
+        extra = sorted(set(data) - set(fields))
+        if extra:
+            raise SpecError(f"unknown network spec keys {extra} (expected {list(fields)})")
+        missing = [k for k in ("depth", "widths", "input_dim") if k not in data]
+        if missing:
+            raise SpecError(f"network spec lacks {missing}")
+        kw = dict(data)
+        if not isinstance(kw["widths"], (list, tuple)):
+            raise SpecError(f"widths must be a list of integers, got {kw['widths']!r}")
+        kw["widths"] = tuple(kw["widths"])
+        if kw.get("gains") is not None:
+            kw["gains"] = tuple(_as_fraction(g) for g in kw["gains"])
+        if kw.get("alpha") is not None:
+            kw["alpha"] = _as_fraction(kw["alpha"])
+        return cls(**kw)
 
     # ------------------------------------------------------------------ derived
     @classmethod

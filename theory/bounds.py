@@ -16,7 +16,9 @@ import sys
 from dataclasses import replace
 
 from . import cli
-from ._bounds import TheoryResult, expected_moments, same_budget_alternatives
+from ._bounds import expected_moments
+from ._budget import same_budget_alternatives
+from ._result import TheoryResult
 from ._invariants import Invariants
 from .data import check_class_count
 from .cli import Parser, add_data_args, add_network_args, dataset_from_args, fail, spec_from_args

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._bounds import budget_family, expected_moments
+from ._bounds import expected_moments
+from ._budget import budget_family
 from ._invariants import Invariants
 from ._spec import NetSpec
 
