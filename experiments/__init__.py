@@ -5,13 +5,17 @@ Thin re-exports; each concept lives in one private module:
 
 * :func:`train_step` — a drop-in optax step whose metrics include the batch's S1, S2, B_S;
 * :func:`run_study` — all (lr × seed) trials of one batch size in one vmapped, compiled step;
-* :func:`run_sweep` / ``python -m experiments.sweep`` — every study of a workload, resumable;
+* :func:`plan` — a config resolved to its :class:`Workload` (data, loss, target, families);
+* :func:`run_sweep` / ``python -m experiments.sweep`` — every study of a workload, resumable,
+  each study's lr grid searched by the one rule of :func:`best_lr` / :func:`edge_direction`;
 * :func:`net_rows`, :func:`fit_critical_batch`, :func:`net_interval` — B_crit per net and
   target with a jackknife-over-seeds interval;
 * :func:`trends`, :func:`adjust`, :func:`matched_effects`, :func:`verdict`,
   :func:`predictor_table` — C2 per family and target (slope of log B_crit, Holm-adjusted),
   at matched training loss, and every predictor against what training shows;
 * :func:`calibration`, :func:`holm`, :func:`benjamini_hochberg` — the statistics;
+* :func:`analyse` — one :class:`Analysis` (or :class:`SuiteAnalysis`) per folder, computed
+  once, that the report and the figures read;
 * :func:`write_report` / ``python -m experiments.report`` — report.md, analysis.csv, figures;
 * ``python -m experiments.reproduce`` — the quick study end to end.
 """
@@ -29,14 +33,16 @@ _LAZY = {
     "budget_family": "_families", "family_specs": "_families", "spec_for_budget": "_families",
     "arch_id": "_families", "describe_family": "_families",
     "train_step": "_train", "make_optimizer": "_train", "run_study": "_train",
-    "REACHED": "_train", "UNREACHED": "_train", "INFEASIBLE": "_train",
-    "run_sweep": "_sweep", "load_trials": "_records", "edge_direction": "_sweep",
+    "REACHED": "_records", "UNREACHED": "_records", "INFEASIBLE": "_records",
+    "Workload": "_records", "plan": "_plan", "best_lr": "_lr_search",
+    "run_sweep": "_run", "load_trials": "_records", "edge_direction": "_lr_search",
     "net_interval": "_fit", "slope_with_interval": "_fit", "calibration": "_fit",
     "holm": "_fit", "benjamini_hochberg": "_fit", "seed_steps": "_fit", "steps_to": "_fit",
     "fit_critical_batch": "_analysis", "max_useful_batch": "_analysis",
     "spearman": "_analysis", "study_table": "_analysis", "net_rows": "_analysis",
     "trends": "_analysis", "adjust": "_analysis", "matched_effects": "_analysis",
     "verdict": "_analysis", "family_trend": "_analysis", "predictor_table": "_analysis",
+    "Analysis": "_analysis", "SuiteAnalysis": "_analysis", "analyse": "_analysis",
     "plot_steps_vs_batch": "_plots", "plot_predicted_vs_observed": "_plots",
     "plot_bs_along_training": "_plots", "plot_theory_mc_training": "_plots",
     "plot_bcrit_trend": "_plots", "plot_predictor": "_plots",
@@ -61,6 +67,7 @@ __all__ = [
     "load_digits", "restricted_load", "read_idx", "load_mnist_idx", "load_cifar",
     "budget_family", "family_specs", "spec_for_budget", "arch_id", "describe_family",
     "train_step", "make_optimizer", "run_study", "REACHED", "UNREACHED", "INFEASIBLE",
+    "Workload", "plan", "best_lr", "Analysis", "SuiteAnalysis", "analyse",
     "run_sweep", "load_trials", "edge_direction", "fit_critical_batch", "max_useful_batch",
     "spearman", "study_table", "net_interval", "slope_with_interval", "calibration", "holm",
     "benjamini_hochberg", "seed_steps", "steps_to", "net_rows", "trends", "adjust",

@@ -28,15 +28,22 @@ README's "Experiments" section; statistics in :mod:`experiments._fit`).
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from theory import predicted_max_batch
 
-from ._fit import (fit_critical_batch, holm, benjamini_hochberg, net_interval, pooled_steps,
-                   seed_steps, slope_with_interval, steps_to, target_key, trial_steps)
-from ._train import INFEASIBLE, REACHED, UNREACHED
+from ._config import data_label
+from ._errors import ExperimentError
+from ._fit import (calibration, fit_critical_batch, holm, benjamini_hochberg, net_interval,
+                   pooled_steps, seed_steps, slope_with_interval, steps_to, target_key,
+                   trial_steps)
+from ._lr_search import best_lr
+from ._records import (INFEASIBLE, REACHED, UNREACHED, init_record, load_studies,
+                       load_workload_folder, read_json, workload_folders)
 
 
 # --------------------------------------------------------------------------- fit
@@ -109,34 +116,18 @@ def study_table(trials: list[dict]) -> dict:
         by = defaultdict(dict)
         for t in ts:
             by[t["lr"]][t["seed"]] = t["steps_to_target"] if t["status"] == REACHED else None
-        best_lr, best = _best_lr(by, None)
+        lr, best = best_lr({k: list(v.values()) for k, v in by.items()})  # the sweep's rule
         lrs = sorted(by)
         counts = {s: sum(t["status"] == s for t in ts) for s in (REACHED, UNREACHED, INFEASIBLE)}
         n = ts[0]["n"]
         out[aid][m] = {
-            "batch_size": m, "best_lr": best_lr, "steps": best,
+            "batch_size": m, "best_lr": lr, "steps": best,
             "epochs": None if best is None else best * m / n,
-            "seed_steps": dict(by[best_lr]) if best_lr is not None else {},
-            "lr_at_edge": best_lr is not None and len(lrs) > 1 and best_lr in (lrs[0], lrs[-1]),
-            "lrs": lrs, "steps_by_lr_seed": {lr: dict(v) for lr, v in by.items()}, **counts,
+            "seed_steps": dict(by[lr]) if lr is not None else {},
+            "lr_at_edge": lr is not None and len(lrs) > 1 and lr in (lrs[0], lrs[-1]),
+            "lrs": lrs, "steps_by_lr_seed": {k: dict(v) for k, v in by.items()}, **counts,
         }
     return dict(out)
-
-
-def _best_lr(by: dict, seeds):
-    """Best nominal lr: smallest mean steps over ``seeds`` (all seeds if None) among lrs
-    whose every seed reached the target. Returns (lr, mean steps) or (None, None)."""
-    best_lr, best = None, None
-    for lr in sorted(by):
-        ss = by[lr]
-        pick = list(ss) if seeds is None else seeds
-        vals = [ss.get(s) for s in pick]
-        if not vals or any(v is None for v in vals):
-            continue
-        mean = float(np.mean(vals))
-        if best is None or mean < best:
-            best_lr, best = lr, mean
-    return best_lr, best
 
 
 # --------------------------------------------------------------------------- per net
@@ -431,7 +422,7 @@ def predictor_values(rows: list[dict], archs: dict, trials: list[dict], *,
         th = arch.get("theory", {})
         run = cache[key].get(r["arch_id"], {})
         r["predicted"] = {
-            "theory_init": float(predicted_max_batch(th["batch_size_bound"], delta))
+            "theory_init": float(predicted_max_batch(th["B_bar_S"], delta))
             if th.get("covered") else None,
             "mc_init": None if b_init is None else float(predicted_max_batch(b_init, delta)),
             "run_to_target": run.get("run_to_target"),
@@ -503,8 +494,228 @@ def trial_counts(trials: list[dict]) -> dict:
     return dict(out)
 
 
+# --------------------------------------------------------------------------- the Analysis
+@dataclass(eq=False)
+class Analysis:
+    """Everything one workload folder measures, computed once (:func:`analyse_workload`);
+    the report (:mod:`experiments._report`) and the figures (:mod:`experiments._plots`) read
+    it and compute nothing of their own.
+
+    ``net_rows``: every net × target × full-batch variant (:func:`net_rows` with the
+    predictors); ``rows``: the primary-target main-variant rows, one per net (sorted by depth,
+    then width down), with the trial counts and the statistics at initialisation (``E_B_S``,
+    ``B_bar_S``, ``theory_B_bar_S``: experiments/README.md, "Vocabulary"); ``table``: the
+    studies (:func:`study_table`); ``trends``, ``matched``, ``matched_accuracy``,
+    ``predictors``: as in ``analysis.json``; ``verdict`` and ``calibration`` are set by
+    :func:`analyse` once the multiple-testing adjustment has run over every row reported.
+    """
+
+    out: str
+    workload: dict
+    archs: dict
+    trials: list
+    net_rows: list
+    rows: list
+    table: dict
+    families: dict
+    trends: list
+    matched: list
+    matched_accuracy: list
+    predictors: list
+    studies: list
+    seeds: list
+    targets: list
+    primary: str
+    tags: dict
+    n_boot: int
+    level: float
+    verdict: dict | None = None
+    calibration: dict | None = None
+
+
+@dataclass(eq=False)
+class SuiteAnalysis:
+    """A suite folder's analysis: each workload's :class:`Analysis` (``workloads``: name →
+    Analysis, with the suite-wide adjustment), the rows of all of them together, and the
+    suite's verdict and calibration."""
+
+    out: str
+    suite: dict
+    workloads: dict
+    missing: list
+    references: set
+    trends: list
+    matched: list
+    matched_accuracy: list
+    predictors: list
+    net_rows: list
+    rows: list
+    n_boot: int
+    level: float
+    verdict: dict | None = None
+    calibration: dict | None = None
+    config: dict = field(default_factory=dict)
+
+
+def _theory(out, wl, progress):
+    """Theory's prediction per net (cached in ``OUT/theory``); "not covered" for every net
+    when the training data cannot be loaded again."""
+    from ._data import load_data
+    from ._plan import specs_of
+    from ._predict import cached_predictions
+
+    cfg = wl["config"]
+    try:
+        ds, _ = load_data(cfg["data"], n=cfg["n"], seed=cfg["data_seed"])
+    except ExperimentError as err:
+        return {f["arch_id"]: {"covered": False, "reason": f"data unavailable: {err}"}
+                for f in wl["family"]}
+    return cached_predictions(out, specs_of(wl), ds, wl["loss"], delta=cfg.get("delta", 1.0),
+                              progress=progress)
+
+
+def _tags(out, wl) -> dict:
+    cfg = wl["config"]
+    return {"workload": os.path.basename(os.path.normpath(out)),
+            "data": data_label(cfg["data"]), "loss": wl["loss"], "arch": cfg["arch"],
+            "optimizer": cfg.get("optimizer", "sgd"),
+            "parametrisation": cfg.get("parametrisation", "standard")}
+
+
+def _net_row(r: dict, archs: dict, counts: dict) -> dict:
+    """A primary-target net row with the net's trial counts and statistics at init."""
+    arch = archs.get(r["arch_id"], {})
+    c = counts[r["arch_id"]]
+    return {**r, "E_B_S": arch.get("training_loss", {}).get("E_B_S"),
+            "B_bar_S": arch.get("training_loss", {}).get("B_bar_S"),
+            "theory_B_bar_S": arch.get("theory", {}).get("B_bar_S"),
+            "trials": c["trials"], "reached": c[REACHED], "unreached": c[UNREACHED],
+            "infeasible": c[INFEASIBLE]}
+
+
+def analyse_workload(out: str, *, n_boot: int | None = None, progress: bool = False,
+                     theory: bool = True) -> Analysis:
+    """Everything one workload folder measures: net rows per target, trends (unadjusted),
+    matched-progress effects and the predictor tables; nothing is written."""
+    wl, archs, trials = load_workload_folder(out)
+    archs = {aid: init_record(a) for aid, a in archs.items()}
+    cfg = wl["config"]
+    n_boot = cfg.get("bootstrap", 1000) if n_boot is None else n_boot
+    level = cfg.get("level", 0.9)
+    delta = cfg.get("delta", 1.0)
+    if theory:
+        for aid, pred in _theory(out, wl, progress).items():
+            archs.setdefault(aid, {})["theory"] = pred
+    families = wl.get("families") or {"budget": [f["arch_id"] for f in wl["family"]]}
+    seeds = sorted({t["seed"] for t in trials})
+    targets = workload_targets(wl)
+    primary = target_key(*targets[0])
+    tags = _tags(out, wl)
+    rows_all = net_rows(trials, targets, n=wl["data"]["n"], level=level,
+                        epsilon=cfg.get("epsilon", 1.0))
+    predictor_values(rows_all, archs, trials, delta=delta)
+    for r in rows_all:
+        r["families"] = [f for f, members in families.items() if r["arch_id"] in members]
+    counts = trial_counts(trials)
+    rows = [_net_row(r, archs, counts) for r in rows_all
+            if r["target_key"] == primary and r["main_variant"]]
+    rows.sort(key=lambda r: (r["depth"], -(r["width"] or 0)))
+    trend_rows = [{**tags, **t} for t in trends(rows_all, families, seeds, level=level,
+                                                primary=primary)]
+    matched = [{**tags, **m} for m in matched_effects(rows_all, families, seeds, level=level)]
+    matched_acc = [{**tags, **m} for m in matched_effects(rows_all, families, seeds,
+                                                         metric="accuracy", level=level)]
+    m_min = min(t["batch_size"] for t in trials)
+    preds = []
+    for metric, value in targets:
+        sub = [r for r in rows_all if r["target_metric"] == metric and r["target"] == value
+               and r["main_variant"]]
+        preds += [{**tags, "target_metric": metric, "target": value, **p}
+                  for p in predictor_table(sub, smallest_batch=m_min, n_boot=n_boot,
+                                           level=level)]
+    return Analysis(
+        out=out, workload=wl, archs=archs, trials=trials,
+        net_rows=[{**tags, "primary_key": primary, **r} for r in rows_all], rows=rows,
+        table=study_table(trials), families=families, trends=trend_rows, matched=matched,
+        matched_accuracy=matched_acc, predictors=preds, studies=load_studies(out),
+        seeds=seeds, targets=targets, primary=primary, tags=tags, n_boot=n_boot,
+        level=level)
+
+
+def adjust_matched(matched: list[dict]) -> None:
+    """Holm over the matched-progress rows passed (loss and accuracy together), in place."""
+    for m, pa in zip(matched, holm([m["p"] for m in matched])):
+        m["p_adjusted"] = pa
+
+
+def _repeat_rows(repeat: str | None) -> list[dict]:
+    """Net rows of a repeat run (a suite folder or one workload), for the calibration."""
+    if not repeat:
+        return []
+    rows = []
+    for wdir in workload_folders(repeat):
+        rows += analyse_workload(wdir, n_boot=0, theory=False).net_rows
+    return rows
+
+
+def _calibrate(first: list[dict], repeat: list[dict], level: float):
+    if not repeat:
+        return None
+    key = lambda r: (r["workload"], r["arch_id"], r["target_key"], r["full_batch_point"])
+    return calibration([{**r, "key": key(r)} for r in first],
+                       [{**r, "key": key(r)} for r in repeat], level=level)
+
+
+def analyse(out: str, *, n_boot: int | None = None, progress: bool = False,
+            repeat: str | None = None, reference=()) -> Analysis | SuiteAnalysis:
+    """The analysis of a workload folder (an :class:`Analysis`) or of a suite folder, or of
+    any folder with ``reference`` workload folders (a :class:`SuiteAnalysis`), adjusted
+    (Holm over every trend row and every matched row reported), with its verdict and, given
+    a ``repeat`` run, the calibration of its intervals."""
+    if not (os.path.exists(os.path.join(out, "suite.json")) or reference):
+        a = analyse_workload(out, n_boot=n_boot, progress=progress)
+        adjust(a.trends, a.level)
+        adjust_matched(a.matched + a.matched_accuracy)
+        a.verdict = verdict(a.trends)
+        a.calibration = _calibrate(a.net_rows, _repeat_rows(repeat), a.level)
+        return a
+    suite = read_json(os.path.join(out, "suite.json")) if \
+        os.path.exists(os.path.join(out, "suite.json")) else {"workloads": [], "config": {}}
+    results, missing = {}, []
+    folders = [(name, os.path.join(out, name)) for name in suite["workloads"]]
+    folders += [(os.path.basename(os.path.normpath(r)), r) for r in reference]
+    for name, wdir in folders:
+        if not os.path.exists(os.path.join(wdir, "workload.json")):
+            missing.append(name)
+            continue
+        try:
+            results[name] = analyse_workload(wdir, n_boot=n_boot, progress=progress)
+        except ExperimentError as err:
+            if "no trial records" not in str(err):
+                raise
+            missing.append(name)
+    if not results:
+        raise ExperimentError(f"{out}: no workload of the suite has finished a trial yet")
+    first = next(iter(results.values()))
+    pooled = {k: [x for a in results.values() for x in getattr(a, k)]
+              for k in ("trends", "matched", "matched_accuracy", "predictors", "net_rows")}
+    adjust(pooled["trends"], first.level)  # Holm over every trend row of the suite
+    adjust_matched(pooled["matched"] + pooled["matched_accuracy"])
+    for a in results.values():  # each workload's verdict from the suite-wide adjustment
+        a.verdict = verdict(a.trends)
+    sa = SuiteAnalysis(
+        out=out, suite=suite, workloads=results, missing=missing,
+        references={os.path.normpath(r) for r in reference}, **pooled,
+        rows=[{"workload": n, **r} for n, a in results.items() for r in a.rows],
+        n_boot=first.n_boot, level=first.level, config=suite.get("config", {}))
+    sa.verdict = verdict(sa.trends)
+    sa.calibration = _calibrate(sa.net_rows, _repeat_rows(repeat), sa.level)
+    return sa
+
+
 __all__ = ["fit_critical_batch", "max_useful_batch", "spearman", "study_table",
            "workload_targets", "net_rows", "family_trend", "adjust", "trends",
            "matched_effects", "verdict", "run_predictions", "predictor_values",
            "predictor_table", "trial_counts", "PREDICTORS", "C2_SIGN", "MIN_TREND_NETS",
-           "steps_to"]
+           "steps_to", "Analysis", "SuiteAnalysis", "analyse_workload", "analyse",
+           "adjust_matched"]

@@ -17,6 +17,10 @@ Vocabulary (Shallue et al.): a *workload* is (data set, loss, architecture famil
 a *study* is every trial of one network at one batch size; a *trial* is one (lr, seed) run. A
 config with a ``[suite]`` table describes several workloads (the C2 study); without one, a
 single workload.
+
+Schema and validation only: how the ``train.lr*`` and ``step_cap_factor`` keys drive the
+learning-rate search is :mod:`experiments._lr_search`; what a config resolves to (data,
+loss, target, nets) is :mod:`experiments._plan`.
 """
 
 from __future__ import annotations
@@ -113,60 +117,6 @@ class SweepConfig:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in dataclasses.fields(self)}
 
-    def lrs_for(self, batch_size: int, previous: tuple[int, float] | None = None
-                ) -> tuple[float, ...]:
-        r"""The learning-rate grid first tried at ``batch_size``.
-
-        ``lr_center = "scaled"``: ``lrs`` × (m / lr_reference_batch)^p with p = 0 (``none``),
-        1/2 (``sqrt``) or 1 (``linear``). ``"previous_best"``: the same grid shape (``lrs``
-        divided by their geometric mean) centred on the best lr ``b`` of the previous batch
-        size ``m'`` moved by the rule, :math:`b\,(m/m')^p`, when ``previous = (m', b)`` is
-        given (the first batch size falls back to ``"scaled"``).
-
-        Example:
-            >>> c = SweepConfig(lrs=(0.05, 0.1, 0.2), lr_scaling="sqrt", lr_reference_batch=64)
-            >>> c.lrs_for(256)
-            (0.1, 0.2, 0.4)
-            >>> c.replace(lr_center="previous_best").lrs_for(256, previous=(64, 0.4))
-            (0.4, 0.8, 1.6)
-        """
-        p = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}[self.lr_scaling]
-        if self.lr_center == "previous_best" and previous is not None:
-            m_prev, best = previous
-            centre = best * (batch_size / m_prev) ** p
-            g = math.exp(sum(math.log(v) for v in self.lrs) / len(self.lrs))
-            return tuple(_round(centre * lr / g) for lr in self.lrs)
-        f = (batch_size / self.lr_reference_batch) ** p
-        return tuple(_round(lr * f) for lr in self.lrs)
-
-    def step_cap(self, previous_steps: float | None = None) -> int:
-        r"""The step cap of a study: ``max_steps``, or with ``step_cap_factor = c > 0`` and the
-        best mean steps-to-target :math:`S'` of the nearest smaller batch size that has one,
-        :math:`\min(\text{max\_steps}, \lceil c\,S'\rceil)`.
-
-        Why it is safe: at its best learning rate a larger batch needs at most the steps of a
-        smaller one (McCandlish's :math:`S(B) = S_\min(1 + B_\text{noise}/B)` decreases in
-        :math:`B`), so a study in which no lr has reached the target after :math:`c\,S'`
-        steps has a grid that misses the optimum (typically: every lr too large after a long
-        jump in batch size, the nets stalled at chance accuracy without a NaN). It then stops
-        and extends its grid instead of running every trial to ``max_steps``; a batch size
-        whose best lr truly needs more than :math:`c\,S'` is reported unreached.
-
-        Example:
-            >>> c = SweepConfig(max_steps=30000, step_cap_factor=4)
-            >>> c.step_cap(), c.step_cap(250.5), c.step_cap(9000)
-            (30000, 1002, 30000)
-        """
-        if not self.step_cap_factor or previous_steps is None:
-            return self.max_steps
-        return min(self.max_steps, math.ceil(self.step_cap_factor * previous_steps - 1e-9))
-
-    @property
-    def lr_ratio(self) -> float:
-        """The grid's ratio (its extension step): (max/min)^(1/(k−1)); 1 for one point."""
-        lrs = sorted(self.lrs)
-        return (lrs[-1] / lrs[0]) ** (1 / (len(lrs) - 1)) if len(lrs) > 1 else 1.0
-
     def workloads(self) -> list[tuple[str, "SweepConfig"]]:
         """``[(name, config)]``: one per (data, loss, arch) of ``[suite]`` except those named
         in ``suite.exclude`` (``"DATA"``, ``"DATA/LOSS"`` or ``"DATA/LOSS/ARCH"``); values in a
@@ -247,10 +197,6 @@ class SweepConfig:
                             lines.append(f'"{_ATTR_KEY[attr]}" = {_toml_value(value)}')
                     lines.append("")
         return "\n".join(lines)
-
-
-def _round(v: float) -> float:
-    return float(f"{v:.6g}")
 
 
 def data_label(name: str) -> str:

@@ -1,12 +1,18 @@
-"""Figures of a sweep. Every plot function draws on a matplotlib ``ax`` it is given (and
-returns it); :func:`save` writes a figure as PNG and PDF. Uses only long-stable matplotlib API
-(``set_xscale("log", base=2)``, no removed keywords)."""
+"""Figures of a sweep, drawn from its :class:`~experiments._analysis.Analysis` (nothing is
+recomputed here). Every plot function draws on a matplotlib ``ax`` it is given (and returns
+it); :func:`workload_figures` and :func:`suite_figures` write a folder's figures as PNG and PDF
+through :func:`numerics._plot.save` (the toolkit's one save helper). Uses only long-stable
+matplotlib API (``set_xscale("log", base=2)``, no removed keywords)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from ._analysis import study_table
+from numerics._plot import save
+
+from ._analysis import PREDICTORS
 
 _MARKERS = "osD^v<>ph*"
 
@@ -50,13 +56,19 @@ def _label(row_or_trial) -> str:
     return f"L={row_or_trial['depth']}, K={row_or_trial['width']}"
 
 
-def plot_steps_vs_batch(ax, trials, rows, *, epochs: bool = False):
-    """Steps-to-target (or epochs-to-target) vs batch size for every architecture, log2 axes:
+def _members(a, members):
+    return set(a.table) if members is None else set(members)
+
+
+def plot_steps_vs_batch(ax, a, members=None, *, epochs: bool = False):
+    """Steps-to-target (or epochs-to-target) vs batch size for every net of ``a`` (an
+    :class:`~experiments._analysis.Analysis`; ``members``: only these arch ids), log2 axes:
     best-lr mean (line), per-seed values at the best lr (small dots), the fitted
     S_min(1 + B_crit/m) (dashed) and perfect scaling from the smallest batch (dotted)."""
-    table = study_table(trials)
-    fits = {r["arch_id"]: r for r in rows}
-    n = trials[0]["n"] if trials else 1
+    keep = _members(a, members)
+    table = {aid: v for aid, v in a.table.items() if aid in keep}
+    fits = {r["arch_id"]: r for r in a.rows if r["arch_id"] in keep}
+    n = a.workload["data"]["n"]
     order = sorted(table, key=lambda a: (fits.get(a, {}).get("depth", 0), a))
     for i, aid in enumerate(order):
         studies = table[aid]
@@ -72,8 +84,8 @@ def plot_steps_vs_batch(ax, trials, rows, *, epochs: bool = False):
             for v in studies[int(m)]["seed_steps"].values():
                 ax.plot([m], [v * (m / n if epochs else 1)], ".", color=c, alpha=0.4, ms=4)
         mm = np.geomspace(ms.min(), ms.max(), 100)
-        if row.get("observed_B_crit"):
-            fit = row["S_min"] * (1 + row["observed_B_crit"] / mm)
+        if row.get("B_crit"):
+            fit = row["S_min"] * (1 + row["B_crit"] / mm)
             ax.plot(mm, fit * ((mm / n) if epochs else 1), "--", color=c, lw=1)
         perfect = s[0] * ms[0] / mm
         ax.plot(mm, perfect * ((mm / n) if epochs else 1), ":", color=c, lw=1)
@@ -92,16 +104,17 @@ def plot_steps_vs_batch(ax, trials, rows, *, epochs: bool = False):
 
 
 def plot_predicted_vs_observed(ax, rows):
-    """Predicted maximum batch δ·B_S+1 (B_S at initialisation; open markers: averaged along the
-    small-batch run) against the observed critical batch (with bootstrap interval) and the
-    largest useful batch, log axes, with the y = x line."""
+    """Predicted maximum batch δ·E[B_S]+1 (Monte Carlo at initialisation; open triangles:
+    δ·B_S+1 averaged along the small-batch run) against the observed critical batch (with
+    its jackknife interval) and the largest useful batch (open squares), log axes, with the
+    y = x line. ``rows``: an Analysis' ``rows``."""
     vals = []
     for i, r in enumerate(rows):
         c = _color(i)
-        p, pr = r.get("predicted_max_batch"), r.get("predicted_max_batch_run")
-        b = r.get("observed_B_crit")
+        p, pr = r["predicted"].get("mc_init"), r["predicted"].get("run_to_target")
+        b = r.get("B_crit")
         if p and b:
-            lo, hi = r.get("B_crit_lo"), r.get("B_crit_hi")
+            lo, hi = r.get("ci_low"), r.get("ci_high")
             yerr = None if lo is None else [[max(b - lo, 0)], [max(hi - b, 0)]]
             ax.errorbar([p], [b], yerr=yerr, fmt="o", color=c, capsize=3,
                         label=f"{_label(r)}: B_crit")
@@ -122,10 +135,10 @@ def plot_predicted_vs_observed(ax, rows):
     return ax
 
 
-def plot_bs_along_training(ax, trials, rows):
-    """B_S of the training set along training: per architecture, the best-lr trials at the
-    smallest batch size that reached the target (one line per seed)."""
-    table = study_table(trials)
+def plot_bs_along_training(ax, a):
+    """B_S of the training set along training: per net of ``a`` (an Analysis), the best-lr
+    trials at the smallest batch size that reached the target (one line per seed)."""
+    table, trials, rows = a.table, a.trials, a.rows
     order = sorted(table, key=lambda a: next((r["depth"] for r in rows if r["arch_id"] == a), 0))
     for i, aid in enumerate(order):
         studies = table[aid]
@@ -153,10 +166,12 @@ def plot_bs_along_training(ax, trials, rows):
     return ax
 
 
-def plot_theory_mc_training(ax, rows, archs):
-    """For the parameter-budget family, against depth: theory's B̄_S (squared loss, where
-    covered), Monte Carlo B̄_S and E[B_S] over random inits (squared loss, the same data), the
-    Monte Carlo E[B_S] for the training loss, and the observed critical batch."""
+def plot_theory_mc_training(ax, rows, archs, loss: str = "squared"):
+    """For the parameter-budget family, against depth: theory's B̄_S for the training loss
+    (where covered), the Monte Carlo E[B_S] over random inits for the training loss, the
+    Monte Carlo B̄_S and E[B_S] for the squared loss on the same data (labelled as a
+    reference when the training loss is another one), and the observed critical batch.
+    ``rows``: Analysis rows of the family; ``archs``: the Analysis' ``archs``."""
     rows = sorted(rows, key=lambda r: r["depth"])
     d = np.array([r["depth"] for r in rows], float)
 
@@ -169,13 +184,15 @@ def plot_theory_mc_training(ax, rows, archs):
             out.append(v if isinstance(v, (int, float)) else np.nan)
         return np.array(out, float)
 
+    sq = ("squared loss" if loss == "squared" else
+          "squared loss on the one-hot targets: a reference, not the training loss")
     series = [
-        (get(["theory", "batch_size_bound"]), "s-", r"theory $\bar{B}_S$ (training loss)"),
-        (get(["squared_loss", "B_S_ratio_of_means"]), "o--", r"Monte Carlo $\bar{B}_S$ (squared loss)"),
-        (get(["squared_loss", "E_B_S"]), "o:", "Monte Carlo E[B_S] (squared loss)"),
+        (get(["theory", "B_bar_S"]), "s-", r"theory $\bar{B}_S$ (training loss)"),
         (get(["training_loss", "E_B_S"]), "^-", "Monte Carlo E[B_S] (training loss)"),
-        (np.array([np.nan if r["observed_B_crit"] is None else r["observed_B_crit"]
-                   for r in rows]), "D-", "training: observed B_crit"),
+        (get(["squared_loss", "B_bar_S"]), "o--", rf"Monte Carlo $\bar{{B}}_S$ ({sq})"),
+        (get(["squared_loss", "E_B_S"]), "o:", f"Monte Carlo E[B_S] ({sq})"),
+        (np.array([np.nan if r["B_crit"] is None else r["B_crit"] for r in rows]), "D-",
+         "training: observed B_crit"),
     ]
     for i, (v, style, label) in enumerate(series):
         if np.isfinite(v).any():
@@ -187,31 +204,37 @@ def plot_theory_mc_training(ax, rows, archs):
     ax.set_ylabel("batch size")
     ax.set_title("theory vs Monte Carlo vs training (same family)")
     ax.grid(True, which="both", alpha=0.3)
-    _legend(ax, 7)
+    if ax.get_legend_handles_labels()[0]:  # below the axes: no data point is covered
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1)
     return ax
 
 
 def plot_bcrit_trend(ax, rows, members, family: str, trend: dict | None = None):
-    """Observed B_crit (with its bootstrap interval) of one family's nets against width
+    """Observed B_crit (with its jackknife interval) of one family's nets against width
     (``family = "width"``, log2 axis) or depth (``"depth"``, ``"budget"``); the fitted
     log-linear trend (dashed) and its slope interval in the legend."""
     by = {r["arch_id"]: r for r in rows}
-    pts = [by[a] for a in members if a in by and by[a].get("observed_B_crit")]
+    pts = [by[a] for a in members if a in by and by[a].get("B_crit")]
     xs = np.array([r["width"] if family == "width" else r["depth"] for r in pts], float)
+    edges = False
     for r, x in zip(pts, xs):
-        b, lo, hi = r["observed_B_crit"], r.get("B_crit_lo"), r.get("B_crit_hi")
+        b, lo, hi = r["B_crit"], r.get("ci_low"), r.get("ci_high")
         yerr = None if lo is None else [[max(b - lo, 0)], [max(hi - b, 0)]]
-        edge = bool(r.get("fit_edge"))
+        edge = bool(r.get("at_edge"))
+        edges |= edge
         ax.errorbar([x], [b], yerr=yerr, fmt="o", mfc="none" if edge else None, color="C0",
                     capsize=3)
         if r.get("observed_max_batch"):
             ax.plot([x], [r["observed_max_batch"]], "s", color="C1", mfc="none")
-    ax.plot([], [], "o", color="C0", label="observed B_crit (open: at an edge)")
+    ax.plot([], [], "o", color="C0", label="observed B_crit (jackknife interval)")
+    if edges:  # explain open circles only where one is drawn
+        ax.plot([], [], "o", color="C0", mfc="none", label="B_crit fitted beyond the batches "
+                "tried (not in the trend)")
     ax.plot([], [], "s", color="C1", mfc="none", label="largest useful batch")
     if trend and trend.get("slope") is not None and len(xs) >= 2:
         used = [by[a] for a in trend["nets"] if a in by]
         ux = np.array([r["width"] if family == "width" else r["depth"] for r in used], float)
-        uy = np.log([r["observed_B_crit"] for r in used])
+        uy = np.log([r["B_crit"] for r in used])
         t = np.log(ux) if family == "width" else ux
         mid = uy.mean() - trend["slope"] * t.mean()
         grid = np.linspace(t.min(), t.max(), 50)
@@ -275,15 +298,16 @@ def plot_bcrit_vs_progress(ax, net_rows, members, metric: str = "loss"):
     return ax
 
 
-def plot_predictor(ax, rows, key: str, name: str):
-    """One predictor against the observed B_crit (circles, with interval) and the largest
-    useful batch (open squares) for every net, log-log, with y = x."""
+def plot_predictor(ax, rows, name: str):
+    """Predictor ``name`` (a key of :data:`experiments._analysis.PREDICTORS`) against the
+    observed B_crit (circles, with interval) and the largest useful batch (open squares) for
+    every net row, log-log, with y = x."""
     vals = []
     for r in rows:
-        p, b = r.get(key), r.get("observed_B_crit")
-        if not p or not b or r.get("fit_edge"):
+        p, b = r["predicted"].get(name), r.get("B_crit")
+        if not p or not b or r.get("at_edge"):
             continue
-        lo, hi = r.get("B_crit_lo"), r.get("B_crit_hi")
+        lo, hi = r.get("ci_low"), r.get("ci_high")
         yerr = None if lo is None else [[max(b - lo, 0)], [max(hi - b, 0)]]
         c = "C0" if r.get("arch") == "fc" else "C3"
         ax.errorbar([p], [b], yerr=yerr, fmt="o", color=c, capsize=2, ms=4)
@@ -305,15 +329,81 @@ def plot_predictor(ax, rows, key: str, name: str):
     return ax
 
 
-def save(fig, path_stem: str) -> list[str]:
-    """Write ``path_stem.png`` and ``path_stem.pdf``; returns the two paths."""
-    paths = []
-    for ext in ("png", "pdf"):
-        p = f"{path_stem}.{ext}"
-        fig.savefig(p, dpi=120, bbox_inches="tight")
-        paths.append(p)
-    return paths
+# --------------------------------------------------------------------------- files
+def figure(fig_dir, name, draw, size=(6.5, 4.5), ncols: int = 1, title: str = ""):
+    """Draw one figure (``draw(ax)``, or ``draw(axes)`` for ``ncols > 1``) with the Agg
+    backend and save it as PNG and PDF (:func:`numerics._plot.save`); returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, ncols, figsize=size)
+    try:
+        draw(ax)
+        if title:
+            fig.suptitle(title)
+        return save(fig, os.path.join(fig_dir, name))[0]
+    finally:
+        plt.close(fig)
 
 
-__all__ = ["plot_bcrit_vs_progress", "plot_steps_vs_batch", "plot_predicted_vs_observed", "plot_bs_along_training",
-           "plot_theory_mc_training", "plot_bcrit_trend", "plot_predictor", "save"]
+def workload_figures(a) -> list[str]:
+    """The figures of one workload folder (``a``: its Analysis) under ``a.out/figures``."""
+    fig_dir = os.path.join(a.out, "figures")
+    os.makedirs(fig_dir, exist_ok=True)
+    made = []
+    prim = [t for t in a.trends if t["primary"]]
+    for fam, members in a.families.items():
+        suffix = "" if len(a.families) == 1 else f"_{fam}"
+        made.append(figure(fig_dir, f"steps_vs_batch{suffix}",
+                           lambda ax: plot_steps_vs_batch(ax, a, members)))
+        made.append(figure(fig_dir, f"epochs_vs_batch{suffix}",
+                           lambda ax: plot_steps_vs_batch(ax, a, members, epochs=True)))
+        trend = next((t for t in prim if t["family"] == fam), None)
+        made.append(figure(fig_dir, f"bcrit_vs_{'width' if fam == 'width' else 'depth'}"
+                           + ("" if fam != "budget" else "_budget"),
+                           lambda ax: plot_bcrit_trend(ax, a.rows, members, fam, trend)))
+        made.append(figure(fig_dir, f"bcrit_vs_progress{suffix}",
+                           lambda axes: [plot_bcrit_vs_progress(ax, a.net_rows, members, metric)
+                                         for ax, metric in zip(axes, ("loss", "accuracy"))],
+                           (11, 4.2), ncols=2, title=f"{fam} family: critical batch "
+                           "along training (jackknife interval)"))
+    made.append(figure(fig_dir, "predicted_vs_observed",
+                       lambda ax: plot_predicted_vs_observed(ax, a.rows), (6.5, 5)))
+    made.append(figure(fig_dir, "bs_along_training", lambda ax: plot_bs_along_training(ax, a)))
+    budget = [r for r in a.rows if r["arch_id"] in a.families.get("budget", [])]
+    if budget:
+        made.append(figure(fig_dir, "theory_mc_training",
+                           lambda ax: plot_theory_mc_training(ax, budget, a.archs,
+                                                              a.workload["loss"])))
+    return made
+
+
+def suite_figures(sa) -> list[str]:
+    """The suite's figures (``sa``: its SuiteAnalysis): every predictor against the observed
+    critical batch at the primary target, one figure per data × loss × optimizer ×
+    parametrisation."""
+    fig_dir = os.path.join(sa.out, "figures")
+    os.makedirs(fig_dir, exist_ok=True)
+    made = []
+    groups = {}
+    for r in sa.net_rows:
+        if r["main_variant"] and r["target_key"] == r["primary_key"]:
+            groups.setdefault((r["data"], r["loss"], r["optimizer"], r["parametrisation"]),
+                              []).append(r)
+    for (data, loss, opt, par), rows in groups.items():
+        def draw(axes, rows=rows):
+            for ax, name in zip(axes, PREDICTORS):
+                plot_predictor(ax, rows, name)
+
+        tag = f"{data}-{loss}" + ("" if (opt, par) == ("sgd", "standard") else f"-{opt}-{par}")
+        made.append(figure(fig_dir, f"predictors_{tag}", draw,
+                           (4.2 * len(PREDICTORS), 4.2), ncols=len(PREDICTORS),
+                           title=f"{tag}: predicted vs observed at the primary target"))
+    return made
+
+
+__all__ = ["plot_bcrit_vs_progress", "plot_steps_vs_batch", "plot_predicted_vs_observed",
+           "plot_bs_along_training", "plot_theory_mc_training", "plot_bcrit_trend",
+           "plot_predictor", "figure", "workload_figures", "suite_figures", "save"]

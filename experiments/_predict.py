@@ -9,7 +9,8 @@ recomputed when that fingerprint changes. Theory never imports jax.
 * squared loss (on the data's targets, centred one-hot for classification):
   :func:`theory.expected_moments` with ``y`` the targets;
 * cross-entropy: the same call with ``loss="cross_entropy"`` and integer classes: theory's
-  linearised-softmax moments (kinds such as ``"exact (linearised softmax)"``; at the default
+  linearised-softmax moments (``softmax="linearised"``, kinds such as ``"exact (linearised
+  softmax)"``; the default softmax correction is not used here yet; at the default
   output gain they sit 4–11% below the true cross-entropy's B̄_S, see the top-level README);
   where theory has no answer the net is "not covered", with the reason theory gave.
 """
@@ -50,17 +51,18 @@ def theory_prediction(spec, ds, loss: str, *, delta: float = 1.0) -> dict:
     try:
         if loss == "cross_entropy":
             res = theory.expected_moments(spec, x, np.asarray(ds.classes), delta=delta,
-                                          data=ds.description, loss="cross_entropy")
+                                          data=ds.description, loss="cross_entropy",
+                                          softmax="linearised")
         else:
             res = theory.expected_moments(spec, x, np.asarray(ds.y, np.float64), delta=delta,
                                           data=ds.description)
     except (ValueError, NotImplementedError) as err:
         return {"covered": False, "loss": loss, "reason": f"theory: {err}"}
     d = res.to_dict()
-    return {"covered": True, "loss": loss, "batch_size_bound": d["batch_size_bound"],
+    return {"covered": True, "loss": loss, "B_bar_S": d["batch_size_bound"],
             "predicted_max_batch": d["predicted_max_batch"],
             "kind": d["kind"]["batch_size_bound"], "notes": d["notes"],
-            "limit_batch_size_bound": d["limit_batch_size_bound"],
+            "limit_B_bar_S": d["limit_batch_size_bound"],
             "expected_S1": d["expected_S1"], "expected_S2": d["expected_S2"]}
 
 
@@ -80,7 +82,7 @@ def cached_predictions(out: str, specs, ds, loss: str, *, delta: float = 1.0,
             rec = read_json(path)
             if rec.get("fingerprint") == fp and rec.get("delta") == delta and \
                     rec.get("loss") == loss:
-                preds[arch_id(spec)] = rec["prediction"]
+                preds[arch_id(spec)] = _current_names(rec["prediction"])
                 continue
         todo.append((spec, path))
     if todo:
@@ -92,6 +94,13 @@ def cached_predictions(out: str, specs, ds, loss: str, *, delta: float = 1.0,
                                      "arch_id": arch_id(spec), "prediction": pred})
             preds[arch_id(spec)] = pred
     return preds
+
+
+def _current_names(pred: dict) -> dict:
+    """A cached prediction under the current key names (files written before the names were
+    unified say ``batch_size_bound`` for ``B_bar_S``; experiments/README.md, "Vocabulary")."""
+    old = {"batch_size_bound": "B_bar_S", "limit_batch_size_bound": "limit_B_bar_S"}
+    return {old.get(k, k): v for k, v in pred.items()}
 
 
 __all__ = ["theory_prediction", "cached_predictions", "theory_fingerprint"]

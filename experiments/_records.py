@@ -1,5 +1,7 @@
-"""Records of a sweep on disk: the trial / study / workload files, their paths, atomic JSON
-I/O, the folder lock and the compressed curves file of a collected results folder.
+"""Records of a sweep: the :class:`Workload` type and a trial's ``status`` values, the trial /
+study / workload files and their paths, atomic JSON I/O, the folder lock, the compressed
+curves file of a collected results folder, and the old key names of files written before the
+names were unified (experiments/README.md, "Vocabulary").
 
 Layout under a workload folder (after batch_science: workload / study / trial)::
 
@@ -22,10 +24,52 @@ import json
 import os
 import platform
 import tempfile
+from dataclasses import dataclass
 
 from ._errors import ExperimentError
 
 SCHEMA = 1
+
+# a trial's ``status``
+REACHED, UNREACHED, INFEASIBLE = "REACHED", "UNREACHED", "INFEASIBLE"
+
+
+@dataclass(frozen=True, eq=False)
+class Workload:
+    """One planned workload (:func:`experiments._plan.plan`): what a config resolves to
+    before any training.
+
+    Attributes:
+        config: the workload's :class:`~experiments._config.SweepConfig`.
+        data: the training set (``theory.data.Dataset``: ``x``, ``y``, ``classes``, ``n``).
+        task: ``"classification"`` or ``"regression"``.
+        loss: ``"cross_entropy"`` or ``"squared"`` (``"auto"`` resolved).
+        metric, target: the primary target (trials stop there).
+        families: ``{"width" | "depth" | "budget": [NetSpec, ...]}``.
+        specs: every net of the families once (shared nets train once).
+        batch_sizes: the batch sizes trained (those ≤ n); ``skipped``: the ones above n.
+    """
+
+    config: object
+    data: object
+    task: str
+    loss: str
+    metric: str
+    target: float
+    families: dict
+    specs: tuple
+    batch_sizes: tuple
+    skipped: tuple
+
+    @property
+    def studies(self) -> int:
+        """Studies (net × batch size) the workload holds."""
+        return len(self.specs) * len(self.batch_sizes)
+
+    @property
+    def y_loss(self):
+        """The training labels the loss reads: classes for cross-entropy, else ``y``."""
+        return self.data.classes if self.loss == "cross_entropy" else self.data.y
 
 
 def write_json_atomic(path: str, obj) -> None:
@@ -106,6 +150,54 @@ def trial_path(out: str, aid: str, batch_size: int, lr: float, seed: int) -> str
 
 def study_path(out: str, aid: str, batch_size: int) -> str:
     return os.path.join(out, "trials", aid, f"bs{batch_size}", "study.json")
+
+
+def load_workload_folder(out: str):
+    """(workload record, archs records by arch_id, trial records) of a sweep folder; one-line
+    errors for missing pieces."""
+    if not os.path.isdir(out):
+        raise ExperimentError(f"{out}: no such folder")
+    wl_path = os.path.join(out, "workload.json")
+    if not os.path.exists(wl_path):
+        raise ExperimentError(f"{out}: no workload.json (run python -m experiments.sweep "
+                              f"--out {out} first)")
+    wl = read_json(wl_path)
+    if not isinstance(wl, dict) or not all(k in wl for k in ("config", "data", "loss",
+                                                             "target_metric", "target")):
+        raise ExperimentError(f"{wl_path}: not a workload record of experiments.sweep")
+    archs = {}
+    adir = os.path.join(out, "archs")
+    if os.path.isdir(adir):
+        for f in sorted(os.listdir(adir)):
+            if f.endswith(".json") and not f.startswith(".tmp-"):
+                a = read_json(os.path.join(adir, f))
+                archs[a["arch_id"]] = a
+    trials = load_trials(out)
+    if not trials:
+        raise ExperimentError(f"{out}: no trial records under trials/ (the sweep has not "
+                              f"finished any trial yet)")
+    return wl, archs, trials
+
+
+def workload_folders(out: str) -> list[str]:
+    """The workload folders of a suite folder (those with a ``workload.json``), or ``[out]``."""
+    if os.path.exists(os.path.join(out, "suite.json")):
+        suite = read_json(os.path.join(out, "suite.json"))
+        return [os.path.join(out, w) for w in suite["workloads"]
+                if os.path.exists(os.path.join(out, w, "workload.json"))]
+    return [out]
+
+
+def init_record(rec: dict) -> dict:
+    """An ``archs/<arch_id>.json`` record under the current key names: files written before
+    the names were unified say ``B_S_ratio_of_means`` for ``B_bar_S`` and ``B_S_seed`` for
+    ``B_S_per_init`` (experiments/README.md, "Vocabulary")."""
+    old = {"B_S_ratio_of_means": "B_bar_S", "B_S_seed": "B_S_per_init"}
+    out = dict(rec)
+    for part in ("training_loss", "squared_loss"):
+        if isinstance(rec.get(part), dict):
+            out[part] = {old.get(k, k): v for k, v in rec[part].items()}
+    return out
 
 
 def versions() -> dict:
@@ -194,6 +286,7 @@ def _records(out: str) -> list[dict]:
     return recs
 
 
-__all__ = ["write_json_atomic", "write_text_atomic", "read_json", "trial_path", "study_path",
+__all__ = ["Workload", "REACHED", "UNREACHED", "INFEASIBLE", "load_workload_folder",
+           "workload_folders", "init_record", "write_json_atomic", "write_text_atomic", "read_json", "trial_path", "study_path",
            "versions", "load_trials", "load_studies", "write_curves", "CURVES_FILE",
            "TRIAL_KEYS", "SCHEMA"]

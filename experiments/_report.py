@@ -27,15 +27,10 @@ import io
 import os
 import platform
 
-from ._analysis import (PREDICTORS, adjust, matched_effects, net_rows, predictor_table,
-                        predictor_values, study_table, trends, trial_counts, verdict,
-                        workload_targets)
-from ._fit import calibration, holm, target_key
-from ._config import data_label
-from ._errors import ExperimentError
-from ._records import (load_studies, load_trials, read_json, versions, write_json_atomic,
-                     write_text_atomic)
-from ._train import INFEASIBLE, UNREACHED
+from ._analysis import PREDICTORS, Analysis, SuiteAnalysis, analyse
+from ._fit import target_key
+from ._records import INFEASIBLE, UNREACHED, read_json, versions, write_json_atomic, \
+    write_text_atomic
 
 CSV_COLUMNS = [
     "arch_id", "arch", "activation", "depth", "width", "params", "target_metric", "target",
@@ -75,198 +70,6 @@ def _csv_value(v):
     return v
 
 
-def load_sweep(out: str):
-    """(workload, archs, trials) of a sweep folder; one-line errors for missing pieces."""
-    if not os.path.isdir(out):
-        raise ExperimentError(f"{out}: no such folder")
-    wl_path = os.path.join(out, "workload.json")
-    if not os.path.exists(wl_path):
-        raise ExperimentError(f"{out}: no workload.json (run python -m experiments.sweep "
-                              f"--out {out} first)")
-    wl = read_json(wl_path)
-    if not isinstance(wl, dict) or not all(k in wl for k in ("config", "data", "loss",
-                                                             "target_metric", "target")):
-        raise ExperimentError(f"{wl_path}: not a workload record of experiments.sweep")
-    archs = {}
-    adir = os.path.join(out, "archs")
-    if os.path.isdir(adir):
-        for f in sorted(os.listdir(adir)):
-            if f.endswith(".json") and not f.startswith(".tmp-"):
-                a = read_json(os.path.join(adir, f))
-                archs[a["arch_id"]] = a
-    trials = load_trials(out)
-    if not trials:
-        raise ExperimentError(f"{out}: no trial records under trials/ (the sweep has not "
-                              f"finished any trial yet)")
-    return wl, archs, trials
-
-
-def _figure(fig_dir, name, draw, size=(6.5, 4.5), ncols: int = 1, title: str = ""):
-    """Draw one figure (``draw(ax)``, or ``draw(axes)`` for ``ncols > 1``) with the Agg
-    backend and save it as PNG and PDF; returns the PNG path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from . import _plots
-
-    fig, ax = plt.subplots(1, ncols, figsize=size)
-    try:
-        draw(ax)
-        if title:
-            fig.suptitle(title)
-        return _plots.save(fig, os.path.join(fig_dir, name))[0]
-    finally:
-        plt.close(fig)
-
-
-def make_figures(out: str, res: dict) -> list[str]:
-    """The figures of one workload (``res`` from :func:`analyse_workload`)."""
-    from . import _plots
-
-    trials, rows, archs = res["trials"], res["rows"], res["archs"]
-    fig_dir = os.path.join(out, "figures")
-    os.makedirs(fig_dir, exist_ok=True)
-    made = []
-    prim = [t for t in res["trends"] if t["primary"]]
-    for fam, members in res["families"].items():
-        ts = [t for t in trials if t["arch_id"] in members]
-        rs = [r for r in rows if r["arch_id"] in members]
-        suffix = "" if len(res["families"]) == 1 else f"_{fam}"
-        made.append(_figure(fig_dir, f"steps_vs_batch{suffix}",
-                            lambda ax: _plots.plot_steps_vs_batch(ax, ts, rs)))
-        made.append(_figure(fig_dir, f"epochs_vs_batch{suffix}",
-                            lambda ax: _plots.plot_steps_vs_batch(ax, ts, rs, epochs=True)))
-        trend = next((t for t in prim if t["family"] == fam), None)
-        made.append(_figure(fig_dir, f"bcrit_vs_{'width' if fam == 'width' else 'depth'}"
-                            + ("" if fam != "budget" else "_budget"),
-                            lambda ax: _plots.plot_bcrit_trend(ax, rows, members, fam, trend)))
-        made.append(_figure(fig_dir, f"bcrit_vs_progress{suffix}",
-                            lambda axes: [_plots.plot_bcrit_vs_progress(ax, res["net_rows"],
-                                                                       members, metric)
-                                          for ax, metric in zip(axes, ("loss", "accuracy"))],
-                            (11, 4.2), ncols=2, title=f"{fam} family: critical batch "
-                            "along training (jackknife interval)"))
-    made.append(_figure(fig_dir, "predicted_vs_observed",
-                        lambda ax: _plots.plot_predicted_vs_observed(ax, rows), (6.5, 5)))
-    made.append(_figure(fig_dir, "bs_along_training",
-                        lambda ax: _plots.plot_bs_along_training(ax, trials, rows)))
-    budget = [r for r in rows if r["arch_id"] in res["families"].get("budget", [])]
-    if budget:
-        made.append(_figure(fig_dir, "theory_mc_training",
-                            lambda ax: _plots.plot_theory_mc_training(ax, budget, archs)))
-    return made
-
-
-def _config_of(wl):
-    from ._config import SweepConfig
-
-    return SweepConfig(**{k: tuple(v) if isinstance(v, list) else v
-                          for k, v in wl["config"].items()})
-
-
-def _specs_of(wl):
-    """The workload's nets, rebuilt from its config (one source: the families, μP gains
-    included)."""
-    from ._families import family_specs, union_of
-
-    d = wl["data"]
-    return union_of(family_specs(_config_of(wl), input_dim=d["input_dim"],
-                                 outputs=d["outputs"]))
-
-
-def _theory(out, wl, progress):
-    """Theory's prediction per net (cached in ``OUT/theory``); "not covered" for every net
-    when the training data cannot be loaded again."""
-    from ._data import load_data
-    from ._predict import cached_predictions
-
-    cfg = wl["config"]
-    try:
-        ds, _ = load_data(cfg["data"], n=cfg["n"], seed=cfg["data_seed"])
-    except ExperimentError as err:
-        return {f["arch_id"]: {"covered": False, "reason": f"data unavailable: {err}"}
-                for f in wl["family"]}
-    return cached_predictions(out, _specs_of(wl), ds, wl["loss"], delta=cfg.get("delta", 1.0),
-                              progress=progress)
-
-
-def _tags(out, wl) -> dict:
-    cfg = wl["config"]
-    return {"workload": os.path.basename(os.path.normpath(out)),
-            "data": data_label(cfg["data"]), "loss": wl["loss"], "arch": cfg["arch"],
-            "optimizer": cfg.get("optimizer", "sgd"),
-            "parametrisation": cfg.get("parametrisation", "standard")}
-
-
-def analyse_workload(out: str, *, n_boot: int | None = None, progress: bool = False,
-                     theory: bool = True) -> dict:
-    """Everything one workload folder measures: net rows per target, trends (unadjusted),
-    matched-progress effects and the predictor tables; nothing is written."""
-    wl, archs, trials = load_sweep(out)
-    cfg = wl["config"]
-    n_boot = cfg.get("bootstrap", 1000) if n_boot is None else n_boot
-    level = cfg.get("level", 0.9)
-    delta = cfg.get("delta", 1.0)
-    if theory:
-        for aid, pred in _theory(out, wl, progress).items():
-            archs.setdefault(aid, {})["theory"] = pred
-    families = wl.get("families") or {"budget": [f["arch_id"] for f in wl["family"]]}
-    seeds = sorted({t["seed"] for t in trials})
-    targets = workload_targets(wl)
-    primary = target_key(*targets[0])
-    n = wl["data"]["n"]
-    tags = _tags(out, wl)
-    rows_all = net_rows(trials, targets, n=n, level=level, epsilon=cfg.get("epsilon", 1.0))
-    predictor_values(rows_all, archs, trials, delta=delta)
-    for r in rows_all:
-        r["families"] = [f for f, members in families.items() if r["arch_id"] in members]
-    rows = [_legacy_row(r, archs) for r in rows_all
-            if r["target_key"] == primary and r["main_variant"]]
-    counts = trial_counts(trials)
-    for r in rows:
-        r.update({"trials": counts[r["arch_id"]]["trials"],
-                  "reached": counts[r["arch_id"]]["REACHED"],
-                  "unreached": counts[r["arch_id"]]["UNREACHED"],
-                  "infeasible": counts[r["arch_id"]]["INFEASIBLE"]})
-    rows.sort(key=lambda r: (r["depth"], -(r["width"] or 0)))
-    trend_rows = [{**tags, **t} for t in trends(rows_all, families, seeds, level=level,
-                                                primary=primary)]
-    matched = [{**tags, **m} for m in matched_effects(rows_all, families, seeds, level=level)]
-    matched_acc = [{**tags, **m} for m in matched_effects(rows_all, families, seeds,
-                                                         metric="accuracy", level=level)]
-    m_min = min(t["batch_size"] for t in trials)
-    preds = []
-    for metric, value in targets:
-        sub = [r for r in rows_all if r["target_metric"] == metric and r["target"] == value
-               and r["main_variant"]]
-        preds += [{**tags, "target_metric": metric, "target": value, **p}
-                  for p in predictor_table(sub, smallest_batch=m_min, n_boot=n_boot,
-                                           level=level)]
-    return {"workload": wl, "archs": archs, "trials": trials, "rows": rows,
-            "net_rows": [{**tags, "primary_key": primary, **r} for r in rows_all], "table": study_table(trials),
-            "families": families, "trends": trend_rows, "matched": matched,
-            "matched_accuracy": matched_acc, "predictors": preds, "n_boot": n_boot,
-            "level": level, "studies": load_studies(out), "seeds": seeds, "targets": targets,
-            "primary": primary, "tags": tags}
-
-
-def _legacy_row(r: dict, archs: dict) -> dict:
-    """A primary-target net row under the names the per-net plots and tables read."""
-    arch = archs.get(r["arch_id"], {})
-    init = arch.get("training_loss", {})
-    p = r["predicted"]
-    return {**r, "observed_B_crit": r["B_crit"], "B_crit_lo": r["ci_low"],
-            "B_crit_hi": r["ci_high"], "fit_edge": r["at_edge"], "fit_points": r["points"],
-            "fit_rmse_log": r["rmse_log"], "predicted_max_batch": p["mc_init"],
-            "predicted_max_batch_run": p["run_to_target"],
-            "predicted_max_batch_theory": p["theory_init"],
-            "B_simple_at_target": p["B_simple_at_target"], "B_S_init": init.get("E_B_S"),
-            "B_S_init_ratio_of_means": init.get("B_S_ratio_of_means"),
-            "theory_B_S": arch.get("theory", {}).get("batch_size_bound")}
-
-
 def _csv_rows(net_rows_):
     out = []
     for r in net_rows_:
@@ -286,156 +89,59 @@ def _write_csv(path, rows, columns):
     write_text_atomic(path, buf.getvalue())
 
 
-def _repeat_rows(repeat: str | None, n_boot) -> list[dict]:
-    """Net rows of a repeat run (a suite folder or one workload), keyed for calibration."""
-    if not repeat:
-        return []
-    folders = _workload_folders(repeat)
-    rows = []
-    for wdir in folders:
-        res = analyse_workload(wdir, n_boot=0, theory=False)
-        rows += res["net_rows"]
-    return rows
-
-
-def _workload_folders(out: str) -> list[str]:
-    if os.path.exists(os.path.join(out, "suite.json")):
-        suite = read_json(os.path.join(out, "suite.json"))
-        return [os.path.join(out, w) for w in suite["workloads"]
-                if os.path.exists(os.path.join(out, w, "workload.json"))]
-    return [out]
-
-
-def _calibrate(first: list[dict], repeat: list[dict], level: float):
-    if not repeat:
-        return None
-    key = lambda r: (r["workload"], r["arch_id"], r["target_key"], r["full_batch_point"])
-    return calibration([{**r, "key": key(r)} for r in first],
-                       [{**r, "key": key(r)} for r in repeat], level=level)
-
-
 def write_report(out: str, *, n_boot: int | None = None, command: str | None = None,
                  progress: bool = False, repeat: str | None = None,
                  reference: list | None = None) -> dict:
-    """Analyse the sweep (or suite) in ``out``; write report.md, analysis.csv/json, figures.
+    """Analyse the sweep (or suite) in ``out`` once (:func:`experiments._analysis.analyse`)
+    and write report.md, analysis.csv/json and the figures from that analysis.
 
     ``repeat``: a second run of (some of) the same workloads under other seeds (and so other
     lr-grid shifts); its nets give the calibration of the intervals. ``reference``: further
     workload folders analysed with the suite (e.g. the axes suite's SGD/standard baseline,
     which is the decisive suite's workload)."""
-    if os.path.exists(os.path.join(out, "suite.json")) or reference:
-        return _write_suite_report(out, n_boot=n_boot, command=command, progress=progress,
-                                   repeat=repeat, reference=reference or [])
-    res = analyse_workload(out, n_boot=n_boot, progress=progress)
-    adjust(res["trends"], res["level"])
-    _adjust_matched(res)
-    v = verdict(res["trends"])
-    cal = _calibrate(res["net_rows"], _repeat_rows(repeat, n_boot), res["level"])
-    _write_analysis(out, res, v, cal)
-    figs = make_figures(out, res)
-    md = _markdown(out, res, v, figs, command, cal)
-    write_text_atomic(os.path.join(out, "report.md"), md)
-    return {"rows": res["rows"], "verdict": v, "figures": figs, "trends": res["trends"],
-            "predictors": res["predictors"], "report": os.path.join(out, "report.md"),
-            "res": res, "calibration": cal}
+    from . import _plots  # matplotlib: only when a report is written
+
+    a = analyse(out, n_boot=n_boot, progress=progress, repeat=repeat,
+                reference=reference or [])
+    if isinstance(a, SuiteAnalysis):
+        # each workload's own files, with the suite-wide adjustment (a reference folder
+        # belongs to another run: it is read, never written)
+        for wa in a.workloads.values():
+            if os.path.normpath(wa.out) not in a.references:
+                _write_workload(wa, _plots, f"python -m experiments.report {out}")
+        os.makedirs(out, exist_ok=True)
+        _write_analysis(out, a, extra={"workloads": list(a.workloads),
+                                       "missing_workloads": a.missing})
+        figs = _plots.suite_figures(a)
+        md = _suite_markdown(a, figs, command)
+    else:
+        figs = _write_workload(a, _plots, command)
+        md = None
+    if md is not None:
+        write_text_atomic(os.path.join(out, "report.md"), md)
+    return {"rows": a.rows, "verdict": a.verdict, "figures": figs, "trends": a.trends,
+            "predictors": a.predictors, "report": os.path.join(out, "report.md"),
+            "calibration": a.calibration, "res": a, "analysis": a}
 
 
-def _adjust_matched(res) -> None:
-    """Holm over the matched-progress rows (loss and accuracy together), in place."""
-    rows = res["matched"] + res["matched_accuracy"]
-    for m, pa in zip(rows, holm([m["p"] for m in rows])):
-        m["p_adjusted"] = pa
+def _write_workload(a: Analysis, _plots, command) -> list[str]:
+    """One workload folder's analysis files, figures and report.md; returns the figures."""
+    _write_analysis(a.out, a)
+    figs = _plots.workload_figures(a)
+    write_text_atomic(os.path.join(a.out, "report.md"), _markdown(a, figs, command))
+    return figs
 
 
-def _write_analysis(out, res, v, cal, extra=None):
-    _write_csv(os.path.join(out, "analysis.csv"), _csv_rows(res["net_rows"]),
+def _write_analysis(out, a, extra=None):
+    _write_csv(os.path.join(out, "analysis.csv"), _csv_rows(a.net_rows),
                SUITE_COLUMNS if extra else CSV_COLUMNS)
-    cfg = res.get("config", res.get("workload", {}).get("config", {}))
+    cfg = a.config if isinstance(a, SuiteAnalysis) else a.workload.get("config", {})
     write_json_atomic(os.path.join(out, "analysis.json"), {
-        "trends": res["trends"], "matched": res["matched"],
-        "matched_accuracy": res["matched_accuracy"], "predictors": res["predictors"],
-        "calibration": cal, "verdict": v, "rows": res["rows"], "net_rows": res["net_rows"],
-        "epsilon": cfg.get("epsilon"), "delta": cfg.get("delta"), "bootstrap": res["n_boot"],
-        "level": res["level"], **(extra or {})})
-
-
-def _write_suite_report(out, *, n_boot, command, progress, repeat, reference):
-    os.makedirs(out, exist_ok=True)
-    suite = read_json(os.path.join(out, "suite.json")) if \
-        os.path.exists(os.path.join(out, "suite.json")) else {"workloads": [], "config": {}}
-    results, missing = {}, []
-    folders = [(name, os.path.join(out, name)) for name in suite["workloads"]]
-    folders += [(os.path.basename(os.path.normpath(r)), r) for r in reference]
-    for name, wdir in folders:
-        if not os.path.exists(os.path.join(wdir, "workload.json")):
-            missing.append(name)
-            continue
-        try:
-            res = analyse_workload(wdir, n_boot=n_boot, progress=progress)
-        except ExperimentError as err:
-            if "no trial records" not in str(err):
-                raise
-            missing.append(name)
-            continue
-        results[name] = (wdir, res)
-    if not results:
-        raise ExperimentError(f"{out}: no workload of the suite has finished a trial yet")
-    level = next(iter(results.values()))[1]["level"]
-    allres = {k: [x for _, r in results.values() for x in r[k]]
-              for k in ("trends", "matched", "matched_accuracy", "predictors", "net_rows",
-                        "rows")}
-    adjust(allres["trends"], level)  # Holm over every trend row of the suite
-    _adjust_matched(allres)
-    v = verdict(allres["trends"])
-    cal = _calibrate(allres["net_rows"], _repeat_rows(repeat, n_boot), level)
-    # each workload's own files, with the suite-wide adjustment (a reference folder belongs
-    # to another run: it is read, never written)
-    refs = {os.path.normpath(r) for r in reference}
-    for name, (wdir, res) in results.items():
-        if os.path.normpath(wdir) in refs:
-            continue
-        wv = verdict(res["trends"])
-        _write_analysis(wdir, res, wv, None)
-        figs = make_figures(wdir, res)
-        write_text_atomic(os.path.join(wdir, "report.md"),
-                          _markdown(wdir, res, wv, figs,
-                                    f"python -m experiments.report {out}", None))
-    nb = next(iter(results.values()))[1]["n_boot"]
-    merged = {**allres, "n_boot": nb, "level": level, "config": suite.get("config", {}),
-              "rows": [{"workload": n, **r} for n, (_, res) in results.items()
-                       for r in res["rows"]]}
-    _write_analysis(out, merged, v, cal, extra={"workloads": list(results),
-                                                 "missing_workloads": missing})
-    figs = _suite_figures(out, allres["net_rows"])
-    md = _suite_markdown(out, suite, results, merged, v, figs, missing, command, cal)
-    write_text_atomic(os.path.join(out, "report.md"), md)
-    return {"rows": merged["rows"], "verdict": v, "figures": figs, "trends": merged["trends"],
-            "predictors": merged["predictors"], "report": os.path.join(out, "report.md"),
-            "calibration": cal, "res": merged}
-
-
-def _suite_figures(out, net_rows_):
-    from . import _plots
-
-    fig_dir = os.path.join(out, "figures")
-    os.makedirs(fig_dir, exist_ok=True)
-    made = []
-    groups = {}
-    for r in net_rows_:
-        if r["main_variant"] and r["target_key"] == r["primary_key"]:
-            groups.setdefault((r["data"], r["loss"], r["optimizer"], r["parametrisation"]),
-                              []).append(r)
-    for (data, loss, opt, par), rows in groups.items():
-        def draw(axes, rows=rows):
-            for ax, name in zip(axes, PREDICTORS):
-                _plots.plot_predictor(ax, [_legacy_row(r, {}) | {name: r["predicted"][name]}
-                                           for r in rows], name, name)
-
-        tag = f"{data}-{loss}" + ("" if (opt, par) == ("sgd", "standard") else f"-{opt}-{par}")
-        made.append(_figure(fig_dir, f"predictors_{tag}", draw,
-                            (4.2 * len(PREDICTORS), 4.2), ncols=len(PREDICTORS),
-                            title=f"{tag}: predicted vs observed at the primary target"))
-    return made
+        "trends": a.trends, "matched": a.matched,
+        "matched_accuracy": a.matched_accuracy, "predictors": a.predictors,
+        "calibration": a.calibration, "verdict": a.verdict, "rows": a.rows,
+        "net_rows": a.net_rows, "epsilon": cfg.get("epsilon"), "delta": cfg.get("delta"),
+        "bootstrap": a.n_boot, "level": a.level, **(extra or {})})
 
 
 def _p(v):
@@ -535,35 +241,36 @@ SECTION_NOTES = ("Every interval is a jackknife over seeds (leave one seed out, 
                  "curves of runs whose learning-rate grid was tuned for the primary target.")
 
 
-def _suite_markdown(out, suite, results, res, v, figs, missing, command, cal):
+def _suite_markdown(res: SuiteAnalysis, figs, command):
+    out, suite, v, cal, missing = res.out, res.suite, res.verdict, res.calibration, res.missing
     L = [f"# Width, depth and the largest useful batch — suite "
          f"{os.path.basename(os.path.normpath(out))}", ""]
     L += ["## Verdict on C2 (primary analysis)", "", v["text"], ""]
-    prim = [t for t in res["trends"] if t["primary"]]
+    prim = [t for t in res.trends if t["primary"]]
     L += _trend_table(prim, True)
     L += ["", "C2 predicts a positive slope against log K (width family) and a negative one "
           "against L (depth family, and along the fixed-budget family, where K shrinks as L "
           "grows). " + SECTION_NOTES, ""]
     L += ["## Matched progress: the width and depth effect at equal training loss", ""]
-    L += _matched_table(res["matched"], True)
+    L += _matched_table(res.matched, True)
     L += ["", "Each row is the common slope of log B_crit within each training-loss target "
           "(each target its own intercept): if B_crit depended on the loss reached alone, "
           "these would be 0. Holm's adjustment runs over the matched rows (loss and accuracy "
           "together). The same at matched training accuracy:", ""]
-    L += _matched_table(res["matched_accuracy"], True)
+    L += _matched_table(res.matched_accuracy, True)
     L += ["", "## Calibration of the intervals", ""] + _calibration_lines(cal) + [""]
     L += ["## Every trend (each target, with and without the full-batch point)", "",
           "<details><summary>table</summary>", ""]
-    L += _trend_table(res["trends"], True)
+    L += _trend_table(res.trends, True)
     L += ["", "</details>", ""]
     L += ["## Predictors of the critical batch, per target", "",
           "<details><summary>table</summary>", ""]
-    L += _predictor_lines(res["predictors"], True)
+    L += _predictor_lines(res.predictors, True)
     L += ["", "</details>", "", "## Workloads", ""]
-    for name, (wdir, r) in results.items():
-        rel = os.path.relpath(os.path.join(wdir, "report.md"), out)
-        L.append(f"- [{name}]({rel}): {len(r['rows'])} nets, {len(r['seeds'])} seeds, "
-                 f"targets {', '.join(target_key(*t) for t in r['targets'])}")
+    for name, r in res.workloads.items():
+        rel = os.path.relpath(os.path.join(r.out, "report.md"), out)
+        L.append(f"- [{name}]({rel}): {len(r.rows)} nets, {len(r.seeds)} seeds, "
+                 f"targets {', '.join(target_key(*t) for t in r.targets)}")
     if missing:
         L.append(f"- not finished (no trial yet): {', '.join(missing)}")
     L += ["", "## Figures", ""]
@@ -577,8 +284,9 @@ def _suite_markdown(out, suite, results, res, v, figs, missing, command, cal):
     return "\n".join(L)
 
 
-def _markdown(out, res, v, figs, command, cal) -> str:
-    wl, trials, rows = res["workload"], res["trials"], res["rows"]
+def _markdown(res: Analysis, figs, command) -> str:
+    out, v, cal = res.out, res.verdict, res.calibration
+    wl, trials, rows = res.workload, res.trials, res.rows
     cfg, data = wl["config"], wl["data"]
     metric, target = wl["target_metric"], wl["target"]
     rel = {"accuracy": ">=", "loss": "<=",
@@ -586,16 +294,16 @@ def _markdown(out, res, v, figs, command, cal) -> str:
     L = [f"# Width, depth and the largest useful batch — "
          f"{os.path.basename(os.path.normpath(out))}", ""]
     L += ["## Verdict (primary analysis)", "", v["text"], ""]
-    L += _trend_table([t for t in res["trends"] if t["primary"]], False)
+    L += _trend_table([t for t in res.trends if t["primary"]], False)
     L += ["", SECTION_NOTES]
-    if len(res["seeds"]) < 3:
-        L += ["", f"**{len(res['seeds'])} seed(s): the intervals have "
-              f"{max(len(res['seeds']) - 1, 0)} degree(s) of freedom and are not reliable** "
+    if len(res.seeds) < 3:
+        L += ["", f"**{len(res.seeds)} seed(s): the intervals have "
+              f"{max(len(res.seeds) - 1, 0)} degree(s) of freedom and are not reliable** "
               "(a jackknife from two leave-one-out fits can be very wide or spuriously "
               "narrow); use at least 3 seeds, 5 to decide (`--seeds`)."]
     L += ["", "## Matched progress", ""]
-    L += _matched_table(res["matched"], False)
-    L += [""] + _matched_table(res["matched_accuracy"], False)
+    L += _matched_table(res.matched, False)
+    L += [""] + _matched_table(res.matched_accuracy, False)
     if cal is not None:
         L += ["", "## Calibration", ""] + _calibration_lines(cal)
     L += ["", "## Workload", ""]
@@ -606,9 +314,9 @@ def _markdown(out, res, v, figs, command, cal) -> str:
              + (f" (base width {wl.get('mup_base_width')})" if wl.get("mup_base_width")
                 else "") + f"; dtype {cfg['dtype']}")
     L.append(f"- primary target: training {metric} {rel} {target:g} (trials stop there); "
-             f"every target: {', '.join(target_key(*t) for t in res['targets'])}, checked on "
+             f"every target: {', '.join(target_key(*t) for t in res.targets)}, checked on "
              f"the whole training set at log-spaced steps (ratio {cfg['eval_growth']})")
-    L.append(f"- batch sizes {wl['batch_sizes']}; seeds {res['seeds']} (lr grid shifted per "
+    L.append(f"- batch sizes {wl['batch_sizes']}; seeds {res.seeds} (lr grid shifted per "
              f"seed: {'yes' if cfg.get('lr_jitter') else 'no'}); first lr grid {cfg['lrs']}, "
              f"then centred on the previous batch size's best moved by rule "
              f"'{cfg['lr_scaling']}', extended beyond an edge optimum up to "
@@ -616,38 +324,39 @@ def _markdown(out, res, v, figs, command, cal) -> str:
     L.append(f"- ε = {cfg['epsilon']} (largest useful batch: epochs within (1+ε)× the best), "
              f"δ = {cfg['delta']} (predicted max batch δ·B_S + 1)")
     L.append("")
-    for fam, members in res["families"].items():
+    for fam, members in res.families.items():
         L.append(f"- **{fam}** family: " + ", ".join(members))
     L += ["", "## Critical batch per net (primary target)", ""]
-    L.append(f"| arch | params | B_crit [{res['level']:.0%} CI] | reproduction interval | "
+    L.append(f"| arch | params | B_crit [{res.level:.0%} CI] | reproduction interval | "
              "without the full-batch point | largest useful batch | δ·E[B_S]+1 (init, MC) | "
              "along run to target | B_simple at target | theory δ·B̄_S+1 (kind) | "
              "trials (reached / unreached / infeasible) |")
     L.append("|---|---:|---|---|---|---:|---:|---:|---:|---|---|")
-    no_full = {r["arch_id"]: r for r in res["net_rows"]
-               if r["target_key"] == res["primary"] and not r["main_variant"]}
+    no_full = {r["arch_id"]: r for r in res.net_rows
+               if r["target_key"] == res.primary and not r["main_variant"]}
     for r in rows:
         edge = {"low": " (beyond the batches tried)", "high": " (below the batches tried)"
-                }.get(r["fit_edge"], "")
+                }.get(r["at_edge"], "")
         nf = no_full.get(r["arch_id"])
         nf_s = "–" if nf is None else (f"{_fmt(nf['B_crit'])} {_ci(nf['ci_low'], nf['ci_high'], '.3g')}"
                                        + (" (edge)" if nf["at_edge"] else ""))
-        th = (f"{_fmt(r['predicted_max_batch_theory'])} ({r['theory_kind']})"
-              if r["predicted_max_batch_theory"] is not None
+        pred = r["predicted"]
+        th = (f"{_fmt(pred['theory_init'])} ({r['theory_kind']})"
+              if pred["theory_init"] is not None
               else f"not covered ({r['theory_note']})")
         L.append(f"| {r['arch_id']} | {r['params']} | {_fmt(r['B_crit'])} "
                  f"{_ci(r['ci_low'], r['ci_high'], '.3g')}{edge} | "
                  f"{_ci(r['repro_low'], r['repro_high'], '.3g')} | {nf_s} | "
                  f"{_fmt(r['observed_max_batch'])}{'+' if r['max_batch_lower_bound'] else ''} | "
-                 f"{_fmt(r['predicted_max_batch'])} | {_fmt(r['predicted_max_batch_run'])} | "
-                 f"{_fmt(r['B_simple_at_target'])} | {th} | {r['trials']} ({r['reached']} / "
+                 f"{_fmt(pred['mc_init'])} | {_fmt(pred['run_to_target'])} | "
+                 f"{_fmt(pred['B_simple_at_target'])} | {th} | {r['trials']} ({r['reached']} / "
                  f"{r['unreached']} / {r['infeasible']}) |")
     L += ["", "## Critical batch per net and target (full-batch point included where tried)",
           ""]
-    tks = [target_key(*t) for t in res["targets"]]
+    tks = [target_key(*t) for t in res.targets]
     L.append("| arch | " + " | ".join(tks) + " |")
     L.append("|---|" + "---|" * len(tks))
-    by = {(r["arch_id"], r["target_key"]): r for r in res["net_rows"] if r["main_variant"]}
+    by = {(r["arch_id"], r["target_key"]): r for r in res.net_rows if r["main_variant"]}
     for r in rows:
         cells = []
         for tk in tks:
@@ -657,9 +366,9 @@ def _markdown(out, res, v, figs, command, cal) -> str:
                                                  f" {_ci(q['ci_low'], q['ci_high'], '.3g')}"))
         L.append(f"| {r['arch_id']} | " + " | ".join(cells) + " |")
     L += ["", "## Predictors", ""]
-    L += _predictor_lines(res["predictors"], False)
+    L += _predictor_lines(res.predictors, False)
     L += ["", "## Studies (best nominal learning rate per batch size, mean over seeds)", ""]
-    table = res["table"]
+    table = res.table
     L.append("| arch | batch | best lr | lrs tried | steps to target | epochs | reached | "
              "unreached | infeasible |")
     L.append("|---|---:|---:|---|---:|---:|---:|---:|---:|")
@@ -722,5 +431,5 @@ def _reproduce(out, sweep_command, command) -> list[str]:
     return L
 
 
-__all__ = ["write_report", "load_sweep", "analyse_workload", "CSV_COLUMNS", "TREND_KEYS",
+__all__ = ["write_report", "CSV_COLUMNS", "TREND_KEYS",
            "PREDICTOR_KEYS"]

@@ -45,7 +45,7 @@ import optax
 import numerics
 from theory import batch_size_bound, simple_noise_scale
 
-REACHED, UNREACHED, INFEASIBLE = "REACHED", "UNREACHED", "INFEASIBLE"
+from ._records import INFEASIBLE, REACHED, UNREACHED
 
 
 def train_step(spec, opt: optax.GradientTransformation, loss: str = "cross_entropy", *,

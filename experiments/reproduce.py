@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     if args.data is not None:
         cfg = cfg.replace(data=args.data)
     from ._report import write_report  # jax, matplotlib: only once the arguments are good
-    from ._sweep import run_sweep
+    from ._run import run_sweep
 
     t0 = time.perf_counter()
     command = "python -m experiments.reproduce " + " ".join(shlex.quote(a) for a in argv)

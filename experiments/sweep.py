@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     cfg = build_config(args)
     command = "python -m experiments.sweep " + " ".join(shlex.quote(a) for a in argv)
-    from ._sweep import run_sweep  # jax: only once the arguments are good
+    from ._run import run_sweep  # jax: only once the arguments are good
 
     run_sweep(cfg, args.out, progress=not args.no_progress, command=command,
               workloads=args.workloads, jobs=args.jobs)

@@ -1,16 +1,27 @@
-"""Bound-vs-Monte-Carlo figures (matplotlib; every plot function takes an ``ax``)."""
+"""Bound-vs-Monte-Carlo figures (matplotlib; every plot function takes an ``ax``) and
+:func:`save`, the one helper that writes a figure (numerics' and experiments' figures)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-STYLE = {"exact": "-", "approximation": "--", "limit": ":"}
+STYLE = {"exact": "-", "numerical": "--", "limit": ":"}
+DPI = 120  # PNG resolution of every figure the toolkit writes (the PDF is vector)
+
+
+def save(fig, path_stem: str) -> list[str]:
+    """Write ``fig`` as ``path_stem.png`` (:data:`DPI`) and ``path_stem.pdf``, cropped to
+    what is drawn; returns the two paths."""
+    paths = [f"{path_stem}.png", f"{path_stem}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=DPI, bbox_inches="tight")
+    return paths
 
 
 def plot_grid(ax, rows, *, x="width", group="depth"):
     """B̄_S against ``x`` (width, or depth for a budget grid), one colour per ``group``.
 
-    Theory as lines (solid: exact, dashed: approximation, dotted: limit), Monte Carlo ratio of
+    Theory as lines (solid: exact, dashed: numerical, dotted: limit), Monte Carlo ratio of
     means as points with ±2 SE error bars. Log axes.
     """
     groups = defaultdict(list)
@@ -58,9 +69,6 @@ def save_figure(rows, path_stem, *, x="width", group="depth", title=""):
         if title:
             ax.set_title(title, fontsize="small")
         fig.tight_layout()
-        paths = [f"{path_stem}.png", f"{path_stem}.pdf"]
-        for p in paths:
-            fig.savefig(p)
+        return save(fig, path_stem)
     finally:
         plt.close(fig)
-    return paths

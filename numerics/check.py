@@ -5,7 +5,7 @@ Takes every network and data option of ``python -m theory.bounds`` with the same
 ``--samples``, ``--mc-seed`` (networks are ``init_params(fold_in(key(mc_seed), i))``),
 ``--chunk``, ``--bootstrap``, ``--x64``. Prints E[S1], E[S2], B̄_S = n·E[S1]/E[S2] (ratio of
 expectations; Monte Carlo: ratio of means with a delta-method SE), E[B_S] (mean of the ratio,
-Monte Carlo only), each with the theory's value, its kind (exact / approximation / limit) and
+Monte Carlo only), each with the theory's value, its kind (exact / numerical / limit) and
 the z-score (MC − theory)/SE. ``--json`` prints one object: ``mc_*`` keys, the keys of
 ``theory.bounds --json`` and ``z_*``.
 

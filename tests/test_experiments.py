@@ -23,7 +23,8 @@ import optax
 import pytest
 
 import numerics
-from experiments import _sweep
+from experiments import _run, _train
+from experiments._lr_search import first_grid
 from experiments import (ExperimentError, SweepConfig, budget_family, net_interval,
                          config_from_dict, fit_critical_batch, load_config, load_data,
                          max_useful_batch, restricted_load, spearman, train_step)
@@ -174,7 +175,7 @@ def test_resume_after_deleting_trials_equals_uninterrupted(tiny_run, tmp_path):
 def test_interrupt_then_rerun_equals_uninterrupted(tiny_run, tmp_path, monkeypatch, capsys):
     """Ctrl-C in the middle of the sweep: exit 130, finished trials kept, rerun completes."""
     cfg, out = tiny_run
-    real = _sweep.run_study
+    real = _train.run_study
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -184,11 +185,11 @@ def test_interrupt_then_rerun_equals_uninterrupted(tiny_run, tmp_path, monkeypat
         return real(*args, **kwargs)
 
     run = str(tmp_path / "interrupted")
-    monkeypatch.setattr(_sweep, "run_study", flaky)
+    monkeypatch.setattr(_train, "run_study", flaky)
     assert sweep_cli.main(["--config", cfg, "--out", run, "--no-progress"]) == 130
     assert "rerun the same command to resume" in capsys.readouterr().err
     assert len(_records(run)) == 2 * 6  # the two finished studies
-    monkeypatch.setattr(_sweep, "run_study", real)
+    monkeypatch.setattr(_train, "run_study", real)
     assert sweep_cli.main(["--config", cfg, "--out", run, "--no-progress"]) == 0
     a, b = _records(out), _records(run)
     assert a.keys() == b.keys()
@@ -200,7 +201,7 @@ def test_other_workload_in_folder_is_refused(tiny_run, tmp_path):
     run = str(tmp_path / "copy")
     shutil.copytree(out, run)
     with pytest.raises(ExperimentError, match="different workload"):
-        _sweep.run_sweep(load_config(cfg).replace(max_steps=99), run, progress=False,
+        _run.run_sweep(load_config(cfg).replace(max_steps=99), run, progress=False,
                          log=lambda m: None)
 
 
@@ -299,7 +300,7 @@ def test_config_round_trip_and_rejections():
         config_from_dict({"train": {"seeds": "two"}})
     with pytest.raises(ExperimentError, match="unknown table"):
         config_from_dict({"optim": {}})
-    assert cfg.lrs_for(256) == tuple(lr * 2 for lr in cfg.lrs)  # sqrt scaling from 64
+    assert first_grid(cfg, 256) == tuple(lr * 2 for lr in cfg.lrs)  # sqrt scaling from 64
 
 
 # --------------------------------------------------------------------------- data

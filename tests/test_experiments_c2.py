@@ -250,11 +250,11 @@ def test_squared_loss_on_one_hot_targets_is_trained_and_predicted(tiny_suite):
     np.testing.assert_allclose(ds.y, np.eye(10)[ds.classes] - 0.1)
     # theory covers the squared loss: every net has its prediction and kind
     rows = {r["arch_id"]: r for r in _load(os.path.join(wdir, "analysis.json"))["rows"]}
-    assert all(r["predicted_max_batch_theory"] and r["theory_kind"].split(" (")[0] in
+    assert all(r["predicted"]["theory_init"] and r["theory_kind"].split(" (")[0] in
                ("exact", "numerical", "approximation", "limit") for r in rows.values())
     # and the cross-entropy arm gets theory's linearised-softmax number
     ce = _load(os.path.join(out, "digits-cross_entropy-fc", "analysis.json"))["rows"]
-    assert all(r["predicted_max_batch_theory"] and "linearised softmax" in r["theory_kind"]
+    assert all(r["predicted"]["theory_init"] and "linearised softmax" in r["theory_kind"]
                for r in ce)
 
 

@@ -305,13 +305,14 @@ def test_lr_jitter_spreads_five_seeds_over_one_grid_step():
 
 # --------------------------------------------------------------------------- vs numerics, theory
 def test_init_statistics_agree_with_numerics_monte_carlo():
-    """The sweep's B_S at initialisation (its own loop over the trial seeds' inits) against
-    numerics.mc_moments (another key scheme, its own compiled estimator) on the same net,
-    data and loss: E[B_S] within 4 combined standard errors."""
+    """The sweep's B_S at initialisation (numerics.mc_moments in float32 over the sweep's
+    init key) against an independent numerics.mc_moments run (another key, float64, 10×
+    the nets) on the same net, data and loss: E[B_S] within 4 combined standard errors —
+    so the sweep hands numerics the right data, labels and loss for each quantity."""
     import jax
 
     import numerics
-    from experiments._sweep import init_statistics
+    from experiments._run import init_statistics
     from theory import NetSpec
 
     rng = np.random.default_rng(8)
@@ -319,7 +320,7 @@ def test_init_statistics_agree_with_numerics_monte_carlo():
     classes = rng.integers(0, 3, 48)
     spec = NetSpec.uniform(3, 12, 6, outputs=3, activation="relu")
     onehot = np.eye(3)[classes] - 1 / 3
-    st = init_statistics(spec, x, classes, onehot, "cross_entropy", 200, np.float32)
+    st = init_statistics(spec, x, classes, onehot, "cross_entropy", 200)
     with numerics.x64():
         mc = numerics.mc_moments(spec, x, classes, key=jax.random.key(3), samples=2000,
                                  loss="cross_entropy")
@@ -336,7 +337,7 @@ def test_report_theory_column_is_theory_for_the_trained_net_muP_gains_included(t
     import theory
     from experiments._config import SweepConfig
     from experiments._families import mup_spec
-    from experiments._report import _specs_of
+    from experiments._plan import specs_of as _specs_of
 
     cfg = SweepConfig(parametrisation="mup", budget=0, width_family_depth=3,
                       width_family_widths=(16, 64), depth_family_width=16,

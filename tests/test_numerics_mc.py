@@ -1,7 +1,6 @@
 """numerics.mc_moments: brute force, compile-once, multi-device, and Monte Carlo vs theory."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -170,38 +169,32 @@ def test_mc_agrees_with_exact_theory_mnist1d(getkey):
     assert abs(mc.S2 - float(th.expected_S2)) <= z * mc.S2_se
 
 
-# (L, K) at the edge of and inside theory's stated range L/K <= APPROX_VALID_L_OVER_K
-DEEP_RELU_GRID = [(L, math.ceil(L / theory.APPROX_VALID_L_OVER_K) * m) for L, m in ((3, 1), (4, 1),
-                                                                                  (3, 2))]
-
-
-@pytest.mark.parametrize("L,K", DEEP_RELU_GRID)
-def test_mc_vs_deep_relu_approximation_inside_stated_range(L, K, getkey):
+@pytest.mark.parametrize("L,K", [(3, 48), (4, 64), (3, 96)])
+def test_mc_vs_deep_relu_pair_chain(L, K, getkey):
     spec = NetSpec.uniform(L, K, 4, activation="relu")
-    assert theory.APPROX_VALID_L_OVER_K >= __import__("fractions").Fraction(L, K)
     x, y = _teacher(6, 4, 1, 5)
-    th = theory.expected_moments(spec, x, y, deep_relu="approximation")
-    assert (th.kind_S1, th.kind_S2) == ("exact", "approximation")
+    th = theory.expected_moments(spec, x, y)
+    assert (th.kind_S1, th.kind_S2) == ("exact", "numerical")
     with numerics.x64():
         mc = numerics.mc_moments(spec, x, y, key=getkey(), samples=3000)
     z = F64["z"]
     # E[S1] is exact: 4 standard errors
     assert abs(mc.S1 - float(th.expected_S1)) <= z * mc.S1_se
-    # E[S2] is an approximation (theory/_bounds.py): 4 SE plus its stated relative error
-    slack = z * mc.S2_se + theory.APPROX_REL_ERROR * float(th.expected_S2)
+    # E[S2] is numerical (theory/_pair_chain.py): 4 SE plus its stated precision
+    slack = z * mc.S2_se + theory.PAIR_CHAIN_PRECISION * float(th.expected_S2)
     assert abs(mc.S2 - float(th.expected_S2)) <= slack
 
 
 @pytest.mark.parametrize("L", [3, 4])
-def test_mc_vs_deep_relu_approximation_mnist1d(L, getkey):
-    """MNIST-1D at K = 64 (L/K <= 1/16) is where the approximation's error was largest in the
-    README's Monte Carlo check (about 9% of E[S2]): still inside APPROX_REL_ERROR + 4 SE."""
+def test_mc_vs_deep_relu_pair_chain_mnist1d(L, getkey):
+    """MNIST-1D at K = 64, where the retired closed approximation was about 9% off E[S2]: the
+    pair chain is within its precision + 4 SE."""
     K = 64
     ds = data.mnist1d(48)
     spec = NetSpec.uniform(L, K, 40, outputs=10, activation="relu")
-    th = theory.expected_moments(spec, ds.x, ds.y, deep_relu="approximation")
-    assert th.kind_S2 == "approximation" and not th.notes
+    th = theory.expected_moments(spec, ds.x, ds.y)
+    assert th.kind_S2 == "numerical"
     with numerics.x64():
         mc = numerics.mc_moments(spec, ds.x, ds.y, key=getkey(), samples=1024)
-    slack = F64["z"] * mc.S2_se + theory.APPROX_REL_ERROR * float(th.expected_S2)
+    slack = F64["z"] * mc.S2_se + theory.PAIR_CHAIN_PRECISION * float(th.expected_S2)
     assert abs(mc.S2 - float(th.expected_S2)) <= slack

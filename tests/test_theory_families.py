@@ -86,13 +86,16 @@ def test_family_matches_its_monte_carlo(name):
      ("relu-residual", "limit", "limit")),
 ])
 def test_covers_table(spec, loss, data_free, expect):
-    cov = covers(spec, loss, data_free=data_free)
+    cov = covers(spec, loss, data_free=data_free, softmax="linearised")
     assert cov.covered
     name, k1, k2 = expect
     suffix = "" if loss == "squared" else cov.kind_S1[len(k1):]
     assert (cov.family, cov.kind_S1, cov.kind_S2) == (name, k1 + suffix, k2 + suffix)
     if loss == "cross_entropy":
         assert suffix  # the kind says the loss is not the squared one
+        # the default softmax correction is an approximation on top of the linearisation
+        g = covers(spec, loss, data_free=data_free)
+        assert (g.kind_S1, g.kind_S2) == ("approximation (softmax, Gaussian logits)",) * 2
 
 
 @pytest.mark.parametrize("spec,loss,data_free,match", [

@@ -47,7 +47,7 @@ def test_P3_wider_shallower_wins_at_fixed_budget(gauss, budget):
 
 
 def test_P2_relu_on_mnist1d_grid():
-    """Deep ReLU (exact S1, approximate S2, stated validity L/K <= 1/4): depth lowers B_S-bar."""
+    """Deep ReLU (exact S1, numerical S2): depth lowers B_S-bar."""
     ds = mnist1d(64)
     depths, widths = [2, 3, 4, 6], [32, 64]
     grid = P.bound_grid(NetSpec.uniform(2, 32, 40, outputs=10, activation="relu"), depths,

@@ -30,25 +30,23 @@ def test_invariants_without_gram_match_definitions(n, d, c, rng):
 
 
 SPECS = [
-    (NetSpec.uniform(2, 7, 5, outputs=2, activation="relu"), "auto"),
-    (NetSpec.uniform(4, 6, 5, outputs=2, activation="relu"), "pair_chain"),
-    (NetSpec.uniform(4, 6, 5, outputs=2, activation="relu"), "approximation"),
-    (NetSpec.uniform(5, 6, 5, outputs=2, activation="relu", arch="residual"), "auto"),
+    NetSpec.uniform(2, 7, 5, outputs=2, activation="relu"),
+    NetSpec.uniform(4, 6, 5, outputs=2, activation="relu"),
+    NetSpec.uniform(5, 6, 5, outputs=2, activation="relu", arch="residual"),
 ]
 
 
-@pytest.mark.parametrize("spec,method", SPECS,
-                         ids=["relu2", "relu4-pair-chain", "relu4-approx", "relu5-residual"])
-def test_pair_sums_do_not_depend_on_the_block_size(spec, method, rng, monkeypatch):
+@pytest.mark.parametrize("spec", SPECS, ids=["relu2", "relu4-pair-chain", "relu5-residual"])
+def test_pair_sums_do_not_depend_on_the_block_size(spec, rng, monkeypatch):
     """One row per block (many blocks, ragged last one) gives the one-block result."""
     x = rng.standard_normal((23, 5))
     x[3] = x[7]  # a repeated input: an angle of exactly 0 off the diagonal
     y = rng.standard_normal((23, 2))
-    whole = expected_moments(spec, x, y, deep_relu=method)
+    whole = expected_moments(spec, x, y)
     assert B.pair_block_rows(23, spec.depth + 2) == 23
     for size in (1, 4):
         monkeypatch.setattr(B, "pair_block_rows", lambda n, depth, size=size: size)
-        part = expected_moments(spec, x, y, deep_relu=method)
+        part = expected_moments(spec, x, y)
         assert float(part.expected_S1 / whole.expected_S1) == pytest.approx(1, abs=REL)
         assert float(part.expected_S2 / whole.expected_S2) == pytest.approx(1, abs=REL)
         assert part.limit_batch_size_bound == pytest.approx(whole.limit_batch_size_bound,

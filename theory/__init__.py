@@ -21,13 +21,11 @@ from ._result import TheoryResult
 from ._bounds import expected_moments
 from ._budget import same_budget_alternatives, width_for_budget, budget_family
 from ._registry import (
-    Coverage, Family, FAMILIES, covers, family_of, RESIDUAL_LIMIT_ERROR, PAIR_CHAIN_MAX_UNITS,
-    PAIR_CHAIN_PRECISION, PAIR_CHAIN_VALIDATED, RELU_MAX_DEPTH,
+    Coverage, Family, FAMILIES, covers, family_of, RESIDUAL_LIMIT_ERROR, PAIR_CHAIN_PRECISION,
+    PAIR_CHAIN_VALIDATED, RELU_MAX_DEPTH,
 )
-from ._approx import APPROX_VALID_L_OVER_K, APPROX_REL_ERROR, APPROX_OUTSIDE_ERROR
 
 __all__ += ["TheoryResult", "expected_moments", "same_budget_alternatives", "width_for_budget",
             "budget_family", "Coverage", "Family", "FAMILIES", "covers", "family_of",
-            "APPROX_VALID_L_OVER_K", "APPROX_REL_ERROR", "APPROX_OUTSIDE_ERROR",
-            "RESIDUAL_LIMIT_ERROR", "PAIR_CHAIN_MAX_UNITS", "PAIR_CHAIN_PRECISION",
-            "PAIR_CHAIN_VALIDATED", "RELU_MAX_DEPTH"]
+            "RESIDUAL_LIMIT_ERROR", "PAIR_CHAIN_PRECISION", "PAIR_CHAIN_VALIDATED",
+            "RELU_MAX_DEPTH"]

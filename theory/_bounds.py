@@ -31,7 +31,7 @@ from ._transfer import DPS
 def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
                      invariants: Invariants | None = None, data: str = "",
                      loss: str = "squared", progress: bool = False,
-                     deep_relu: str = "auto") -> TheoryResult:
+                     softmax: str = "gaussian") -> TheoryResult:
     """Expected :math:`S_1`, :math:`S_2` over random initial weights, data fixed.
 
     Args:
@@ -43,14 +43,13 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
         delta: the δ of the predicted maximum batch δ·B̄_S + 1.
         data: a description of the data, carried into the result.
         loss: ``"squared"`` (½‖f − y‖²) or ``"cross_entropy"`` (softmax cross-entropy,
-            linearised at small logits: :mod:`theory._softmax`; every kind gets the suffix
-            " (linearised softmax)", e.g. "exact (linearised softmax)").
+            :mod:`theory._softmax`).
+        softmax: with ``loss="cross_entropy"``: ``"gaussian"`` (default: the linearised
+            moments plus the mean-field softmax correction; kinds "approximation (softmax,
+            Gaussian logits)" or weaker) or ``"linearised"`` (small-logit linearisation only,
+            as good for output gains s_L ≤ 0.3; kinds suffixed " (linearised softmax)", e.g.
+            "exact (linearised softmax)").
         progress: a progress bar on stderr for long ReLU pair sums (terminal only).
-        deep_relu: E[S2] of fully connected ReLU nets of depth ≥ 3: ``"pair_chain"`` (the
-            exact reduction to the pair's angle, integrated numerically; kind "numerical"),
-            ``"approximation"`` (the older closed recipe), or ``"auto"``: the pair chain when
-            the hidden widths sum to at most :data:`PAIR_CHAIN_MAX_UNITS` (its cost grows with
-            them), else the approximation.
 
     Example:
         >>> import numpy as np
@@ -62,26 +61,28 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
     """
     _check_arguments(delta, x)
     with mpmath.workdps(DPS):
-        if deep_relu not in ("auto", "pair_chain", "approximation"):
-            raise ValueError(f"unknown deep_relu method {deep_relu!r}")
+        if softmax not in _softmax.METHODS:
+            raise ValueError(f"unknown softmax method {softmax!r} (choose from "
+                             f"{_softmax.METHODS})")
         cov = covers(spec, loss, data_free=invariants is not None and x is None)
         if not cov.covered:
             raise ValueError(cov.reason)
         if loss == "squared":
-            return _expected_moments(spec, x, y, delta, invariants, data, progress, deep_relu)
+            return _expected_moments(spec, x, y, delta, invariants, data, progress)
         if loss != "cross_entropy":
             raise ValueError(f"unknown loss {loss!r} (choose 'squared' or 'cross_entropy')")
         if invariants is not None or x is None or y is None:
             raise ValueError("cross_entropy needs data x and integer class labels y")
         x = np.asarray(x, dtype=np.float64)
         reduced, z, c = _softmax.reduce(spec, y, x.shape[0] if x.ndim == 2 else None)
-        r = _expected_moments(reduced, x, z, delta, None, data, progress, deep_relu)
+        r = _expected_moments(reduced, x, z, delta, None, data, progress)
         scale = mpmath.mpf(1) / (c * c)
-        return replace(r, spec=spec, expected_S1=r.expected_S1 * scale,
-                       expected_S2=r.expected_S2 * scale,
-                       parts={k: v * scale for k, v in r.parts.items()},
-                       kind_S1=r.kind_S1 + _softmax.SUFFIX, kind_S2=r.kind_S2 + _softmax.SUFFIX,
-                       notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
+        r = replace(r, spec=spec, expected_S1=r.expected_S1 * scale,
+                    expected_S2=r.expected_S2 * scale,
+                    parts={k: v * scale for k, v in r.parts.items()},
+                    kind_S1=r.kind_S1 + _softmax.SUFFIX, kind_S2=r.kind_S2 + _softmax.SUFFIX,
+                    notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
+        return r if softmax == "linearised" else _softmax.gaussian_correction(r, spec, x)
 
 
 def _check_arguments(delta, x) -> None:
@@ -91,7 +92,7 @@ def _check_arguments(delta, x) -> None:
         check_real("x", x)
 
 
-def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_relu="auto"):
+def _expected_moments(spec, x, y, delta, invariants, data, progress=False):
     if invariants is None:
         if x is None or y is None:
             raise ValueError("give data x, y or invariants")
@@ -109,13 +110,12 @@ def _expected_moments(spec, x, y, delta, invariants, data, progress=False, deep_
             raise ValueError("ReLU nets need data x, y (the data-free mode covers linear nets)")
         try:
             with np.errstate(over="raise"):  # float64 pair sums: overflow is an error, not inf
-                parts, kinds, limit_bound, notes = family.compute(spec, inv, x, y, progress,
-                                                                  deep_relu)
+                parts, kinds, limit_bound, notes = family.compute(spec, inv, x, y, progress)
         except (OverflowError, FloatingPointError) as err:
             raise ValueError(f"the ReLU moments overflow float64 ({err}): the gains or the "
                              f"data are too large; rescale them") from None
     else:
-        parts, kinds, limit_bound, notes = family.compute(spec, inv, x, y, progress, deep_relu)
+        parts, kinds, limit_bound, notes = family.compute(spec, inv, x, y, progress)
     if not all(mpmath.isfinite(v) for v in parts.values()):
         raise ValueError("the moments overflow float64 in the ReLU pair sums (E[S1] or E[S2] "
                          "is inf or nan): the gains or the data are too large; rescale them")

@@ -24,13 +24,14 @@ def budget_family(template: NetSpec, budget: int, depths, *, tolerance: float = 
 
 
 def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: float = 0.05,
-                             loss: str = "squared", progress: bool = False):
+                             loss: str = "squared", progress: bool = False,
+                             softmax: str = "gaussian"):
     """Nets of other depths whose parameter count is within ``tolerance`` of ``spec.params``.
 
     For each depth, the uniform width K with P(d, K, L, c) closest to the budget; those outside
     the tolerance are reported with ``within_tolerance=False``. Returns a list of dicts with
-    depth, width, params and the theory result (or an error string). ``loss``, ``y`` as for
-    :func:`expected_moments`.
+    depth, width, params and the theory result (or an error string). ``loss``, ``y``,
+    ``softmax`` as for :func:`expected_moments`.
     """
     inv = Invariants.of(x, y) if loss == "squared" else None
     if depths is None:
@@ -40,7 +41,7 @@ def same_budget_alternatives(spec: NetSpec, x, y, *, depths=None, tolerance: flo
     for alt, within in budget_family(spec, spec.params, depths, tolerance=tolerance):
         try:
             res = expected_moments(alt, x, y, delta=1.0, invariants=inv, loss=loss,
-                                   progress=progress)
+                                   progress=progress, softmax=softmax)
         except ValueError as err:
             res = str(err)
         out.append({"depth": alt.depth, "width": alt.width, "params": alt.params,

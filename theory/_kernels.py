@@ -160,14 +160,23 @@ def limit_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray, rows=slice(None),
     Widths enter only as the factors :math:`n_{l-1}` of :math:`\\langle a, a\\rangle`, i.e. these
     are the leading-order terms at the given widths.
     """
+    K, base = limit_kernels(spec, x, rows, cols)
+    YY = y[rows] @ y[cols].T
+    c = spec.outputs
+    return [c * K * b for b in base], [YY * b for b in base]
+
+
+def limit_kernels(spec: NetSpec, x: np.ndarray, rows=slice(None), cols=slice(None)):
+    """(K_L, [Θ_1, …, Θ_L]) for the pairs (i, j), i in ``rows``, j in ``cols``: the
+    infinite-width per-logit output kernel (NNGP, E[f_k(x_i) f_k(x_j)]) and the per-layer
+    per-logit tangent kernels (E[∂f_k(x_i)·∂f_k(x_j)] over the layer's weights), widths entering
+    only as the factors n_{l-1} (as in :func:`limit_terms`)."""
     relu = spec.activation == "relu"
     L = spec.depth
     layers = spec.layers  # layers[l - 1] is W_l: fan-in, gain, residual block or not
     s2 = [float(lay.gain_square) for lay in layers]
     b2 = [float(lay.branch_square) for lay in layers]  # alpha^2 on blocks, 1 elsewhere
     G, sq = _gram_block(x, rows, cols)
-    YY = y[rows] @ y[cols].T
-    c = spec.outputs
     acts = [G]              # <a_{l-1}^i, a_{l-1}^j>, l = 1..L (limit)
     dots = []               # derivative kernels of the layer inputs' activation, l = 1..L-1
     K = s2[0] * G / layers[0].fan_in
@@ -189,9 +198,4 @@ def limit_terms(spec: NetSpec, x: np.ndarray, y: np.ndarray, rows=slice(None),
     for l in range(L, 1, -1):
         lay = layers[l - 1]
         delta[l - 1] = delta[l] * (lay.skip_square + b2[l - 1] * s2[l - 1] * dots[l - 2])
-    net, lab = [], []
-    for l in range(1, L + 1):
-        base = b2[l - 1] * acts[l - 1] * delta[l]
-        net.append(c * K * base)
-        lab.append(YY * base)
-    return net, lab
+    return K, [b2[l - 1] * acts[l - 1] * delta[l] for l in range(1, L + 1)]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Callable
 
-from . import _approx, _pair_chain, _softmax
+from . import _pair_chain, _softmax
 from ._invariants import Invariants
 from ._kernels import limit_terms, two_layer_relu_terms
 from ._pair_sums import pair_sums
@@ -37,9 +37,11 @@ from ._spec import NetSpec
 from ._transfer import linear_exact, mp, relu_s1_terms
 
 LARGE_WIDTH_FACTOR = 10**30  # widths × this factor evaluate the K → ∞ limit
-#: Deepest ReLU net (depth >= 3) evaluated; deeper ones are refused at once. The ReLU pair sums
-#: cost O(n²·L) with a Python loop over the layers (L = 1000, K = 256, n = 128: 2.1 s on the
-#: 2-core development machine under load; L = 20 000 would take minutes).
+#: Deepest ReLU net (depth >= 3) evaluated; deeper ones are refused at once. The K -> oo pair
+#: sums cost O(n²·L) (L = 1000, K = 256, n = 128: 2.1 s) and the pair chain about 0.05 s of CPU
+#: per layer at K >= 256 but 0.5 s at K = 16 for L = 40 (more draws for narrow layers, more
+#: angles for deep nets; :mod:`theory._pair_chain`): L = 2000 takes minutes at K = 256 and is
+#: far beyond L/K = 1/2, where E[S2] is unvalidated (README).
 RELU_MAX_DEPTH = 2000
 #: Measured band of the relative error of E[S2], (theory - MC)/MC, of residual ReLU nets
 #: (kind "limit": NTK pair terms at the given widths), K = 16-32, L = 3-8, 10 outputs (README);
@@ -48,14 +50,14 @@ RELU_MAX_DEPTH = 2000
 #: K = 256, L = 3), so the family's stated band over all widths is (-82%, 0).
 RESIDUAL_LIMIT_ERROR = (-0.82, -0.35)
 #: Stated precision of the pair chain's E[S2] (numerical integration, relative): spread over
-#: draw seeds <= 0.36% (K = 16-32, L = 8) plus linear-interpolation bias <= +0.2% (README).
+#: draw seeds 0.11-0.34% (K = 16-1024, L = 8-32), offset of the draw rule from 4-8x the
+#: draws <= 0.12% and linear-interpolation bias <= +0.17% (README).
 PAIR_CHAIN_PRECISION = 0.006
 #: (smallest width, largest L/K, largest |error of E[S2]| seen): the pair chain against Monte
-#: Carlo, fully connected ReLU, K = 16-64, L = 3..8, three data sets (README).
-PAIR_CHAIN_VALIDATED = (16, Fraction(1, 2), 0.027)
-#: Deep fully connected ReLU nets whose hidden widths sum to at most this use the pair chain
-#: (kind "numerical", :mod:`theory._pair_chain`) for E[S2]; wider ones the approximation.
-PAIR_CHAIN_MAX_UNITS = 320
+#: Carlo, fully connected ReLU, K = 16-1024, L = 3..32, three data sets, every cell that the
+#: Monte Carlo resolves (README; Gaussian data at K = 32, L = 8 read -3.1% +- 1.5% at 40 000
+#: nets, -1.6% +- 1.1% at 60 000; L/K = 1/2 at K = 64 is beyond the Monte Carlo's reach).
+PAIR_CHAIN_VALIDATED = (16, Fraction(1, 2), 0.017)
 
 
 def monte_carlo_command(spec: NetSpec) -> str:
@@ -87,7 +89,7 @@ class Family:
             for exact families, the validated band for numerical ones (E[S1] stays exact),
             the measured band for limits (README).
         matches: whether a spec belongs to the family.
-        compute: ``(spec, inv, x, y, progress, deep_relu) -> (parts, kinds, K→∞ bound,
+        compute: ``(spec, inv, x, y, progress) -> (parts, kinds, K→∞ bound,
             notes)``.
     """
 
@@ -132,7 +134,7 @@ def _scaled(spec: NetSpec, factor: int) -> NetSpec:
 
 
 # ------------------------------------------------------------------------- the families
-def _linear(spec, inv, x, y, progress, deep_relu):
+def _linear(spec, inv, x, y, progress):
     parts = linear_exact(spec, inv)
     limit = None
     if spec.depth >= 2:
@@ -148,7 +150,7 @@ def _relu_limit_bound(spec, x, y, progress):
                               progress=progress).parts(), x.shape[0])
 
 
-def _relu_two_layer(spec, inv, x, y, progress, deep_relu):
+def _relu_two_layer(spec, inv, x, y, progress):
     # exact and K -> oo from the same moments, in one pass over the pairs
     both = pair_sums(lambda *a: two_layer_relu_terms(
         *a, width_factors=(1, LARGE_WIDTH_FACTOR)), spec, x, y, progress=progress, layers=4)
@@ -156,37 +158,29 @@ def _relu_two_layer(spec, inv, x, y, progress, deep_relu):
     return parts.parts(), ("exact", "exact"), bound_of(limit.parts(), inv.n), []
 
 
-def _relu_deep_fc(spec, inv, x, y, progress, deep_relu):
+def _relu_deep_fc(spec, inv, x, y, progress):
     limit = _relu_limit_bound(spec, x, y, progress)
     notes = []
-    if deep_relu == "pair_chain" or (deep_relu == "auto"
-                                     and sum(spec.widths) <= PAIR_CHAIN_MAX_UNITS):
-        S1n, S1l, S2n, S2l = pair_chain_parts(spec, inv, x, y, progress)
-        kinds = ("exact", "numerical")
-        notes.append(f"E[S2]: exact reduction to the angle between the inputs of each "
-                     f"pair, integrated numerically (precision about "
-                     f"{100 * PAIR_CHAIN_PRECISION:.1f}% of E[S2]; within "
-                     f"{100 * PAIR_CHAIN_VALIDATED[2]:.1f}% of Monte Carlo for K >= "
-                     f"{PAIR_CHAIN_VALIDATED[0]}, L/K <= {PAIR_CHAIN_VALIDATED[1]}, README)")
-        K_min = min(spec.widths)
-        if K_min < PAIR_CHAIN_VALIDATED[0] or Fraction(spec.depth, K_min) > \
-                PAIR_CHAIN_VALIDATED[1]:
-            notes.append(f"this net (narrowest width {K_min}, L/K = "
-                         f"{spec.depth / K_min:.3g}) is outside the range checked against "
-                         f"Monte Carlo (K >= {PAIR_CHAIN_VALIDATED[0]}, L/K <= "
-                         f"{PAIR_CHAIN_VALIDATED[1]}); the reduction is exact at every "
-                         f"width, but its numerical noise there is unmeasured")
-    else:
-        S1n, S1l, S2n, S2l = _approx.approx_parts(spec, inv, x, y, progress)
-        kinds = ("exact", "approximation")
-        ratio = Fraction(spec.depth, min(spec.widths))
-        if ratio > _approx.APPROX_VALID_L_OVER_K:
-            notes.append(_approx.outside_note(ratio))
+    S1n, S1l, S2n, S2l = pair_chain_parts(spec, inv, x, y, progress)
+    kinds = ("exact", "numerical")
+    notes.append(f"E[S2]: exact reduction to the angle between the inputs of each "
+                 f"pair, integrated numerically (precision about "
+                 f"{100 * PAIR_CHAIN_PRECISION:.1f}% of E[S2]; within "
+                 f"{100 * PAIR_CHAIN_VALIDATED[2]:.1f}% of Monte Carlo for K >= "
+                 f"{PAIR_CHAIN_VALIDATED[0]}, L/K <= {PAIR_CHAIN_VALIDATED[1]}, README)")
+    K_min = min(spec.widths)
+    if K_min < PAIR_CHAIN_VALIDATED[0] or Fraction(spec.depth, K_min) > \
+            PAIR_CHAIN_VALIDATED[1]:
+        notes.append(f"this net (narrowest width {K_min}, L/K = "
+                     f"{spec.depth / K_min:.3g}) is outside the range checked against "
+                     f"Monte Carlo (K >= {PAIR_CHAIN_VALIDATED[0]}, L/K <= "
+                     f"{PAIR_CHAIN_VALIDATED[1]}); the reduction is exact at every "
+                     f"width, but its numerical noise there is unmeasured")
     parts = {"S1_net": S1n, "S2_net": S2n, "S1_label": S1l, "S2_label": S2l}
     return parts, kinds, limit, notes
 
 
-def _relu_residual(spec, inv, x, y, progress, deep_relu):
+def _relu_residual(spec, inv, x, y, progress):
     limit = _relu_limit_bound(spec, x, y, progress)
     parts = pair_sums(limit_terms, spec, x, y, progress=progress).parts()
     lo, hi = RESIDUAL_LIMIT_ERROR
@@ -249,7 +243,8 @@ def family_of(spec: NetSpec) -> Family:
     return found[0]
 
 
-def covers(spec: NetSpec, loss: str = "squared", *, data_free: bool = False) -> Coverage:
+def covers(spec: NetSpec, loss: str = "squared", *, data_free: bool = False,
+           softmax: str = "gaussian") -> Coverage:
     """Whether theory covers ``spec`` under ``loss`` and with which kinds, without computing.
 
     Args:
@@ -258,6 +253,7 @@ def covers(spec: NetSpec, loss: str = "squared", *, data_free: bool = False) -> 
         data_free: the expectation also over i.i.d. Gaussian inputs with zero labels
             (:meth:`Invariants.gaussian_expectation`), which needs a family that works
             from the data invariants alone.
+        softmax: the cross-entropy method, as for :func:`theory.expected_moments`.
 
     Returns:
         a :class:`Coverage`; ``reason`` says why a net is not covered (then the kinds are
@@ -299,8 +295,8 @@ def covers(spec: NetSpec, loss: str = "squared", *, data_free: bool = False) -> 
             if not ok:
                 return no(f"gain s_{l}^2 = {float(s2) if s2 < 10**300 else '>1e300'} is "
                           f"outside the float64 range that the ReLU pair sums use")
-    suffix = _softmax.SUFFIX if loss == "cross_entropy" else ""
     kind_S2 = fam.kind_S2
-    if fam.name == "relu-deep-fc" and sum(spec.widths) > PAIR_CHAIN_MAX_UNITS:
-        kind_S2 = "approximation"
-    return Coverage(fam.name, fam.kind_S1 + suffix, kind_S2 + suffix, None, fam.needs_data)
+    if loss == "cross_entropy":
+        return Coverage(fam.name, _softmax.kind_of(fam.kind_S1, softmax),
+                        _softmax.kind_of(kind_S2, softmax), None, fam.needs_data)
+    return Coverage(fam.name, fam.kind_S1, kind_S2, None, fam.needs_data)

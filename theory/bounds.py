@@ -3,8 +3,9 @@
 Prints E[S1], E[S2], the expected batch-size bound B̄_S = n·E[S1]/E[S2] (ratio of expectations
 over random initial weights, data fixed), B_simple = B̄_S − 1, the predicted maximum batch
 δ·B̄_S + 1, the K → ∞ limit and the same-parameter-budget alternatives, each tagged
-exact / numerical / approximation / limit (with " (linearised softmax)" for
-``--loss cross_entropy``). ``--json`` prints one object; ``--symbolic`` the closed form.
+exact / numerical / approximation / limit (``--loss cross_entropy``: "approximation (softmax,
+Gaussian logits)", or with ``--softmax linearised`` the squared-loss kind + " (linearised
+softmax)"). ``--json`` prints one object; ``--symbolic`` the closed form.
 This module never imports jax; sympy is imported only for ``--symbolic``.
 """
 
@@ -44,7 +45,12 @@ def build_parser() -> Parser:
     p.add_argument("--loss", default="squared", choices=("squared", "cross_entropy"),
                    help="squared (default) or cross_entropy: softmax cross-entropy with the "
                         "data's integer classes (c = --outputs, else the number of classes), "
-                        "linearised at small logits")
+                        "with the mean-field softmax correction (--softmax)")
+    p.add_argument("--softmax", default="gaussian", choices=("gaussian", "linearised"),
+                   help="with --loss cross_entropy: gaussian (default: linearised moments plus "
+                        "the softmax correction over Gaussian logits; measured within 2.4%% on "
+                        "fc nets at output gain 1, README) or linearised (small-logit "
+                        "linearisation only; as good for output gains <= 0.3)")
     p.add_argument("--delta", type=float, default=1.0,
                    help="delta of the predicted maximum batch delta*B_S + 1 (default 1)")
     p.add_argument("--no-same-budget", action="store_true",
@@ -64,12 +70,12 @@ def _fmt(v) -> str:
     return f"{v:.6g}"
 
 
-def _alternatives(spec, ds, data_free, loss="squared", labels=None):
+def _alternatives(spec, ds, data_free, loss="squared", labels=None, softmax="gaussian"):
     if data_free:
         return []
     rows = []
     for alt in same_budget_alternatives(spec, ds.x, ds.y if labels is None else labels,
-                                        loss=loss, progress=True):
+                                        loss=loss, progress=True, softmax=softmax):
         r = alt["result"]
         row = {k: alt[k] for k in ("depth", "width", "params", "within_tolerance")}
         if isinstance(r, TheoryResult):
@@ -90,8 +96,10 @@ def _print_human(result: TheoryResult, ds_desc: str, alts: list, out=None):
     w(f"conventions: {spec.describe()}; expectations over {result.averaged_over}\n")
     w(f"data: {ds_desc}\n")
     if result.loss == "cross_entropy":
-        w("loss: softmax cross-entropy with integer classes, linearised at small logits "
-          "(replaces the squared loss above)\n")
+        how = ("linearised at small logits" if "linearised" in result.kind else
+               "linearised moments plus the mean-field softmax correction (Gaussian logits)")
+        w(f"loss: softmax cross-entropy with integer classes, {how} (replaces the squared "
+          f"loss above)\n")
     w(f"parameters: P = {spec.params}\n\n")
     rows = [
         ("E[S1] = E sum_i ||g_i||^2", d["expected_S1_str"], d["kind"]["expected_S1"]),
@@ -200,7 +208,7 @@ def _main(argv=None) -> int:
         try:
             result = expected_moments(spec, ds.x, ds.y if labels is None else labels,
                                       delta=args.delta, data=desc, loss=args.loss,
-                                      progress=True)
+                                      progress=True, softmax=args.softmax)
         except MemoryError:
             relu = spec.activation == "relu" and spec.depth >= 2
             fail(f"out of memory evaluating the moments (n = {ds.n}, d = {ds.input_dim}: "
@@ -209,7 +217,7 @@ def _main(argv=None) -> int:
                     "the data invariants need a min(n, d)^2 float64 matrix")
                  + "); try a smaller --n")
     alts = [] if args.no_same_budget else _alternatives(spec, ds, args.data_free, args.loss,
-                                                        labels)
+                                                        labels, args.softmax)
     if args.json:
         out = result.to_dict()
         out["same_budget"] = alts

@@ -17,8 +17,7 @@ from K = 2 up to K ≈ 0.06–0.5·d (e.g. up to K ≈ 27–32 for d = 512) befo
 **P2 fails for deep ReLU nets at infinite width**: in the exact infinite-width (NTK) limit the
 bound falls with depth, bottoms out (near L ≈ 12 on MNIST-1D) and then rises again (the deep
 ReLU NTK keeps a fixed off-diagonal/diagonal ratio). At finite width this turn is *not* seen:
-Monte Carlo at K = 256 on MNIST-1D shows the bound decreasing through L = 48 (README table);
-the finite-width approximation follows Monte Carlo only inside its range L/K ≤ 1/16.
+Monte Carlo at K = 256 on MNIST-1D shows the bound decreasing through L = 48.
 """
 
 from __future__ import annotations

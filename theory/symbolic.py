@@ -70,8 +70,8 @@ def closed_form(activation: str = "linear", arch: str = "fc", gain_squares=None,
 
     Valid for :math:`L \ge 2` (``arch="residual"``: :math:`L \ge 3`, default
     :math:`\alpha^2 = 1/(L-2)`). ``gain_squares`` = (first, hidden, last) :math:`s^2`.
-    Deep ReLU (:math:`L \ge 3`): only E[S1] has a closed form (E[S2] is the pair chain or the
-    approximation, evaluated numerically), so ``S2``/``B`` are None; depth 2 ReLU: see
+    Deep ReLU (:math:`L \ge 3`): only E[S1] has a closed form (E[S2] is the pair chain,
+    evaluated numerically), so ``S2``/``B`` are None; depth 2 ReLU: see
     :func:`two_layer_relu`.
 
     Returns a dict with keys S1, S2, B (sympy expressions or None), kind, valid.
@@ -98,7 +98,7 @@ def closed_form(activation: str = "linear", arch: str = "fc", gain_squares=None,
     S1 = (uniform_sum(*net, L, _relu_chain.network_top(c), (X4,))
           + uniform_sum(*lab, L, _relu_chain.LABEL_TOP, (Yd,)))
     return {"S1": S1, "S2": None, "B": None,
-            "kind": "exact (S1); S2 numerical (pair chain) or approximation, no closed form",
+            "kind": "exact (S1); S2 numerical (pair chain), no closed form",
             "valid": "L >= 2"}
 
 
