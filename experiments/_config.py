@@ -450,6 +450,9 @@ def load_config(path: str | None) -> SweepConfig:
         raise ExperimentError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as err:
         raise ExperimentError(f"{path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError as err:  # TOML is UTF-8 text
+        raise ExperimentError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                              f"offset {err.start}); TOML files must be UTF-8") from None
     except OSError as err:
         raise ExperimentError(f"{path}: cannot read ({err.strerror})") from None
     return config_from_dict(raw, source=path)
@@ -459,6 +462,10 @@ def resolved_target(metric: str, target: float) -> float:
     """The target value in force: ``target`` if set, else the metric's documented default
     (accuracy 0.9 of the training set; relative_loss 0.1: the training loss at most a tenth
     of the best constant predictor's, see :func:`experiments._train.constant_predictor_loss`)."""
+    if metric == "accuracy" and target > 1:  # train.target_metric "auto" resolved to accuracy
+        raise ExperimentError(f"an accuracy target must be in (0, 1], got {target}: no net can "
+                              f"reach it (the data are a classification task, so the target "
+                              f"metric is accuracy)")
     if target > 0:
         return target
     if metric == "accuracy":

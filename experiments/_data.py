@@ -263,9 +263,18 @@ def _classification(pixels: np.ndarray, labels: np.ndarray, name: str, desc: str
     x = (x - x.mean()) / (std if std > 0 else 1.0)
     if labels.min() < 0:
         raise ExperimentError(f"{desc.split(':')[0]}: negative class labels")
-    c = int(labels.max()) + 1
+    c = _class_count(labels, desc)
     y = np.eye(c)[labels] - 1.0 / c
     return Dataset(x, y, name, desc + f", {c} classes, pixels/{scale:g} standardised", labels)
+
+
+def _class_count(labels, desc: str) -> int:
+    from theory.data import DataError, check_class_count
+
+    try:
+        return check_class_count(labels, desc.split(":")[0])
+    except DataError as err:
+        raise ExperimentError(str(err)) from None
 
 
 # --------------------------------------------------------------------------- resolution
@@ -273,7 +282,7 @@ def _one_hot(ds: Dataset) -> Dataset:
     k = ds.classes
     if k.min() < 0:
         raise ExperimentError(f"{ds.description.split(':')[0]}: negative class labels")
-    c = int(k.max()) + 1
+    c = _class_count(k, ds.description)
     return Dataset(ds.x, np.eye(c)[k] - 1.0 / c, ds.name,
                    ds.description + f", {c} classes (integer labels, centred one-hot)", k)
 

@@ -15,7 +15,8 @@ import os
 import shutil
 import sys
 
-from . import _cli
+from theory import cli
+
 from ._errors import ExperimentError
 
 _FILES = ("report.md", "analysis.csv", "analysis.json", "suite.json", "workload.json",
@@ -55,14 +56,14 @@ def collect(src: str, dst: str) -> list[str]:
 
 
 def _parser():
-    p = _cli.ArgumentParser(prog="python -m experiments.collect",
-                            description=__doc__.split("\n")[0])
+    p = cli.Parser(prog="python -m experiments.collect", description=__doc__.split("\n")[0],
+                   examples=["python -m experiments.collect runs/c2 experiments/results/c2"])
     p.add_argument("src", help="run folder (as given to experiments.sweep --out)")
     p.add_argument("dst", help="results folder to write")
     return p
 
 
-@_cli.guarded
+@cli.command
 def main(argv=None) -> int:
     """Copy a run folder into a results folder; returns the exit status."""
     args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
@@ -72,4 +73,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

@@ -12,12 +12,17 @@ from __future__ import annotations
 import shlex
 import sys
 
-from . import _cli
+from theory import cli
+
+from ._errors import ExperimentError
 
 
 def _parser():
-    p = _cli.ArgumentParser(prog="python -m experiments.report",
-                            description=__doc__.split("\n")[0])
+    p = cli.Parser(prog="python -m experiments.report", description=__doc__.split("\n")[0],
+                   examples=["python -m experiments.report runs/quick",
+                             "python -m experiments.report runs/c2 --repeat runs/c2-repeat",
+                             "python -m experiments.report runs/axes --reference "
+                             "runs/c2/mnist1d-cross_entropy-fc"])
     p.add_argument("dir", help="sweep output folder (as given to experiments.sweep --out)")
     p.add_argument("--bootstrap", type=int,
                    help="bootstrap resamples of the predictors' Spearman intervals "
@@ -29,19 +34,19 @@ def _parser():
     return p
 
 
-@_cli.guarded
+@cli.command
 def main(argv=None) -> int:
     """Analyse a sweep folder and write its report; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     if args.bootstrap is not None and args.bootstrap < 0:
-        raise _cli.ExperimentError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+        raise ExperimentError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     command = "python -m experiments.report " + " ".join(shlex.quote(a) for a in argv)
     import os
 
     for d in [args.repeat] + args.reference:
         if d is not None and not os.path.isdir(d):
-            raise _cli.ExperimentError(f"{d}: no such folder")
+            raise ExperimentError(f"{d}: no such folder")
     from ._report import write_report  # jax, matplotlib: only once the arguments are good
 
     res = write_report(args.dir, n_boot=args.bootstrap, command=command, repeat=args.repeat,
@@ -52,4 +57,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

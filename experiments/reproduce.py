@@ -15,16 +15,19 @@ import shlex
 import sys
 import time
 
-from . import _cli
+from theory import cli
+
 from ._config import load_config
+from .sweep import INTERRUPTED
 
 QUICK_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "quick.toml")
 DEFAULT_OUT = "runs/quick"
 
 
 def _parser():
-    p = _cli.ArgumentParser(prog="python -m experiments.reproduce",
-                            description=__doc__.split("\n")[0])
+    p = cli.Parser(prog="python -m experiments.reproduce", description=__doc__.split("\n")[0],
+                   examples=["python -m experiments.reproduce",
+                             "python -m experiments.reproduce --data my.npz --out runs/mine"])
     p.add_argument("--data", help="mnist1d (default) | gaussian | FILE.npz | MNIST IDX | "
                                   "CIFAR-10 batches")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
@@ -34,7 +37,7 @@ def _parser():
     return p
 
 
-@_cli.guarded
+@cli.command(interrupted=INTERRUPTED)
 def main(argv=None) -> int:
     """Run the quick study (sweep, then report); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -57,4 +60,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main, hard_exit_on_interrupt=True)

@@ -16,13 +16,35 @@ Ctrl-C or a kill loses nothing finished, and rerunning the same command resumes.
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 
-from . import _cli
+from theory import cli
+
 from ._config import SweepConfig, load_config
 
 DEFAULT_OUT = "runs/quick"
+EXAMPLES = (
+    "python -m experiments.sweep --config experiments/configs/quick.toml --out runs/quick",
+    "python -m experiments.sweep --data my.npz --depths 2,4 --batch-sizes 16,64,256 --out "
+    "runs/my",
+    "python -m experiments.sweep --config experiments/configs/c2.toml --data my.npz --seeds 2 "
+    "--max-steps 5000 --out runs/c2-mine",
+)
+#: The one line printed on Ctrl-C (exit status 130).
+INTERRUPTED = "interrupted: finished trials are saved; rerun the same command to resume"
+
+
+def target_arg(text: str):
+    """``0.9`` (value for the configured metric) or ``METRIC:VALUE``."""
+    metric, _, value = text.rpartition(":")
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected VALUE or METRIC:VALUE, got {text!r}") \
+            from None
+    return (metric or None, v)
 
 
 def add_override_flags(p) -> None:
@@ -30,14 +52,18 @@ def add_override_flags(p) -> None:
     p.add_argument("--config", help="TOML config (default: the quick study)")
     p.add_argument("--data", help="mnist1d | gaussian | FILE.npz | MNIST IDX | CIFAR-10 batches")
     p.add_argument("--n", type=int, help="use the first N training examples (0 = all)")
-    p.add_argument("--arch", choices=("fc", "residual"))
+    p.add_argument("--arch", choices=("fc", "residual"),
+                   help="network family: fc (fully connected) or residual (blocks h + "
+                        "alpha*W*relu(h)); default: the config's")
     p.add_argument("--loss", choices=("cross_entropy", "squared"),
                    help="training loss (squared: on centred one-hot targets for classes)")
-    p.add_argument("--activation", choices=("linear", "relu"))
-    p.add_argument("--depths", type=_cli.int_list, help="e.g. 2,4,8 (weight matrices)")
+    p.add_argument("--activation", choices=("linear", "relu"),
+                   help="hidden-layer nonlinearity (default: the config's, relu in the "
+                        "shipped configs)")
+    p.add_argument("--depths", type=cli.int_list, help="e.g. 2,4,8 (weight matrices)")
     p.add_argument("--budget", type=int, help="parameter budget P of the family")
-    p.add_argument("--batch-sizes", type=_cli.int_list, help="e.g. 16,64,256")
-    p.add_argument("--lrs", type=_cli.float_list,
+    p.add_argument("--batch-sizes", type=cli.int_list, help="e.g. 16,64,256")
+    p.add_argument("--lrs", type=cli.float_list,
                    help="learning-rate grid at the reference batch size, e.g. 0.01,0.1,1")
     p.add_argument("--lr-scaling", choices=("none", "sqrt", "linear"),
                    help="how the grid moves with batch size (none: same lrs everywhere)")
@@ -45,7 +71,7 @@ def add_override_flags(p) -> None:
     p.add_argument("--seed-start", type=int,
                    help="first seed (a repeat of a study under new seeds, e.g. 5)")
     p.add_argument("--max-steps", type=int, help="step cap per trial")
-    p.add_argument("--target", type=_cli.target_arg,
+    p.add_argument("--target", type=target_arg,
                    help="target value for the metric, or METRIC:VALUE "
                         "(accuracy | loss | relative_loss)")
     p.add_argument("--momentum", type=float, help="SGD momentum (default 0: off)")
@@ -86,7 +112,8 @@ def build_config(args) -> SweepConfig:
 
 
 def _parser():
-    p = _cli.ArgumentParser(prog="python -m experiments.sweep", description=__doc__.split("\n")[0])
+    p = cli.Parser(prog="python -m experiments.sweep", description=__doc__.split("\n")[0],
+                   examples=EXAMPLES)
     add_override_flags(p)
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--workloads", type=lambda t: [w for w in t.split(",") if w],
@@ -97,7 +124,7 @@ def _parser():
     return p
 
 
-@_cli.guarded
+@cli.command(interrupted=INTERRUPTED)
 def main(argv=None) -> int:
     """Parse flags, run or resume the sweep; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -114,4 +141,4 @@ def main(argv=None) -> int:
 __all__ = ["main", "build_config", "add_override_flags"]
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main, hard_exit_on_interrupt=True)

@@ -13,13 +13,34 @@ Thin re-exports; each concept lives in one private module:
 * :func:`x64` — the one precision switch (float32 default).
 """
 
-from ._precision import x64, default_dtype
-from ._network import init_params, apply, branch_scales
-from ._stats import GradStats, per_example_stats
-from ._generic import gradient_diversity, ghost_plan, two_batch_noise_scale
-from ._mc import MCResult, mc_moments
-from ._monitor import (DiversityStats, NoiseScaleState, diversity_stats, noise_scale_ema,
-                       noise_scale_estimates, value_grad_and_diversity)
+import importlib
+
+# name -> private module; imported on first use (PEP 562), so ``python -m numerics.check --help``
+# and its argument errors answer without importing jax
+_LAZY = {
+    "x64": "_precision", "default_dtype": "_precision",
+    "init_params": "_network", "apply": "_network", "branch_scales": "_network",
+    "GradStats": "_stats", "per_example_stats": "_stats",
+    "gradient_diversity": "_generic", "ghost_plan": "_generic",
+    "two_batch_noise_scale": "_generic",
+    "MCResult": "_mc", "mc_moments": "_mc",
+    "DiversityStats": "_monitor", "NoiseScaleState": "_monitor", "diversity_stats": "_monitor",
+    "noise_scale_ema": "_monitor", "noise_scale_estimates": "_monitor",
+    "value_grad_and_diversity": "_monitor",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'numerics' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
 
 __all__ = [
     "x64", "default_dtype", "init_params", "apply", "branch_scales", "GradStats",

@@ -22,6 +22,7 @@ import numpy as np
 from theory import diversity
 
 from . import _ghost, _ghost_norms
+from ._stats import check_values
 
 #: Default memory bound for one chunk of per-example gradients (bytes).
 CHUNK_BYTES = 1 << 28
@@ -301,6 +302,9 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
     x = jax.tree_util.tree_map(jnp.asarray, x)
     y = jax.tree_util.tree_map(jnp.asarray, y)
     n = _check_inputs(params, x, y)
+    for name, tree in (("x", x), ("y", y)):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            check_values(name + jax.tree_util.keystr(path), leaf)
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     keys = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
@@ -337,7 +341,8 @@ _ONE_EXAMPLE = {}
 
 def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
                        chunk_size: int | None = None, batched: bool = False) -> dict:
-    r"""S1, S2, gradient diversity, :math:`B_S` and the estimator variants of SPEC §2.
+    r"""S1, S2, gradient diversity, :math:`B_S` and the estimator variants (README,
+    "Definitions and conventions").
 
     .. math::
 
@@ -374,8 +379,8 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
 
     Raises:
         ValueError: on an unknown ``method``, a non-positive ``chunk_size``, a loss that does
-            not return one scalar per example, non-floating parameters, or ``x``/``y`` without
-            a common example axis (or no example).
+            not return one scalar per example, non-floating parameters, ``x``/``y`` without
+            a common example axis (or no example), complex ``x``/``y``, or NaN/inf in them.
 
     Example:
         >>> import jax.numpy as jnp

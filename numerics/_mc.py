@@ -11,7 +11,8 @@ sample count reuses the same executable. Under ``jax.distributed`` (several host
 computes every P-th block on its own devices and the blocks are all-gathered: every process
 returns the single-process result (tested with two CPU processes on loopback).
 
-Estimators (SPEC §2, §4), over N networks with per-network :math:`S_1, S_2`:
+Estimators (README, "Definitions and conventions"), over N networks with per-network
+:math:`S_1, S_2`:
 
 * :math:`\widehat{E S_1}, \widehat{E S_2}` with standard errors :math:`\mathrm{sd}/\sqrt N`;
 * the ratio of means :math:`\bar B_S = n\,\overline{S_1}/\overline{S_2}` with the delta-method
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -306,6 +308,9 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
         raise ValueError("give samples (a fixed count) or rel_se (a target precision)")
     if samples is not None:
         _check_positive("samples", samples)
+        if samples < 2:
+            raise ValueError(f"samples must be at least 2 (a standard error needs two "
+                             f"networks), got {samples}")
     if rel_se is not None:
         _check_positive("rel_se", rel_se, float)
     if max_seconds is not None:
@@ -313,6 +318,7 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
     cap = int(samples) if samples is not None else MAX_SAMPLES
     dtype = default_dtype()
     x, y = prepare_xy(spec, x, y, loss, dtype)
+    xmax = float(jnp.max(jnp.abs(x)))
     n = int(x.shape[0])
     n_dev = len(jax.local_devices()) if devices is None else int(devices)
     if not 1 <= n_dev <= len(jax.local_devices()):
@@ -320,6 +326,7 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
     chunk = default_chunk(spec, n, dtype) if chunk is None else int(chunk)
     if chunk < 1:
         raise ValueError(f"chunk must be positive, got {chunk}")
+    _check_memory(spec, n, dtype)
     fn, net_sharding, rep = _block_fn(spec, loss, chunk, n_dev)
     block = n_dev * chunk * STEPS_PER_CALL
     x, y, key = jax.device_put(x, rep), jax.device_put(y, rep), jax.device_put(key, rep)
@@ -354,6 +361,7 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
                 done += take
                 s1 = np.concatenate([p[0] for p in pieces])
                 s2 = np.concatenate([p[1] for p in pieces])
+                _check_sums(s1, s2, xmax, dtype)
                 running["samples"].append(done)
                 running["S1"].append(float(s1.mean()))
                 running["S2"].append(float(s2.mean()))
@@ -378,6 +386,52 @@ def mc_moments(spec, x, y, *, key, samples: int | None = None, rel_se: float | N
     boot = _bootstrap(S1, S2, n, int(bootstrap), bootstrap_seed) if bootstrap else None
     return MCResult(n, int(S1.shape[0]), S1, S2, L1, L2, running, boot, stop,
                     None if rel_se is None else float(rel_se), time.perf_counter() - start)
+
+
+def device_memory() -> int:
+    """Bytes of memory of the first local device (host RAM for the CPU backend)."""
+    stats = None
+    try:
+        stats = jax.local_devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - backends without memory statistics
+        pass
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_memory(spec, n: int, dtype) -> None:
+    """Refuse (ValueError), before compiling, a network whose weights, or whose activations on
+    the n examples, do not fit the device even once."""
+    item = jax.numpy.dtype(dtype).itemsize
+    weights = spec.params * item
+    acts = n * (spec.input_dim + sum(spec.widths) + spec.outputs) * item
+    have = device_memory()
+    if weights + acts > have:
+        raise ValueError(f"one network does not fit in memory: P = {spec.params} parameters "
+                         f"({weights / 2**30:.3g} GiB of {jax.numpy.dtype(dtype).name}) and "
+                         f"activations on n = {n} examples ({acts / 2**30:.3g} GiB), device "
+                         f"memory {have / 2**30:.3g} GiB; use a smaller width, depth or n")
+
+
+def _check_sums(S1, S2, xmax: float, dtype) -> None:
+    """Refuse (ValueError) sums that overflowed or underflowed the working precision, instead
+    of returning inf, nan or 0 as an estimate."""
+    name = jnp.dtype(dtype).name
+    hint = ("rescale x and y (B_S does not change when x and y are scaled together)"
+            + ("" if name == "float64" else " or use float64 (numerics.x64, --x64)"))
+    if not (np.all(np.isfinite(S1)) and np.all(np.isfinite(S2))):
+        raise ValueError(f"the per-example gradient norms overflow {name} (largest |x| entry "
+                         f"{xmax:.3g}); {hint}")
+    if not np.any(S1 > 0):
+        if xmax == 0:
+            raise ValueError("every input row is zero: all gradients vanish at every "
+                             "initialisation, so B_S = n*S1/S2 = 0/0 is undefined")
+        # S1 ~ |x|^4: all-zero sums from data this small are underflow (from larger data,
+        # e.g. ReLU nets with every unit dead on every example, they are the right answer)
+        if xmax ** 4 < float(jnp.finfo(dtype).tiny) * 1e6:
+            raise ValueError(f"every per-example gradient is 0 in {name} (largest |x| entry "
+                             f"{xmax:.3g}: the gradients underflow); {hint}")
 
 
 def _elapsed_over(start, max_seconds, procs):

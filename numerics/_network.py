@@ -1,7 +1,7 @@
 r"""Random networks of a :class:`theory.NetSpec`: initialisation, forward pass, backward pass.
 
 Everything here is written for ONE example and vmapped for batches. The conventions are the
-spec's (SPEC §3, ``theory/_spec.py``): depth :math:`L` weight matrices,
+spec's (README, "Definitions and conventions"; ``theory/_spec.py``): depth :math:`L` weight matrices,
 
 .. math::
 
@@ -49,7 +49,7 @@ def init_params(spec, *, key, dtype=None) -> list:
 
     Args:
         spec: the network (:class:`theory.NetSpec`).
-        key: a PRNG key (``jax.random.key`` or ``jax.random.PRNGKey``).
+        key: a PRNG key from ``jax.random.key`` (legacy raw ``uint32`` keys work too).
         dtype: floating dtype; default float64 under :func:`numerics.x64`, else float32.
 
     Example:

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from theory import diversity
 
@@ -74,15 +75,55 @@ def _stats(spec, params, x, y, loss):
                      jnp.sum(values))
 
 
+def check_values(name: str, a) -> None:
+    """Refuse (ValueError) a complex array, or a concrete floating one holding NaN or inf.
+    Arrays traced under ``jit`` pass: their values are not known."""
+    if isinstance(a, jax.core.Tracer):
+        return
+    xp = jnp if isinstance(a, jax.Array) else np  # numpy data stays float64 for the check
+    a = xp.asarray(a)
+    if xp.iscomplexobj(a):
+        raise ValueError(f"{name} is complex ({a.dtype}): the gradient statistics are defined "
+                         f"for real data; pass the real part, or the real and imaginary parts "
+                         f"as separate features, explicitly")
+    if xp.issubdtype(a.dtype, xp.floating) and not bool(xp.all(xp.isfinite(a))):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def _check_range(name: str, a, dtype) -> None:
+    """Refuse values that the cast to ``dtype`` would turn into inf."""
+    if isinstance(a, jax.core.Tracer) or not np.issubdtype(np.asarray(a).dtype, np.floating):
+        return
+    big = float(np.max(np.abs(a))) if np.size(a) else 0.0
+    info = jnp.finfo(dtype)
+    if big > float(info.max):
+        raise ValueError(f"{name} has entries up to {big:.3g}, beyond the "
+                         f"{jnp.dtype(dtype).name} range; rescale x and y (B_S does not "
+                         f"change when x and y are scaled together)")
+    if 0 < big < float(info.tiny):
+        raise ValueError(f"{name}'s largest entry {big:.3g} is below the smallest normal "
+                         f"{jnp.dtype(dtype).name} ({float(info.tiny):.3g}); rescale x and y "
+                         f"(B_S does not change when x and y are scaled together)")
+
+
 def prepare_xy(spec, x, y, loss, dtype):
     """Cast and shape-check a batch for a spec-built network (raises ValueError)."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r} (choose from {LOSSES})")
+    if not isinstance(x, jax.core.Tracer):
+        x = np.asarray(x) if not isinstance(x, jax.Array) else x
+    check_values("x", x)
+    _check_range("x", x, dtype)
     x = jnp.asarray(x, dtype=dtype)
     if x.ndim != 2 or x.shape[1] != spec.input_dim:
-        raise ValueError(f"x must have shape (n, {spec.input_dim}), got {x.shape}")
+        raise ValueError(f"x must have shape (n, {spec.input_dim}) (n examples of dimension "
+                         f"d = {spec.input_dim}), got {x.shape}")
     n = x.shape[0]
     if loss == "squared":
+        if not isinstance(y, (jax.Array, jax.core.Tracer)):
+            y = np.asarray(y)
+        check_values("y", y)
+        _check_range("y", y, dtype)
         y = jnp.asarray(y, dtype=dtype)
         if y.ndim == 1 and spec.outputs == 1:
             y = y[:, None]

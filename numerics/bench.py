@@ -41,217 +41,32 @@ temporaries), available on every backend.
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import sys
-import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from theory import cli
 
-from theory import NetSpec
-from theory._cli import fail, int_list
-
-from . import _bench_models
-from ._generic import _ghost_core, _plan, _vmap_sums, default_chunk as generic_chunk
-from ._mc import STEPS_PER_CALL, _block_fn, default_chunk
-from ._network import apply, init_params
-from ._stats import _stats_jit
-
-
-def _time(fn, *args, reps):
-    jax.block_until_ready(fn(*args))  # compile + warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+#: The generic suite's models (``numerics._bench_models.MODELS``; listed here so that
+#: ``--help`` and a bad ``--models`` answer without importing jax).
+MODEL_NAMES = ("mlp", "cnn", "transformer", "block", "gcnn", "dwcnn", "scnn", "dcnn", "rnn",
+               "tied", "mlp_wd")
+DEFAULT_MODELS = MODEL_NAMES
+EXAMPLES = (
+    "python -m numerics.bench --suite generic --reps 9 --vmap-reps 1",
+    "python -m numerics.bench --suite spec --n 512 --widths 256,1024 --depths 2,8 --json",
+    "python -m numerics.bench --quick",
+)
 
 
-def _time_interleaved(fns, args, reps, skip_after=None):
-    """Median seconds of each of ``fns`` (a dict), one call of each per repetition."""
-    for f in fns.values():
-        jax.block_until_ready(f(*args))  # compile + warm-up
-    times = {k: [] for k in fns}
-    for r in range(reps):
-        for k, f in fns.items():
-            if skip_after and k in skip_after and r >= skip_after[k]:
-                continue
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(*args))
-            times[k].append(time.perf_counter() - t0)
-    return times
-
-
-def _xla_mb(jitted, *args):
-    try:
-        m = jitted.lower(*args).compile().memory_analysis()
-    except Exception:  # noqa: BLE001 - analysis is optional on some backends
-        return None
-    if m is None:
-        return None
-    total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-    return total / 2**20
-
-
-def _compiled_mb(compiled):
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 - analysis is optional on some backends
-        return None
-    if m is None:
-        return None
-    return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes) / 2**20
-
-
-def _peak_mb():
-    stats = jax.local_devices()[0].memory_stats()
-    if not stats or "peak_bytes_in_use" not in stats:
-        return None
-    return stats["peak_bytes_in_use"] / 2**20
-
-
-def _measured_peak(before, fn, *args):
-    """Peak device memory after ``fn`` if it raised the running peak, else None."""
-    jax.block_until_ready(fn(*args))
-    after = _peak_mb()
-    if after is None or before is None:
-        return None, after
-    return (after if after > before else None), after
-
-
-def bench_one(n, K, L, d, *, reps, naive_max_gb, key):
-    spec = NetSpec.uniform(L, K, d)
-    kp, kx = jax.random.split(key)
-    params = init_params(spec, key=kp, dtype=jnp.float32)
-    x = jax.random.normal(kx, (n, d), jnp.float32)
-    y = jnp.zeros((n, 1), jnp.float32)
-
-    def loss_i(p, xi, yi):
-        r = apply(spec, p, xi) - yi
-        return 0.5 * jnp.sum(r * r)
-
-    ours = jax.jit(lambda p, x, y: _stats_jit(spec, p, x, y, "squared")[:4])
-    floor = jax.jit(jax.grad(lambda p, x, y: jnp.sum(jax.vmap(loss_i, (None, 0, 0))(p, x, y))))
-
-    @jax.jit
-    def naive(p, x, y):
-        g = jax.vmap(jax.grad(loss_i), (None, 0, 0))(p, x, y)
-        s1 = sum(jnp.sum(a * a) for a in g)
-        s2 = sum(jnp.sum(jnp.sum(a, 0) ** 2) for a in g)
-        return s1, s2
-
-    row = {"n": n, "width": K, "depth": L, "input_dim": d, "params": spec.params,
-           "dtype": "float32", "device": jax.local_devices()[0].device_kind,
-           "backend": jax.default_backend()}
-    peak = _peak_mb()
-    row["ours_s"] = _time(ours, params, x, y, reps=reps)
-    row["ours_peak_mb"], peak = _measured_peak(peak, ours, params, x, y)
-    row["ours_xla_mb"] = _xla_mb(ours, params, x, y)
-    row["floor_s"] = _time(floor, params, x, y, reps=reps)
-    row["floor_xla_mb"] = _xla_mb(floor, params, x, y)
-    chunk = default_chunk(spec, n, jnp.float32)
-    fn, net_sharding, rep = _block_fn(spec, "squared", chunk, len(jax.local_devices()))
-    block = len(jax.local_devices()) * chunk * STEPS_PER_CALL
-    idx = jax.device_put(np.arange(block, dtype=np.int32), net_sharding)
-    args = [jax.device_put(a, rep) for a in (jax.random.key(1), x, y)]
-    row["mc_block"] = block
-    row["mc_per_net_s"] = _time(lambda i: fn(args[0], i, args[1], args[2]), idx,
-                                reps=max(1, reps // 2)) / block
-    naive_bytes = n * spec.params * 4
-    if naive_bytes > naive_max_gb * 2**30:
-        row["naive_s"] = row["naive_peak_mb"] = row["naive_xla_mb"] = None
-        row["naive_skipped"] = (f"per-example gradients need {naive_bytes / 2**30:.1f} GiB "
-                                f"> --naive-max-gb {naive_max_gb}")
-    else:
-        row["naive_s"] = _time(naive, params, x, y, reps=reps)
-        row["naive_peak_mb"], peak = _measured_peak(peak, naive, params, x, y)
-        row["naive_xla_mb"] = _xla_mb(naive, params, x, y)
-    row["ours_over_floor"] = row["ours_s"] / row["floor_s"]
-    row["mc_per_net_over_floor"] = row["mc_per_net_s"] / row["floor_s"]
-    row["naive_over_ours_time"] = None if row["naive_s"] is None else row["naive_s"] / row["ours_s"]
-    row["naive_over_ours_mem"] = (None if row["naive_xla_mb"] is None or not row["ours_xla_mb"]
-                                  else row["naive_xla_mb"] / row["ours_xla_mb"])
-    return row
-
-
-#: The generic suite's default models, in table order.
-DEFAULT_MODELS = ("mlp", "cnn", "transformer", "block", "gcnn", "dwcnn", "scnn", "dcnn", "rnn",
-                  "tied", "mlp_wd")
-
-
-def generic_cases(widths, depths, n, mlp_input_dim, models):
-    """``(name, sizes)`` of the generic suite, in table order."""
-    cases = []
-    if "mlp" in models:
-        cases += [("mlp", {"n": n, "d": mlp_input_dim, "K": K, "L": L})
-                  for K in widths for L in depths]
-    cases += [(m, {"n": n}) for m in _bench_models.MODELS if m in models and m != "mlp"]
-    return cases
-
-
-def bench_generic(name, sizes, *, reps, vmap_reps, key):
-    loss, params, x, y, desc = _bench_models.MODELS[name](**sizes, key=key)
-    n = x.shape[0]
-    plan = _plan(loss, params, x, y)
-    leaves = jax.tree_util.tree_leaves(params)
-    chunk = generic_chunk([leaves[k] for k in plan.fallback], n)
-    ghost = jax.jit(lambda p, x, y: _ghost_core(loss, p, x, y, plan, chunk)[:3])
-    backward = jax.jit(jax.grad(lambda p, x, y: jnp.sum(jax.vmap(loss, (None, 0, 0))(p, x, y))))
-    vchunk = generic_chunk(params, n)
-    vmap = jax.jit(lambda p, x, y: _vmap_sums(loss, p, x, y, vchunk))
-    # compiled once each: the executables are timed and their memory analysed
-    fns = {k: f.lower(params, x, y).compile()
-           for k, f in {"ghost": ghost, "backward": backward, "vmap": vmap}.items()}
-    peak = _peak_mb()
-    row = {"suite": "generic", "model": name, "description": desc, **sizes,
-           "params": int(sum(a.size for a in leaves)), "dtype": "float32",
-           "device": jax.local_devices()[0].device_kind, "backend": jax.default_backend(),
-           "paths": sorted(set(plan.paths))}
-    for k, f in fns.items():
-        row[f"{k}_peak_mb"], peak = _measured_peak(peak, f, params, x, y)
-        row[f"{k}_xla_mb"] = _compiled_mb(f)
-    times = _time_interleaved(fns, (params, x, y), reps, skip_after={"vmap": vmap_reps})
-    t = {k: statistics.median(v) for k, v in times.items()}
-    for k in fns:
-        row[f"{k}_s"] = t[k]
-        row[f"{k}_min_s"] = min(times[k])
-    row["ghost_over_backward"] = t["ghost"] / t["backward"]
-    row["ghost_over_backward_min"] = row["ghost_min_s"] / row["backward_min_s"]
-    row["vmap_over_backward"] = t["vmap"] / t["backward"]
-    row["ghost_over_backward_mem"] = (None if not row["backward_xla_mb"] or row["ghost_xla_mb"]
-                                      is None else row["ghost_xla_mb"] / row["backward_xla_mb"])
-    g1 = float(sum(jax.tree_util.tree_leaves(fns["ghost"](params, x, y)[0])))
-    v1 = float(sum(jax.tree_util.tree_leaves(fns["vmap"](params, x, y)[0])))
-    row["S1_rel_diff"] = abs(g1 - v1) / abs(v1)
-    return row
-
-
-def _print_generic(rows):
-    print(f"{'model':<12} {'n':>4} {'K':>5} {'L':>2} {'ghost_s':>9} {'backward_s':>10} "
-          f"{'ghost/bwd':>9} {'(min)':>6} {'vmap/bwd':>8} {'mem ghost/bwd':>13} "
-          f"{'S1 rel diff':>11}  paths")
-    for r in rows:
-        print(f"{r['model']:<12} {r['n']:>4} {r.get('K', '-')!s:>5} {r.get('L', '-')!s:>2} "
-              f"{r['ghost_s']:>9.4g} {r['backward_s']:>10.4g} {r['ghost_over_backward']:>9.3f} "
-              f"{r['ghost_over_backward_min']:>6.3f} {r['vmap_over_backward']:>8.1f} "
-              f"{_f(r['ghost_over_backward_mem']):>13} {r['S1_rel_diff']:>11.2g}  "
-              f"{', '.join(r['paths'])}")
-
-
-def _f(v, spec=".3g"):
-    return "-" if v is None else format(v, spec)
-
-
+@cli.command(out_of_memory="try a smaller --n, --widths or --naive-max-gb")
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m numerics.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int_list, default=None,
+    """Parse the options, run the suites, print the table (or JSON lines); returns 0."""
+    p = cli.Parser(prog="python -m numerics.bench", description=__doc__.split("\n")[0],
+                   examples=EXAMPLES)
+    p.add_argument("--n", type=cli.int_list, default=None,
                    help="examples (default 512; generic suite: 512,64)")
-    p.add_argument("--widths", type=int_list, default=(256, 1024), help="default 256,1024")
-    p.add_argument("--depths", type=int_list, default=(2, 8), help="default 2,8")
+    p.add_argument("--widths", type=cli.int_list, default=(256, 1024), help="default 256,1024")
+    p.add_argument("--depths", type=cli.int_list, default=(2, 8), help="default 2,8")
     p.add_argument("--input-dim", type=int, default=128, help="default 128")
     p.add_argument("--reps", type=int, default=5, help="timed repetitions (median; default 5)")
     p.add_argument("--naive-max-gb", type=float, default=4.0,
@@ -268,7 +83,6 @@ def main(argv=None) -> int:
     p.add_argument("--vmap-reps", type=int, default=2,
                    help="timed runs of the slow vmap(grad) reference (default 2)")
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
-    p.error = lambda message: fail(f"{message} (see --help)")
     args = p.parse_args(argv)
     if args.quick:
         args.suite, args.reps, args.vmap_reps = "generic", 1, 1
@@ -276,12 +90,15 @@ def main(argv=None) -> int:
     generic_n = args.n or (512, 64)
     args.n = args.n or (512,)
     if args.reps < 1 or args.input_dim < 1 or args.mlp_input_dim < 1 or args.vmap_reps < 1:
-        fail("--reps, --vmap-reps, --input-dim and --mlp-input-dim must be positive")
+        cli.fail("--reps, --vmap-reps, --input-dim and --mlp-input-dim must be positive")
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    bad = [m for m in models if m not in _bench_models.MODELS]
+    bad = [m for m in models if m not in MODEL_NAMES]
     if bad or not models:
-        fail(f"--models: unknown {bad or args.models!r} (choose from "
-             f"{', '.join(_bench_models.MODELS)})")
+        cli.fail(f"--models: unknown {bad or args.models!r} (choose from "
+                 f"{', '.join(MODEL_NAMES)})")
+    import jax  # only once the arguments are good
+
+    from ._bench import _f, _print_generic, bench_generic, bench_one, generic_cases
     if args.suite in ("generic", "all"):
         cases = [(c, n) for n in generic_n for c in generic_cases(
             args.widths, args.depths, n, args.mlp_input_dim, models)]
@@ -326,4 +143,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    cli.run(main)

@@ -1,7 +1,7 @@
 """``python -m numerics.check``: Monte Carlo vs theory, side by side.
 
 Takes every network and data option of ``python -m theory.bounds`` with the same meaning
-(``theory/_cli.py``; ``--seed`` is the DATA seed there and here), plus the Monte Carlo options
+(:mod:`theory.cli`; ``--seed`` is the DATA seed there and here), plus the Monte Carlo options
 ``--samples``, ``--mc-seed`` (networks are ``init_params(fold_in(key(mc_seed), i))``),
 ``--chunk``, ``--bootstrap``, ``--x64``. Prints E[S1], E[S2], B̄_S = n·E[S1]/E[S2] (ratio of
 expectations; Monte Carlo: ratio of means with a delta-method SE), E[B_S] (mean of the ratio,
@@ -22,8 +22,17 @@ import os
 import sys
 from dataclasses import replace
 
-from theory._cli import (Parser, add_data_args, add_network_args, dataset_from_args, fail,
-                         int_list, spec_from_args)
+from theory import cli
+from theory.cli import (Parser, add_data_args, add_network_args, dataset_from_args, fail,
+                        int_list, spec_from_args)
+
+EXAMPLES = (
+    "python -m numerics.check --depth 8 --width 64 --samples 2000",
+    "python -m numerics.check --depth 4 --width 32 --activation relu --data mnist1d --rel-se "
+    "0.01 --json",
+    "python -m numerics.check --grid-widths 16,64,256 --grid-depths 2,4,8 --out runs/grid",
+    "python -m numerics.check --budget 20000 --grid-depths 2,3,4,6,8 --out runs/budget",
+)
 
 CSV_COLUMNS = (
     "depth", "width", "params", "n", "activation", "arch", "samples", "dtype",
@@ -35,7 +44,9 @@ CSV_COLUMNS = (
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m numerics.check",
-               description="Monte Carlo over random initialisations vs theory (SPEC §2-4).")
+               description="Monte Carlo over random initialisations vs theory (definitions: "
+                           "README, \"Definitions and conventions\").",
+               examples=EXAMPLES)
     add_network_args(p)
     add_data_args(p)
     g = p.add_argument_group("Monte Carlo")
@@ -163,7 +174,21 @@ def _run(args, spec, ds, key, progress):
                    data_description=ds.description)
 
 
+def _check_out(out: str) -> None:
+    """Refuse, before any Monte Carlo, an --out that is a file or cannot be written."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        fail(f"--out {out}: exists and is not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        fail(f"--out {out}: cannot create the folder ({err.strerror or err})")
+    if not os.access(out, os.W_OK | os.X_OK):
+        fail(f"--out {out}: the folder is not writable")
+
+
+@cli.command(out_of_memory="try a smaller --n, --width, --depth or --chunk")
 def main(argv=None) -> int:
+    """Parse the options, run the Monte Carlo and theory, print them; returns 0."""
     args = build_parser().parse_args(argv)
     from ._mc import MAX_SAMPLES
     for name in ("rel_se", "max_seconds"):
@@ -185,6 +210,8 @@ def main(argv=None) -> int:
         fail("grid mode needs --out DIR (for grid.csv, grid.png, grid.pdf)")
     if args.budget is not None and args.budget <= 0:
         fail(f"--budget must be a positive parameter count, got {args.budget}")
+    if grid:
+        _check_out(args.out)
     ds = dataset_from_args(args)
     spec = spec_from_args(args, ds)
 
@@ -247,7 +274,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        fail("interrupted", code=130)
+    cli.run(main)

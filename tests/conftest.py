@@ -39,7 +39,7 @@ def getkey():
     """Returns a function giving a fresh PRNG key on each call, from the session seed."""
     import jax
 
-    state = {"key": jax.random.PRNGKey(SEED)}
+    state = {"key": jax.random.key(SEED)}
 
     def _next():
         state["key"], sub = jax.random.split(state["key"])

@@ -16,12 +16,11 @@ Each row prints the Monte Carlo value ± 1 SE, theory's value and kind, and the 
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 
 import numpy as np
 
-from theory import NetSpec, expected_moments
+from theory import NetSpec, cli, expected_moments
 from theory.data import gaussian, mnist1d
 
 
@@ -140,32 +139,56 @@ def relu_rows(samples: int = 4000, n: int = 64, widths=(16, 32), depths=(3, 4, 6
     return rows
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.measure_theory")
-    p.add_argument("what", choices=("ce", "relu"))
-    p.add_argument("--samples", type=int, default=None)
-    p.add_argument("--n", type=int, default=64)
-    p.add_argument("--arch", default="fc,residual")
-    p.add_argument("--widths", default="16,32")
-    p.add_argument("--data", default="mnist1d,gaussian,correlated")
+def build_parser() -> cli.Parser:
+    p = cli.Parser(prog="python -m tests.measure_theory",
+                   description="Monte Carlo vs theory: the measurements behind README's \"What "
+                               "is exact and what is not\" (minutes to hours of CPU).",
+                   examples=["python -m tests.measure_theory ce --samples 2000",
+                             "python -m tests.measure_theory relu --arch fc --widths 16,32",
+                             "python -m tests.measure_theory relu --arch residual --n 32"])
+    p.add_argument("what", choices=("ce", "relu"),
+                   help="ce: true softmax cross-entropy vs theory's linearised one as the "
+                        "output gain s_L grows; relu: deep-ReLU E[S2] on a grid of widths, "
+                        "depths (3..8) and three data sets")
+    p.add_argument("--samples", type=cli.positive_int, default=None,
+                   help="random networks per cell (default: ce 2000, relu 4000)")
+    p.add_argument("--n", type=cli.positive_int, default=64,
+                   help="examples per data set (default 64)")
+    p.add_argument("--arch", default="fc,residual",
+                   help="relu: comma-separated families, fc and/or residual (default both)")
+    p.add_argument("--widths", type=cli.int_list, default=(16, 32),
+                   help="relu: comma-separated hidden widths K (default 16,32)")
+    p.add_argument("--data", default="mnist1d,gaussian,correlated",
+                   help="relu: comma-separated data sets (default mnist1d,gaussian,correlated)")
     p.add_argument("--cells", default=None,
-                   help="K:L pairs, e.g. 64:7,256:8 (any L/K; replaces --widths)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gains", default="0.1,0.3,1,3", help="ce: output gains s_L")
+                   help="relu: K:L pairs, e.g. 64:7,256:8 (any L/K; replaces --widths)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data and the nets (default 0)")
+    p.add_argument("--gains", type=cli.float_list, default=(0.1, 0.3, 1.0, 3.0),
+                   help="ce: output gains s_L (default 0.1,0.3,1,3)")
     p.add_argument("--extra", action="store_true", help="ce: also K = 128 and a residual net")
-    a = p.parse_args(argv)
+    return p
+
+
+@cli.command
+def main(argv=None) -> int:
+    """Measure and print the table; returns 0."""
+    a = build_parser().parse_args(argv)
+    archs = tuple(t for t in a.arch.split(",") if t)
+    if not archs or set(archs) - {"fc", "residual"}:
+        cli.fail(f"--arch: expected fc and/or residual, got {a.arch!r}")
     if a.what == "ce":
-        rows = ce_rows(samples=a.samples or 2000, n=a.n, extra=a.extra,
-                       gains=tuple(float(g) for g in a.gains.split(",")))
+        rows = ce_rows(samples=a.samples or 2000, n=a.n, extra=a.extra, gains=tuple(a.gains))
         print("data | net | s_L | quantity | MC ± SE | theory | kind | (th−MC)/MC ± SE")
         for r in rows:
             print(f"{r[0]} | {r[1]} | {r[2]:g} | {r[3]} | {r[4]:.5g} ± {r[5]:.2g} | {r[6]:.5g} "
                   f"| {r[7]} | {100 * r[8]:+.1f}% ± {100 * r[9]:.1f}%", flush=True)
     else:
-        cells = None if a.cells is None else [tuple(int(v) for v in c.split(":"))
-                                              for c in a.cells.split(",")]
-        rows = relu_rows(samples=a.samples or 4000, n=a.n, archs=tuple(a.arch.split(",")),
-                         widths=tuple(int(w) for w in a.widths.split(",")),
+        try:
+            cells = None if a.cells is None else [tuple(int(v) for v in c.split(":"))
+                                                  for c in a.cells.split(",")]
+        except ValueError:
+            cli.fail(f"--cells: expected K:L pairs such as 64:7,256:8, got {a.cells!r}")
+        rows = relu_rows(samples=a.samples or 4000, n=a.n, archs=archs, widths=tuple(a.widths),
                          names=tuple(a.data.split(",")), seed=a.seed, cells=cells)
         print("data | arch | K | L | MC E[S2] ± SE (nets) | theory | kind | (th−MC)/MC ± SE | "
               "with control variates: MC ± SE, (th−MC)/MC ± SE")
@@ -182,4 +205,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    cli.run(main)

@@ -364,43 +364,7 @@ def test_npz_classification_and_regression(tmp_path):
 
 
 # --------------------------------------------------------------------------- CLI errors
-def _cli(*args, cwd=ROOT):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120)
-
-
-@pytest.mark.parametrize("args, message", [
-    (["experiments.sweep", "--depths", "two"], "--depths"),
-    (["experiments.sweep", "--batch-sizes", "8,8", "--out", "/nonexistent/x"],
-     "distinct positive integers"),
-    (["experiments.sweep", "--bogus"], "unrecognized arguments"),
-    (["experiments.reproduce", "--data", "/nonexistent/my.npz", "--out", "/nonexistent/x"],
-     "no such file"),
-    (["experiments.report", "/nonexistent/run"], "no such folder"),
-])
-def test_bad_flag_gives_one_line_error(args, message):
-    r = _cli(*args)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
-    assert "Traceback" not in r.stderr
-
-
-def test_bad_config_file_gives_one_line_error(tmp_path):
-    bad = _write_config(tmp_path, "[train]\nlearning_rate = 0.1\n", "bad.toml")
-    r = _cli("experiments.sweep", "--config", bad, "--out", str(tmp_path / "o"))
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert lines == [f"error: {bad}: unknown key train.learning_rate (known: loss, batch_sizes,"
-                     f" lrs, lr_scaling, lr_reference_batch, lr_center, lr_extend, seeds, "
-                     f"seed_start, lr_jitter, optimizer, parametrisation, mup_base_width, "
-                     f"momentum, extra_targets, max_steps, "
-                     f"target_metric, target, eval_growth, stop_factor, step_cap_factor, dtype)"]
-    broken = _write_config(tmp_path, "[train\n", "broken.toml")
-    r = _cli("experiments.sweep", "--config", broken)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert not os.path.exists(tmp_path / "o")
+# (tests/test_experiments_cli.py: every CLI's bad flags and files in-process, and Ctrl-C)
 
 
 # --------------------------------------------------------------------------- scale-out

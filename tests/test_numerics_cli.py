@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from numerics import bench, check
@@ -54,11 +55,67 @@ def test_check_grid_writes_csv_png_pdf(tmp_path, capsys):
     (["--bogus"], "unrecognized"),
 ])
 def test_check_bad_input_one_line_exit_2(argv, message, capsys):
-    with pytest.raises(SystemExit) as err:
-        check.main(argv)
-    assert err.value.code == 2
+    err_code = check.main(argv)
+    assert err_code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+
+
+def _check_refused(capsys, *argv) -> str:
+    err_code = check.main(list(argv))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert err_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), lines
+    return lines[0]
+
+
+@pytest.fixture
+def no_monte_carlo(monkeypatch):
+    """Fail the test if the Monte Carlo starts: a refusal must come before it."""
+    def never(*args, **kwargs):
+        raise AssertionError("the Monte Carlo ran before the refusal")
+    monkeypatch.setattr("numerics._compare.mc_moments", never)
+
+
+def test_check_out_refused_before_the_monte_carlo(tmp_path, capsys, no_monte_carlo):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    grid = SMALL + ["--grid-depths", "2,3"]
+    assert "exists and is not a folder" in _check_refused(capsys, *grid, "--out", str(afile))
+    line = _check_refused(capsys, *grid, "--out", str(afile / "sub"))
+    assert "cannot create the folder" in line
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if not os.access(ro, os.W_OK):  # root may write anywhere
+            assert "not writable" in _check_refused(capsys, *grid, "--out", str(ro))
+    finally:
+        ro.chmod(0o700)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--width", "1000000000"], "one network does not fit in memory"),
+    (["--n", "1000000000"], "out of memory building the data"),
+    (["--seed", "-1"], "seed must be an integer in 0..4294967295"),
+])
+def test_check_huge_or_bad_sizes_refused(argv, needle, capsys, monkeypatch):
+    if "--n" in argv:  # do not really allocate 238 GiB: the allocation fails as it would
+        def no_memory(*args, **kwargs):
+            raise MemoryError
+        monkeypatch.setattr("theory.cli.resolve", no_memory)
+    assert needle in _check_refused(capsys, "--depth", "3", "--samples", "4", *argv)
+
+
+@pytest.mark.parametrize("scale,needle", [(1e200, "beyond the float32 range"),
+                                          (1e-200, "below the smallest normal float32"),
+                                          (1j, "x is complex")])
+def test_check_data_out_of_range_refused(tmp_path, capsys, scale, needle):
+    """Once: NaN everywhere with exit 0 (x 1e200), or the imaginary part dropped (complex)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=rng.standard_normal((6, 3)) * scale, y=np.zeros(6))
+    assert needle in _check_refused(capsys, "--depth", "3", "--width", "4", "--samples", "4",
+                                    "--data", str(path))
 
 
 def test_check_as_module_no_traceback():
@@ -101,9 +158,8 @@ def test_bench_generic_suite_all_models(capsys):
 
 
 def test_bench_bad_models_one_line_exit_2(capsys):
-    with pytest.raises(SystemExit) as err:
-        bench.main(["--suite", "generic", "--models", "resnet"])
-    assert err.value.code == 2
+    err_code = bench.main(["--suite", "generic", "--models", "resnet"])
+    assert err_code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "resnet" in lines[0]
 

@@ -1,5 +1,6 @@
 """numerics: networks, the per-layer fast path, the generic vmap(grad) path and the identities
-of SPEC §2 (B_S = B_simple + 1, mini-batch second moment, McCandlish's two-batch estimator)."""
+of README's "Definitions and conventions" (B_S = B_simple + 1, mini-batch second moment,
+McCandlish's two-batch estimator)."""
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,8 @@ import pytest
 import numerics
 from numerics._testing import TOL
 from theory import NetSpec, minibatch_second_moment, unbiased_noise_scale
+
+from ._bruteforce import per_network_S
 
 F64 = TOL[np.dtype("float64")]
 
@@ -26,28 +29,6 @@ FAMILIES = [  # (id, spec): every network family and width profile numerics/ bui
 ]
 IDS = [f[0] for f in FAMILIES]
 SPECS = [f[1] for f in FAMILIES]
-
-
-def np_grads(spec, Ws, x, y):
-    """Slow numpy reference: per-example gradient (flattened) by explicit backprop."""
-    L, relu, al = spec.depth, spec.activation == "relu", spec.branch_scale
-    hs, ins = [Ws[0] @ x], [x]
-    for l in range(1, L):
-        phi = np.maximum(hs[-1], 0) if relu else hs[-1]
-        ins.append(phi)
-        res = spec.arch == "residual" and l <= L - 2
-        hs.append(hs[-1] + al * (Ws[l] @ phi) if res else Ws[l] @ phi)
-    delta, g = hs[-1] - y, [None] * L
-    for l in range(L - 1, -1, -1):
-        res = spec.arch == "residual" and 1 <= l <= L - 2
-        g[l] = (al if res else 1.0) * np.outer(delta, ins[l])
-        if l == 0:
-            break
-        back = (al if res else 1.0) * (Ws[l].T @ delta)
-        if relu:
-            back = back * (hs[l - 1] > 0)
-        delta = delta + back if res else back
-    return np.concatenate([a.ravel() for a in g])
 
 
 def _data(spec, n, seed):
@@ -88,12 +69,13 @@ def test_fast_path_matches_numpy_reference_and_generic_path(spec, getkey):
     with numerics.x64():
         params = numerics.init_params(spec, key=getkey())
         Ws = [np.asarray(p) for p in params]
-        G = np.stack([np_grads(spec, Ws, x[i], y[i]) for i in range(n)])
+        # the one numpy backprop reference of the tests (tests/_bruteforce.py), on this net
+        ref_S1, ref_S2 = per_network_S(spec, [W[None] for W in Ws], x, y)
         fast = numerics.per_example_stats(spec, params, x, y)
         gen = numerics.gradient_diversity(_sq_loss(spec), params, x, y, chunk_size=4)
         tol = F64["roundoff"]  # same quantity, different operation order: float64 round-off
-        np.testing.assert_allclose(float(fast.S1), np.sum(G * G), rtol=tol)
-        np.testing.assert_allclose(float(fast.S2), np.sum(G.sum(0) ** 2), rtol=tol)
+        np.testing.assert_allclose(float(fast.S1), ref_S1[0], rtol=tol)
+        np.testing.assert_allclose(float(fast.S2), ref_S2[0], rtol=tol)
         summary = fast.summary(n)
         for key in ("S1", "S2", "batch_size_bound", "B_simple", "B_simple_unbiased",
                     "norm_test_theta2"):

@@ -27,6 +27,16 @@ def run_main(capsys, *args):
     return code, capsys.readouterr()
 
 
+def refused(capsys, *args) -> str:
+    """Run the CLI in-process, expect exit 2 and exactly one ``error:`` line; return it."""
+    stop_code = bounds.main(list(args))
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert stop_code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    return lines[0]
+
+
 def test_json_keys_and_kinds(capsys):
     code, out = run_main(capsys, "--depth", "3", "--width", "16", "--json")
     d = json.loads(out.out)
@@ -60,12 +70,16 @@ def test_human_table_labels_every_number(capsys):
     (["--frobnicate"], "unrecognized arguments"),
     (["--data-free", "--activation", "relu"], "linear nets only"),
 ])
-def test_bad_input_one_line_exit_2(args, needle):
-    p = run_cli(*args)
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], p.stderr
-    assert "Traceback" not in p.stderr
+def test_bad_input_one_line_exit_2(args, needle, capsys):
+    assert needle in refused(capsys, *args)
+
+
+def test_as_module_one_line_no_traceback():
+    """End to end: ``python -m theory.bounds`` with a bad flag (exit status and stderr as a
+    shell sees them)."""
+    p = run_cli("--depth", "0")
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith("error:") and p.stderr.count("\n") == 1, p.stderr
 
 
 def _npz(tmp_path, name, **arrays):
@@ -74,7 +88,7 @@ def _npz(tmp_path, name, **arrays):
     return str(path)
 
 
-def test_bad_files(tmp_path):
+def test_bad_files(tmp_path, capsys):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 3))
     cases = {
@@ -92,9 +106,7 @@ def test_bad_files(tmp_path):
     evil.write_bytes(pickle.dumps({"x": x}))
     cases[str(evil)] = "never loaded"
     for path, needle in cases.items():
-        p = run_cli("--depth", "2", "--width", "4", "--data", path)
-        assert p.returncode == 2 and needle in p.stderr, (path, p.stderr)
-        assert len(p.stderr.strip().splitlines()) == 1
+        assert needle in refused(capsys, "--depth", "2", "--width", "4", "--data", path), path
 
 
 def test_user_npz_and_outputs_from_labels(tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""Definitions and identities of SPEC §2 on random vectors (numpy float64, fixed seeds)."""
+"""Definitions and identities of README's "Definitions and conventions" on random vectors
+(numpy float64, fixed seeds)."""
 
 import numpy as np
 import pytest

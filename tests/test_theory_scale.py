@@ -1,16 +1,13 @@
 """Full data sets: invariants without the n×n Gram matrix, ReLU pair sums in row blocks, and the
 bad inputs a new user meets (all-zero rows, absurd depths, memory errors)."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import theory._pair_sums as B
 from theory import Invariants, NetSpec, expected_moments
 
-from .test_theory_cli import ROOT, run_cli
+from .test_theory_cli import refused
 
 REL = 1e-12  # float64 sums of the same terms in another order
 
@@ -68,30 +65,29 @@ def test_block_memory_is_bounded():
     (["--depth", "1000000000"], "exceeds the supported maximum"),
     (["--depth", "100001", "--activation", "relu"], "exceeds the supported maximum"),
 ])
-def test_absurd_depth_refused_at_once(args, needle):
-    p = run_cli(*args)
-    assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1
+def test_absurd_depth_refused_at_once(args, needle, capsys):
+    assert needle in refused(capsys, *args)
 
 
-def test_all_zero_rows_one_line_error(tmp_path):
+def test_all_zero_rows_one_line_error(tmp_path, capsys):
     path = tmp_path / "zero.npz"
     np.savez(path, x=np.zeros((8, 3)), y=np.ones(8))
     for act in ("linear", "relu"):
-        p = run_cli("--depth", "3", "--width", "4", "--activation", act, "--data", str(path))
-        assert p.returncode == 2 and "every input row is zero" in p.stderr, p.stderr
-        assert len(p.stderr.strip().splitlines()) == 1
+        line = refused(capsys, "--depth", "3", "--width", "4", "--activation", act, "--data",
+                       str(path))
+        assert "every input row is zero" in line
     with pytest.raises(ValueError, match="every input row is zero"):
         expected_moments(NetSpec.uniform(2, 4, 3), np.zeros((8, 3)), np.ones((8, 1)))
 
 
-def test_memory_error_is_one_line():
-    code = ("import theory._registry as B\n"
-            "def boom(*a, **k): raise MemoryError\n"
-            "B.pair_sums = boom\n"
-            "from theory import bounds\n"
-            "bounds.main(['--depth', '2', '--width', '4', '--activation', 'relu'])\n")
-    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
-    assert p.returncode == 2 and p.stderr.startswith("error: out of memory"), p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1
+def test_memory_error_is_one_line(monkeypatch, capsys):
+    def boom(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr("theory._registry.pair_sums", boom)
+    line = refused(capsys, "--depth", "2", "--width", "4", "--activation", "relu",
+                   "--no-same-budget")
+    assert line.startswith("error: out of memory") and "ReLU pair sums" in line
+    # a linear net never blames the ReLU pair sums
+    monkeypatch.setattr("theory._invariants.Invariants._of", boom)
+    line = refused(capsys, "--depth", "2", "--width", "4", "--no-same-budget")
+    assert line.startswith("error: out of memory") and "ReLU" not in line

@@ -10,11 +10,12 @@ from ._diversity import (
     minibatch_second_moment, predicted_max_batch, diversity,
 )
 from ._invariants import Invariants
+from . import cli
 
 __all__ = [
     "NetSpec", "SpecError", "ACTIVATIONS", "ARCHS", "Dataset", "DataError",
     "batch_size_bound", "simple_noise_scale", "unbiased_noise_scale", "norm_test_theta2",
-    "minibatch_second_moment", "predicted_max_batch", "diversity", "Invariants",
+    "minibatch_second_moment", "predicted_max_batch", "diversity", "Invariants", "cli",
 ]
 from ._result import TheoryResult
 from ._bounds import expected_moments

@@ -20,7 +20,8 @@ import mpmath
 import numpy as np
 
 from . import _softmax
-from ._invariants import Invariants
+from ._diversity import check_delta
+from ._invariants import Invariants, check_real
 from ._registry import covers, family_of
 from ._result import TheoryResult
 from ._spec import NetSpec
@@ -58,6 +59,7 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
         >>> r.batch_size_bound, r.kind  # orthogonal inputs: B_S = n
         (3.0, 'exact')
     """
+    _check_arguments(delta, x)
     with mpmath.workdps(DPS):
         if softmax not in _softmax.METHODS:
             raise ValueError(f"unknown softmax method {softmax!r} (choose from "
@@ -81,6 +83,13 @@ def expected_moments(spec: NetSpec, x=None, y=None, *, delta: float = 1.0,
                     kind_S1=r.kind_S1 + _softmax.SUFFIX, kind_S2=r.kind_S2 + _softmax.SUFFIX,
                     notes=r.notes + (_softmax.NOTE,), loss="cross_entropy")
         return r if softmax == "linearised" else _softmax.gaussian_correction(r, spec, x)
+
+
+def _check_arguments(delta, x) -> None:
+    """Refuse a non-positive delta and complex x (before any cast drops the imaginary part)."""
+    check_delta(delta)
+    if x is not None:
+        check_real("x", x)
 
 
 def _expected_moments(spec, x, y, delta, invariants, data, progress=False):

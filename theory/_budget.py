@@ -54,6 +54,8 @@ def width_for_budget(P: int, d: int, c: int, L: int) -> int | None:
     (None for L = 1, which has no width)."""
     if L == 1:
         return None
+    if not P > 0:
+        raise ValueError(f"the parameter budget P must be positive, got {P}")
     a, b = L - 2, d + c
     if a == 0:
         k = P / b

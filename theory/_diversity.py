@@ -1,4 +1,5 @@
-r"""Gradient diversity, the batch-size bound and the estimator variants users meet (SPEC §2).
+r"""Gradient diversity, the batch-size bound and the estimator variants users meet (README,
+"Definitions and conventions").
 
 All functions are plain arithmetic on their arguments, so they accept Python numbers,
 ``Fraction``, sympy expressions, numpy arrays and jax arrays alike (numerics/ calls them on jax
@@ -19,8 +20,27 @@ from __future__ import annotations
 
 
 def batch_size_bound(S1, S2, n):
-    r""":math:`B_S = n S_1 / S_2` (Yin et al. 2018)."""
-    return n * S1 / S2
+    r""":math:`B_S = n S_1 / S_2` (Yin et al. 2018).
+
+    ``S2 = 0`` (the summed gradient vanishes) makes it undefined: a ValueError for Python
+    numbers; numpy and jax arrays follow IEEE arithmetic (inf or nan).
+    """
+    try:
+        return n * S1 / S2
+    except ZeroDivisionError:
+        raise ValueError(f"S2 = ||sum_i g_i||^2 = 0 (S1 = {S1}, n = {n}): the summed gradient "
+                         f"vanishes, so B_S = n*S1/S2 is undefined") from None
+
+
+def check_delta(delta) -> None:
+    """Refuse (ValueError) a delta of ``m_max = delta*B_S + 1`` that is not a positive finite
+    number (symbolic deltas pass)."""
+    try:
+        ok = 0 < float(delta) < float("inf")
+    except TypeError:  # a sympy symbol or another non-numeric expression
+        return
+    if not ok:
+        raise ValueError(f"delta must be a positive number, got {delta}")
 
 
 def simple_noise_scale(S1, S2, n):
@@ -53,12 +73,14 @@ def minibatch_second_moment(S1, S2, n, m):
 
 def predicted_max_batch(bound, delta=1):
     r"""Largest batch keeping the second moment within :math:`(1+\delta)` of linear scaling:
-    :math:`m_\max = \delta B_S + 1`."""
+    :math:`m_\max = \delta B_S + 1`; ``delta`` must be positive (ValueError)."""
+    check_delta(delta)
     return delta * bound + 1
 
 
 def diversity(S1, S2, n) -> dict:
-    """All named statistics of SPEC §2 from :math:`S_1, S_2, n` (each under its own key)."""
+    """All named statistics (README, "Definitions and conventions") from :math:`S_1, S_2, n`
+    (each under its own key)."""
     return {
         "S1": S1,
         "S2": S2,

@@ -7,6 +7,43 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def check_real(name: str, a) -> None:
+    """Refuse (ValueError) a complex array instead of dropping its imaginary part."""
+    if np.iscomplexobj(a):
+        raise ValueError(f"{name} is complex ({np.asarray(a).dtype}): the moments are defined "
+                         f"for real data; pass the real part, or the real and imaginary parts "
+                         f"as separate features, explicitly")
+
+
+def check_data(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` (n×d) and ``y`` (n×c, or n → n×1) as float64 arrays; ValueError naming the
+    problem for other shapes, complex values, or NaN / inf.
+
+    >>> check_data(np.ones((2, 3)), np.zeros(3))
+    Traceback (most recent call last):
+    ...
+    ValueError: y has 3 rows but x has 2 (x: shape (2, 3), y: shape (3,)); ...
+    """
+    xa, ya = np.asarray(x), np.asarray(y)
+    for name, a in (("x", xa), ("y", ya)):
+        check_real(name, a)
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise ValueError(f"{name} must be a numeric array, got dtype {a.dtype}")
+    if xa.ndim != 2:
+        raise ValueError(f"x must be 2-D (n examples × d inputs), got shape {xa.shape}")
+    if ya.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D (n) or 2-D (n × c), got shape {ya.shape}")
+    if ya.shape[0] != xa.shape[0]:
+        raise ValueError(f"y has {ya.shape[0]} rows but x has {xa.shape[0]} (x: shape "
+                         f"{xa.shape}, y: shape {ya.shape}); both need one row per example")
+    xa = xa.astype(np.float64, copy=False)
+    ya = ya.astype(np.float64, copy=False).reshape(ya.shape[0], -1)
+    for name, a in (("x", xa), ("y", ya)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} contains NaN or inf")
+    return xa, ya
+
+
 @dataclass(frozen=True)
 class Invariants:
     r""":math:`X_4 = \sum_i |x_i|^4`, :math:`X_2 = (\sum_i |x_i|^2)^2`,
@@ -27,8 +64,7 @@ class Invariants:
         r"""From the data without the n×n Gram matrix: :math:`F = \lVert X^\top X\rVert_F^2`,
         :math:`Y_o = \lVert X^\top Y\rVert_F^2` (or the n×n forms when n < d, whichever is
         smaller), row norms for the rest: O(n·min(n, d)·max(d, c)) time, O(min(n, d)²) memory."""
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
+        x, y = check_data(x, y)
         n, d = x.shape
         with np.errstate(over="ignore", invalid="ignore"):  # inf/nan: the caller refuses them
             return cls._of(x, y, n, d)

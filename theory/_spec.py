@@ -87,7 +87,7 @@ def check_depth(depth: int) -> None:
 class NetSpec:
     r"""A fully connected or residual network with linear or ReLU activations.
 
-    Conventions (SPEC §3):
+    Conventions (README, "Definitions and conventions"):
 
     * ``depth`` :math:`L` is the number of weight matrices. ``depth=1`` is the linear model
       :math:`f(x) = W_1 x`; ``depth=2`` has one hidden layer; ``widths`` lists the
@@ -243,7 +243,7 @@ class NetSpec:
     def reshaped(self, depth: int, width: int) -> "NetSpec":
         """The same family at another depth with uniform hidden width ``width``.
 
-        Per-layer gains do not carry over to another depth: the SPEC §3 defaults apply.
+        Per-layer gains do not carry over to another depth: the default gains apply.
         """
         return replace(self, depth=depth, widths=(width,) * (depth - 1), gains=None)
 

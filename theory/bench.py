@@ -14,13 +14,14 @@ net is evaluated.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+
+from . import cli
 
 SCALE_CASES = (
     # name, CLI arguments, target seconds, target peak bytes (None: no memory target)
@@ -49,7 +50,7 @@ def _run_measured(cmd: list[str]) -> tuple[float, int, str]:
     wall = time.perf_counter() - t
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"error: {' '.join(cmd)} exited with {proc.returncode}")
+        cli.fail(f"{' '.join(cmd)} exited with {proc.returncode}")
     return wall, usage.ru_maxrss * 1024, out.decode()
 
 
@@ -82,13 +83,27 @@ def scale() -> dict:
     return res
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m theory.bench")
-    p.add_argument("--repeat", type=int, default=5)
+def build_parser() -> cli.Parser:
+    p = cli.Parser(prog="python -m theory.bench",
+                   description="Speed of python -m theory.bounds: start-up (default) or full "
+                               "data sets (--scale), each run in a fresh interpreter.",
+                   examples=["python -m theory.bench", "python -m theory.bench --repeat 11 "
+                             "--json", "python -m theory.bench --scale"])
+    p.add_argument("--repeat", type=cli.positive_int, default=5,
+                   help="start-up: fresh-interpreter runs per command; the median is reported "
+                        "(default 5)")
     p.add_argument("--scale", action="store_true",
                    help="full-data-set benchmarks (about 1-2 minutes) instead of start-up")
-    p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (start-up: seconds and ratios; --scale: per "
+                        "case seconds, peak bytes, targets, ok) instead of the table")
+    return p
+
+
+@cli.command
+def main(argv=None) -> int:
+    """Run the benchmarks and print them; returns 0."""
+    a = build_parser().parse_args(argv)
     res = scale() if a.scale else startup(a.repeat)
     if a.json:
         print(json.dumps(res))
@@ -107,4 +122,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    cli.run(main)

@@ -13,22 +13,30 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from dataclasses import replace
 
+from . import cli
 from ._bounds import expected_moments
 from ._budget import same_budget_alternatives
 from ._result import TheoryResult
-from ._cli import Parser, add_data_args, add_network_args, dataset_from_args, fail, \
-    spec_from_args
 from ._invariants import Invariants
+from .data import check_class_count
+from .cli import Parser, add_data_args, add_network_args, dataset_from_args, fail, spec_from_args
+
+EXAMPLES = (
+    "python -m theory.bounds --depth 8 --width 256",
+    "python -m theory.bounds --depth 4 --width 64 --activation relu --data mnist1d --json",
+    "python -m theory.bounds --widths 64,32,16 --data my.npz --symbolic",
+    "python -m theory.bounds --depth 10 --width 32 --data-free --n 512 --input-dim 784",
+)
 
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m theory.bounds",
                description="Expected gradient diversity and batch-size bound at initialisation "
-                           "(SPEC §2-4).")
+                           "(definitions: README, \"Definitions and conventions\").",
+               examples=EXAMPLES)
     add_network_args(p)
     add_data_args(p)
     p.add_argument("--data-free", action="store_true",
@@ -138,21 +146,11 @@ def _print_human(result: TheoryResult, ds_desc: str, alts: list, out=None):
         w(f"note: {note}\n")
 
 
+@cli.command
 def main(argv=None) -> int:
-    try:
-        return _main(argv)
-    except MemoryError:
-        fail("out of memory (the data invariants need a min(n, d)^2 matrix, the ReLU pair "
-             "sums O(n * depth) floats per block); try a smaller --n or --input-dim")
-    except BrokenPipeError:
-        # the reader closed the pipe (e.g. `| head`): stop quietly, and keep the interpreter's
-        # final flush of stdout from raising again (Python docs, "Note on SIGPIPE")
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
-        raise SystemExit(1) from None
+    """Parse the options, print the moments; returns the exit status (0, or 2 after one
+    ``error: ...`` line)."""
+    return _main(argv)
 
 
 def _symbolic(spec, data_free: bool, rendered: bool):
@@ -174,7 +172,7 @@ def _cross_entropy_setup(args, ds):
              "whose y is an integer vector)")
     if args.labels == "zero":
         fail("--loss cross_entropy uses the class labels: drop --labels zero")
-    c = args.outputs or max(int(ds.classes.max()) + 1, ds.outputs, 2)
+    c = args.outputs or max(check_class_count(ds.classes, ds.name), ds.outputs, 2)
     return spec_from_args(args, ds, outputs=c), ds.classes
 
 
@@ -189,8 +187,7 @@ def _main(argv=None) -> int:
         if args.data not in (None, "gaussian"):
             fail("--data-free takes the expectation over Gaussian inputs: drop --data")
         n = args.n or 128
-        from ._cli import DEFAULT_INPUT_DIM
-        d = args.input_dim or DEFAULT_INPUT_DIM
+        d = args.input_dim or cli.DEFAULT_INPUT_DIM
         spec = spec_from_args(args, None)
         if spec.activation == "relu" and spec.depth >= 2:
             fail("--data-free covers linear nets only (ReLU moments need the data's angles)")
@@ -212,8 +209,13 @@ def _main(argv=None) -> int:
             result = expected_moments(spec, ds.x, ds.y if labels is None else labels,
                                       delta=args.delta, data=desc, loss=args.loss,
                                       progress=True, softmax=args.softmax)
-        except ValueError as err:
-            fail(str(err))
+        except MemoryError:
+            relu = spec.activation == "relu" and spec.depth >= 2
+            fail(f"out of memory evaluating the moments (n = {ds.n}, d = {ds.input_dim}: "
+                 + ("the ReLU pair sums need O(n * depth) floats per block, the data "
+                    "invariants a min(n, d)^2 matrix" if relu else
+                    "the data invariants need a min(n, d)^2 float64 matrix")
+                 + "); try a smaller --n")
     alts = [] if args.no_same_budget else _alternatives(spec, ds, args.data_free, args.loss,
                                                         labels, args.softmax)
     if args.json:
@@ -232,7 +234,4 @@ def _main(argv=None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    try:
-        raise SystemExit(main())
-    except KeyboardInterrupt:
-        fail("interrupted", code=130)
+    cli.run(main)

@@ -77,8 +77,29 @@ class Dataset:
         return Dataset(self.x[:n], self.y[:n], self.name, self.description, classes)
 
 
+#: Most classes (c = largest integer label + 1) a classification data set may have: a larger
+#: label is almost surely not a class index (each class costs a logit and a one-hot column).
+MAX_CLASSES = 100_000
+
+
+def check_class_count(classes, source: str = "data") -> int:
+    """c = largest label + 1 of integer class labels; DataError when c > :data:`MAX_CLASSES`."""
+    top = int(np.max(classes)) if np.size(classes) else 0
+    if top + 1 > MAX_CLASSES:
+        k = len(np.unique(classes))
+        raise DataError(f"{source}: class label {top} would make c = {top + 1} classes (one "
+                        f"logit and one-hot column each; at most {MAX_CLASSES}); the labels "
+                        f"hold {k} distinct values: relabel them 0..{k - 1}")
+    return top + 1
+
+
 def check_xy(x, y, source: str = "data") -> tuple[np.ndarray, np.ndarray]:
     """Validate and normalise to float64 ``x`` (n×d) and ``y`` (n×c)."""
+    for name, a in (("x", x), ("y", y)):
+        if np.iscomplexobj(a):
+            raise DataError(f"{source}: {name} is complex ({np.asarray(a).dtype}); the "
+                            f"toolkit takes real data: save the real part, or the real and "
+                            f"imaginary parts as separate features")
     try:
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)

@@ -1,4 +1,5 @@
-r"""The width-vs-depth statements (SPEC §4, claim C1) as checkable propositions.
+r"""The width-vs-depth statements (claim C1, README, "Definitions and conventions") as
+checkable propositions.
 
 * **P1** :math:`\bar B_S` increases with the width K at fixed depth L.
 * **P2** :math:`\bar B_S` decreases with the depth L at fixed width K.

@@ -43,7 +43,7 @@ def _q(v) -> sp.Expr:
 
 
 def _gains(activation: str, gain_squares=None):
-    """(s_1^2, s_hidden^2, s_L^2) as exact sympy numbers (SPEC defaults if None)."""
+    """(s_1^2, s_hidden^2, s_L^2) as exact sympy numbers (the default gains if None)."""
     if gain_squares is None:
         h = sp.Integer(2) if activation == "relu" else sp.Integer(1)
         return h, h, sp.Integer(1)
