@@ -66,7 +66,7 @@ def workload_record(w: Workload) -> dict:
         "skipped_batch_sizes": list(w.skipped),
         "family": [{"arch_id": arch_id(s), "arch": s.arch, "activation": s.activation,
                     "depth": s.depth, "width": s.width, "params": s.params,
-                    "describe": s.describe()} for s in w.specs],
+                    "describe": s.describe(), "spec": s.to_dict()} for s in w.specs],
         "families": {f: [arch_id(s) for s in v] for f, v in w.families.items()},
         "budget": cfg.budget,
     }

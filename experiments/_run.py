@@ -274,7 +274,8 @@ def _run_workload_locked(w: Workload, out, *, bar, log, command):
             stats = init_statistics(spec, ds.x, w.y_loss, ds.y, w.loss, cfg.init_samples)
             record = {"arch_id": aid, "arch": spec.arch, "activation": spec.activation,
                       "depth": spec.depth, "width": spec.width, "params": spec.params,
-                      "n": ds.n, "describe": spec.describe(), **stats}
+                      "n": ds.n, "describe": spec.describe(), "spec": spec.to_dict(),
+                      **stats}
             write_json_atomic(apath, record)
         if cfg.parametrisation == "mup":
             mults = mup_lr_multipliers(spec, cfg.optimizer, mup_base_width(cfg))
@@ -340,6 +341,7 @@ def _write_trials(out, w: Workload, spec, m, results):
             "study": f"{aid}/bs{m}",
             "arch_id": aid, "arch": spec.arch, "activation": spec.activation,
             "depth": spec.depth, "width": spec.width, "params": spec.params,
+            "spec": spec.to_dict(),
             "batch_size": m, "lr": r["lr"], "seed": r["seed"],
             "status": r["status"], "steps_to_target": steps,
             "epochs_to_target": None if steps is None else steps * m / w.data.n,
