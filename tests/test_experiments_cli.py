@@ -16,25 +16,9 @@ from experiments import report as report_cli
 from experiments import reproduce as reproduce_cli
 from experiments import sweep as sweep_cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .test_experiments import TINY  # the one tiny workload of the experiments tests
 
-TINY = """
-[data]
-name = "gaussian"
-n = 96
-init_samples = 3
-[model]
-depths = [2, 3]
-budget = 600
-[train]
-batch_sizes = [8, 16, 32]
-lrs = [0.05, 0.2, 10000.0]
-lr_scaling = "none"
-seeds = 2
-max_steps = 150
-target_metric = "relative_loss"
-target = 0.5
-"""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _refused(capsys, main, *argv) -> str:
