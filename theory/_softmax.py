@@ -73,6 +73,7 @@ from dataclasses import replace
 import mpmath
 import numpy as np
 
+from ._pair_sums import pair_sums
 from ._result import KIND_ORDER
 from ._spec import NetSpec
 
@@ -293,17 +294,15 @@ def mean_field_sums(spec: NetSpec, x, *, scale_mixture: bool = True) -> dict:
     pad = max(abs(m) + 3.8 * np.sqrt(v) for m, v in zip(mus, var))
     table = _Table(c, qd, rho_min, pad)
     tables = [table.smoothed(m, v) for m, v in zip(mus, var)]
-    out = dict(d1=0.0, d2=0.0, n1=0.0, n2=0.0)
-    for a in range(0, n, BLOCK_ROWS):
-        b = min(n, a + BLOCK_ROWS)
-        K, base = limit_kernels(spec, x, slice(a, b), slice(a, n))
-        tG = sum(th * table(T, qd[a:b], qd[a:], K) for th, T in zip(base, tables))
+    def terms(spec, x, y, rows, cols):  # one "layer" each, summed by the shared pair sums
+        K, base = limit_kernels(spec, x, rows, cols)
+        tG = sum(th * table(T, qd[rows], qd[cols], K) for th, T in zip(base, tables))
         tN = sum(th * np.exp(lo) for th, (lo, _) in zip(base, fl)) * K * ((c - 1) / c**2)
-        r = np.arange(b - a)
-        for key, arr in (("d", tG), ("n", tN)):
-            out[key + "1"] += float(arr[r, r].sum())
-            out[key + "2"] += float(arr[:, : b - a].sum() + 2.0 * arr[:, b - a:].sum())
-    return out
+        return [tG], [tN]
+
+    ps = pair_sums(terms, spec, x, None, layers=1)
+    return {"d1": float(ps.net_trace[0]), "d2": float(ps.net_sum[0]),
+            "n1": float(ps.lab_trace[0]), "n2": float(ps.lab_sum[0])}
 
 
 def kind_of(squared_kind: str, softmax: str = "gaussian") -> str:
