@@ -32,7 +32,7 @@ from . import _pair_chain, _softmax
 from ._invariants import Invariants
 from ._kernels import limit_terms, two_layer_relu_terms
 from ._pair_sums import pair_sums
-from ._result import bound_of
+from ._result import bound_of, weakest
 from ._spec import NetSpec
 from ._transfer import linear_exact, mp, relu_s1_terms
 
@@ -123,10 +123,9 @@ class Coverage:
     @property
     def kind(self) -> str | None:
         """Kind of B̄_S: the weaker of the two."""
-        from ._result import KIND_ORDER
         if not self.covered:
             return None
-        return max(self.kind_S1, self.kind_S2, key=lambda k: KIND_ORDER.index(k.split()[0]))
+        return weakest(self.kind_S1, self.kind_S2)
 
 
 def _scaled(spec: NetSpec, factor: int) -> NetSpec:

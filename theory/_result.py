@@ -15,6 +15,12 @@ from ._spec import NetSpec
 KIND_ORDER = ("exact", "numerical", "approximation", "limit")
 
 
+def weakest(*kinds: str) -> str:
+    """The weakest of ``kinds`` by their first word (a qualifier such as " (linearised
+    softmax)" is kept): the kind of a number computed from numbers of these kinds."""
+    return max(kinds, key=lambda k: KIND_ORDER.index(k.split()[0]))
+
+
 def bound_of(parts: dict, n: int) -> float:
     """B̄_S of the parts (network + label) of E[S1] and E[S2] over n examples."""
     return float(batch_size_bound(parts["S1_net"] + parts["S1_label"],
@@ -50,7 +56,7 @@ class TheoryResult:
     def kind(self) -> str:
         """Kind of the bound: the weakest of the kinds of E[S1] and E[S2] (a qualifier such as
         " (linearised softmax)" is kept)."""
-        return max(self.kind_S1, self.kind_S2, key=lambda k: KIND_ORDER.index(k.split()[0]))
+        return weakest(self.kind_S1, self.kind_S2)
 
     @property
     def batch_size_bound(self) -> float:

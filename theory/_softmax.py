@@ -74,7 +74,7 @@ import mpmath
 import numpy as np
 
 from ._pair_sums import pair_sums
-from ._result import KIND_ORDER
+from ._result import weakest
 from ._spec import NetSpec
 
 SUFFIX = " (linearised softmax)"
@@ -311,7 +311,7 @@ def kind_of(squared_kind: str, softmax: str = "gaussian") -> str:
     "approximation" + :data:`KIND_GAUSSIAN`."""
     if softmax == "linearised":
         return squared_kind + SUFFIX
-    return max(squared_kind, "approximation", key=KIND_ORDER.index) + KIND_GAUSSIAN
+    return weakest(squared_kind, "approximation") + KIND_GAUSSIAN
 
 
 def gaussian_correction(result, spec: NetSpec, x):
