@@ -140,7 +140,8 @@ def _site_sq_norms(site, aux, delta, leaf, mode, want_sum):
                                            site.info["kernel_shape"], mode,
                                            want_sum, site.info["steps"])
     elif site.kind == "embedding":
-        sq, g = _ghost_norms.selection_sq_norms(aux, delta, mode, site.info["shape"])
+        sq, g = _ghost_norms.selection_sq_norms(aux, delta, mode, site.info["shape"],
+                                                site.info.get("rows"), site.info["steps"])
     else:
         view_t = None if view.preserving else (lambda g: jax.vjp(view.fn, leaf)[1](g)[0])
         x = aux if site.kind == "scale" else None

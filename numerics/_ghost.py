@@ -184,9 +184,23 @@ def _site_info(eqn, invals, views, T):
             params["fill_value"] = 0  # dropped lookups read "entry 0", which no entry is
         src = eqn.primitive.bind(_iota(invals[0].shape), *invals[1:], **params)
         M, table = math.prod(eqn.outvars[0].aval.shape) * T, invals[0].size
-        return "embedding", {"mode": selection_mode(M, table), "shape": tuple(invals[0].shape),
-                             "costs": selection_costs(M, table)}, src
+        rows = _whole_slices(eqn, invals[0].shape) if name == "gather" else None
+        R = math.prod(eqn.outvars[0].aval.shape[a] for a in rows) if rows is not None else 1
+        return "embedding", {"mode": selection_mode(M, table, R), "shape": tuple(invals[0].shape),
+                             "costs": selection_costs(M, table, R), "rows": rows}, src
     return None, name, None
+
+
+def _whole_slices(eqn, table_shape):
+    """The output axes (one example) of a ``gather`` that reads whole slices of the table (every
+    lookup takes all entries of the non-collapsed axes: an embedding row), else None."""
+    dn, sizes = eqn.params["dimension_numbers"], eqn.params["slice_sizes"]
+    collapsed = tuple(dn.collapsed_slice_dims)
+    if getattr(dn, "operand_batching_dims", ()) or any(sizes[a] != 1 for a in collapsed):
+        return None
+    if any(sizes[a] != table_shape[a] for a in range(len(table_shape)) if a not in collapsed):
+        return None
+    return tuple(dn.offset_dims)
 
 
 def interpret(jaxpr, consts, args, views, deps, ctx, psets=None):

@@ -73,13 +73,18 @@ MEMORY_COST = 8
 
 def mode_costs(B, S, C, R):
     """Estimated extra cost (multiply-adds per example) of each exact form for B blocks of
-    ``S`` positions × ``C`` inputs × ``R`` outputs. The materialised form's matrix product
-    replaces the backward's (its summed gradient is taken from it), so only its memory counts.
+    ``S`` positions × ``C`` inputs × ``R`` outputs.
+
+    The materialised form's batched products replace the backward's one large product (its
+    summed gradient is taken from them), but n small products run about twice as long as one
+    large product of the same size (measured with XLA on CPU: 2–3× for S = 12–32, C, R =
+    32–256, n = 512), so they count ``S C R`` once more, plus the memory of the n gradients.
+    The Gram form costs its two Gram matrices and their memory.
     """
     if S == 1:
         return {"outer": MEMORY_COST * (C + R)}
     return {"ghost": B * (S * S * (C + R) + MEMORY_COST * S * S),
-            "materialised": MEMORY_COST * B * C * R}
+            "materialised": B * (S + MEMORY_COST) * C * R}
 
 
 def dense_mode(S, C, R, B=1):
@@ -327,20 +332,37 @@ def selection_grads(src, d, table_shape):
     return g.reshape((n,) + tuple(table_shape))
 
 
-def selection_costs(M, table):
+def selection_costs(M, table, R=1):
     """Extra cost per example of the forms for a selection of ``M`` output elements from a
-    table of ``table`` entries: the Gram over output elements, the materialised table
-    gradient (a scatter-add) and the segment sums over sorted entries."""
-    return {"ghost": M * M, "materialised": MEMORY_COST * table,
+    table of ``table`` entries, read as ``M / R`` whole slices of ``R`` entries (an embedding
+    row; R = 1: single entries): the Gram over the lookups, the materialised table gradient (a
+    scatter-add) and the segment sums over sorted entries."""
+    L = M // max(R, 1)
+    return {"ghost": L * L * (R + 1) + MEMORY_COST * L * L,
+            "materialised": MEMORY_COST * (table + M),
             "sorted": 64 * MEMORY_COST * M * max(1, math.ceil(math.log2(max(M, 2))))}
 
 
-def selection_mode(M, table):
-    costs = selection_costs(M, table)
+def selection_mode(M, table, R=1):
+    costs = selection_costs(M, table, R)
     return min(costs, key=costs.get)
 
 
-def selection_sq_norms(src, d, mode="sorted", table_shape=None):
+def _lookups(src, d, rows, steps):
+    """``(key, d)`` shaped ``(n, L)`` and ``(n, L, R)``: the L lookups of whole slices (the
+    output axes ``rows`` of one example) and their cotangents; ``key`` is 1 + the flat table
+    index of the slice's first entry (0: dropped)."""
+    n, lead = src.shape[0], 1 + steps
+    off = tuple(a + lead for a in rows)
+    perm = tuple(a for a in range(src.ndim) if a not in off) + off
+    R = math.prod(src.shape[a] for a in off)
+    src = jnp.transpose(src, perm).reshape(n, -1, R)
+    d = jnp.transpose(d, perm).reshape(n, -1, R)
+    key = src[:, :, 0]
+    return key, jnp.where((key > 0)[:, :, None], d, jnp.zeros_like(d))
+
+
+def selection_sq_norms(src, d, mode="sorted", table_shape=None, rows=None, steps=0):
     r"""Embedding lookups: :math:`\sum_k(\sum_{o:k(o)=k}\delta_o)^2` per example.
 
     Args:
@@ -352,9 +374,19 @@ def selection_sq_norms(src, d, mode="sorted", table_shape=None):
             the summed gradient, shaped ``table_shape``); ``"sorted"``: segment sums over the
             sorted entries (O(output) memory).
 
+        rows: for a lookup of whole slices (:func:`numerics._ghost._whole_slices`), the
+            output axes of one slice: the Gram form is then over lookups,
+            :math:`\sum_{l,m}[k_l = k_m]\,\delta_l\cdot\delta_m`.
+        steps: leading step axes after the examples' (inside a ``scan``).
+
     Returns ``(sq_norms, summed_table_gradient_or_None)``.
     """
     n = src.shape[0]
+    if mode == "ghost" and rows is not None:
+        key, dl = _lookups(src, d, rows, steps)
+        eq = (key[:, :, None] == key[:, None, :]).astype(d.dtype)
+        gd = jnp.einsum("nlr,nmr->nlm", dl, dl, precision=HIGHEST)
+        return jnp.sum(eq * gd, axis=(1, 2)), None
     src, d = src.reshape(n, -1), d.reshape(n, -1)
     d = jnp.where(src > 0, d, jnp.zeros_like(d))
     if mode == "ghost":

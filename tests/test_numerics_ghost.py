@@ -43,8 +43,15 @@ def assert_matches_vmap(loss, params, x, y, rtol=None, **kw):
     scale = max(float(jnp.max(jnp.abs(b))) for b in refs)  # the model's largest entry
     for a, b in zip(jax.tree_util.tree_leaves(ghost["grad_sum"]), refs):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=rtol * scale)
-    for key in ("S1", "S2", "batch_size_bound", "B_simple", "B_simple_unbiased"):
+    for key in ("S1", "S2", "batch_size_bound", "B_simple"):
         np.testing.assert_allclose(float(ghost[key]), float(ref[key]), rtol=rtol)
+    # B_simple_unbiased = tr / |G|^2 takes differences of S1 and S2 / n: a relative error rtol
+    # in S1 and S2 becomes rtol times its condition number (e.g. 4e4 for the tied model at
+    # n = 8, whose 8 gradients nearly coincide: S2 - S1 = 5e-5 S1)
+    s1, s2, n = float(ref["S1"]), float(ref["S2"]), ref["n"]
+    cond = (s1 + s2) / abs(s2 - s1) + (s1 + s2 / n) / abs(s1 - s2 / n)
+    np.testing.assert_allclose(float(ghost["B_simple_unbiased"]),
+                               float(ref["B_simple_unbiased"]), rtol=rtol * max(1.0, cond))
     return ghost["paths"]
 
 
@@ -491,7 +498,7 @@ def test_bench_models_float32_match_vmap_grad(name):
 def test_each_embedding_form(mode, monkeypatch):
     """The three exact forms of a table lookup, forced (the cost model picks one)."""
     from numerics import _generic, _ghost
-    monkeypatch.setattr(_ghost, "selection_mode", lambda M, table: mode)
+    monkeypatch.setattr(_ghost, "selection_mode", lambda *shape: mode)
     _generic._plan_cached.cache_clear()
     try:
         with numerics.x64():
