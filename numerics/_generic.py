@@ -224,9 +224,14 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
     for k, g in zip(copies, g_copies):
         s1[k] = jnp.sum(g * g).astype(p_leaves[k].dtype)
         gsum[k] = jnp.sum(g, axis=0)
-    shared = {}
+    shared, factored = {}, {}
     for sid, leaf, _, _, mode in plan.sites:
         if leaf in chunked:
+            continue
+        if leaf in plan.cross:
+            factored.setdefault(leaf, []).append(
+                _ghost_norms.cross_factors(sites[sid], aux[sid], deltas[sid], mode,
+                                           p_leaves[leaf].shape))
             continue
         if leaf in multi:
             g = _site_grads(sites[sid], aux[sid], deltas[sid], p_leaves[leaf])
@@ -237,6 +242,8 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
         s1[leaf] = jnp.sum(sq).astype(p_leaves[leaf].dtype)
         if leaf in skip:
             gsum[leaf] = g
+    for leaf, facs in factored.items():
+        s1[leaf] = jnp.sum(_ghost_norms.cross_sq_norms(facs)).astype(p_leaves[leaf].dtype)
     for leaf, g in shared.items():
         s1[leaf] = jnp.sum(g * g).astype(p_leaves[leaf].dtype)
         gsum[leaf] = jnp.sum(g, axis=0)

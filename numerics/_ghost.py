@@ -50,9 +50,10 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend import core as jcore
 
-from ._ghost_norms import (conv_blocks, dense_blocks, dense_mode, mode_costs,
+from ._ghost_norms import (MEMORY_COST, conv_blocks, dense_blocks, dense_mode, mode_costs,
                            selection_costs, selection_mode)
 
 #: Dependence bits carried with every value: on the example (x_i, y_i), on the parameters.
@@ -186,8 +187,11 @@ def _site_info(eqn, invals, views, T):
         M, table = math.prod(eqn.outvars[0].aval.shape) * T, invals[0].size
         rows = _whole_slices(eqn, invals[0].shape) if name == "gather" else None
         R = math.prod(eqn.outvars[0].aval.shape[a] for a in rows) if rows is not None else 1
+        collapsed = (tuple(eqn.params["dimension_numbers"].collapsed_slice_dims)
+                     if rows is not None else None)
         return "embedding", {"mode": selection_mode(M, table, R), "shape": tuple(invals[0].shape),
-                             "costs": selection_costs(M, table, R), "rows": rows}, src
+                             "costs": selection_costs(M, table, R), "rows": rows,
+                             "collapsed": collapsed, "lookups": M // R}, src
     return None, name, None
 
 
@@ -505,6 +509,8 @@ class Plan:
             gradients (left out of the backward pass, which would compute it again).
         multi: leaves used by several recognised operations (tied weights): their per-example
             gradients are the sums of each use's, materialised for those leaves only.
+        cross: shared 2-D leaves whose uses are dense products or row lookups: their norms
+            are the Gram cross terms of the per-use factors (no per-example gradient).
         costs: per leaf, the estimated extra cost of its norms in multiply-adds per example
             (:func:`numerics._ghost_norms.mode_costs`; None for the fallback, 0 when free).
     """
@@ -519,6 +525,7 @@ class Plan:
     costs: tuple = ()
     multi: tuple = ()
     scan_ranges: tuple = ()
+    cross: tuple = ()
 
     @property
     def site_ids(self) -> frozenset:
@@ -557,12 +564,24 @@ def analyse(closed, n_params, p_structs, xy_structs, no_inline=()) -> Plan:
     by_leaf = {}
     for sid, s in enumerate(ctx.sites):
         by_leaf.setdefault(s.leaf, []).append(sid)
-    sites, fallback, paths, skip, costs, multi = [], [], [], [], [], []
+    sites, fallback, paths, skip, costs, multi, cross_leaves = [], [], [], [], [], [], []
     for leaf in range(n_params):
         used = by_leaf.get(leaf, [])
         extra = " + parameter-only term" if leaf in const else ""
         if leaf in ctx.unrecognised:
             reason = f"used by {ctx.unrecognised[leaf]}"
+        elif len(used) > 1 and (cross := _cross_forms([ctx.sites[sid] for sid in used],
+                                                       p_structs[leaf].shape)):
+            # shared 2-D weights whose every use is a dense product or a row lookup: the Gram
+            # cross terms of the per-use factors (no per-example gradient)
+            for sid, form in zip(used, cross):
+                out = ctx.outs[sid]
+                sites.append((sid, leaf, tuple(out.shape), str(out.dtype), form))
+            kinds = ", ".join(ctx.sites[sid].kind for sid in used)
+            paths.append(f"shared-ghost ({len(used)} uses: {kinds}){extra}")
+            cross_leaves.append(leaf)
+            costs.append(_cross_cost([ctx.sites[sid] for sid in used], p_structs[leaf].shape))
+            continue
         elif len(used) > 1:  # shared (tied) weights: the per-use gradients, summed
             for sid in used:
                 out = ctx.outs[sid]
@@ -597,7 +616,71 @@ def analyse(closed, n_params, p_structs, xy_structs, no_inline=()) -> Plan:
         costs.append(None)
     return Plan(tuple(sites), tuple(fallback), tuple(paths), tuple(sorted(ctx.custom)),
                 tuple(sorted(no_inline)), tuple(sorted(const)), tuple(skip), tuple(costs),
-                tuple(multi), tuple(ctx.scan_ranges))
+                tuple(multi), tuple(ctx.scan_ranges), tuple(cross_leaves))
+
+
+def _positions(site):
+    """Per-example positions of a dense use (B = 1) or lookups of a row gather."""
+    if site.kind == "dense":
+        return site.info["blocks"][1]
+    return site.info["lookups"]
+
+
+def _cross_cost(sites, shape):
+    """Extra multiply-adds per example of the cross-term form: every pair of uses."""
+    V, D = shape
+    pos = [_positions(s) for s in sites]
+    return int(sum(p * q * (V + D + MEMORY_COST) for p in pos for q in pos))
+
+
+def _cross_forms(sites, shape):
+    """For a 2-D leaf ``(V, D)`` whose every use is a ``dot_general`` with one block (B = 1)
+    or a lookup of whole rows, the factor form of each use (``"cross:a:±1"``: the data
+    operand's vectors index the leaf's rows, ``"cross:d:±1"``: the cotangent's do,
+    ``"cross:rows:1"``: a row lookup), when the cross terms are cheaper than materialising;
+    else None. The layout is read off each view applied to the leaf's entry numbers."""
+    if len(shape) != 2 or math.prod(shape) >= 1 << 24:
+        return None
+    from ._ghost_norms import _dense_to_param
+    V, D = shape
+    rows = np.arange(V * D).reshape(V, D)
+    forms = []
+    with jax.ensure_compile_time_eval():
+        leaf_ids = jnp.asarray(rows + 1, dtype=jnp.int32)
+        for s in sites:
+            if not s.view.preserving or s.view.custom:
+                return None
+            try:
+                seen = np.asarray(s.view.fn(leaf_ids))
+            except Exception:  # noqa: BLE001 - a view that cannot run on integers
+                return None
+            ids = np.abs(seen).astype(np.int64).reshape(-1) - 1
+            signs = np.sign(seen).reshape(-1)
+            if not np.all(signs == signs[0]):
+                return None
+            sign = int(signs[0])
+            if s.kind == "embedding" and s.info.get("collapsed") == (0,):
+                if seen.shape == (V, D) and sign == 1 and np.array_equal(ids, rows.reshape(-1)):
+                    forms.append("cross:rows:1")
+                    continue
+                return None
+            if s.kind != "dense" or s.info["blocks"][0] != 1:
+                return None
+            _, _, C, R = s.info["blocks"]
+            blk = np.asarray(_dense_to_param(jnp.arange(C * R, dtype=jnp.int32).reshape(1, C, R),
+                                             s.info["dn"], s.info["side"], s.info["shape"], 0))
+            where = np.zeros(C * R, np.int64)
+            where[blk.reshape(-1)] = ids
+            where = where.reshape(C, R)
+            if (C, R) == (V, D) and np.array_equal(where, rows):
+                forms.append(f"cross:a:{sign}")
+            elif (C, R) == (D, V) and np.array_equal(where, rows.T):
+                forms.append(f"cross:d:{sign}")
+            else:
+                return None
+    pos = [_positions(s) for s in sites]
+    materialised = sum(p * V * D for p in pos) + MEMORY_COST * len(sites) * V * D
+    return tuple(forms) if _cross_cost(sites, shape) <= materialised else None
 
 
 def _site_label(site, out):

@@ -380,7 +380,7 @@ def selection_sq_norms(src, d, mode="sorted", table_shape=None, rows=None, steps
         steps: leading step axes after the examples' (inside a ``scan``).
 
     Returns ``(sq_norms, summed_table_gradient_or_None)``.
-    """
+    r"""
     n = src.shape[0]
     if mode == "ghost" and rows is not None:
         key, dl = _lookups(src, d, rows, steps)
@@ -406,3 +406,47 @@ def selection_sq_norms(src, d, mode="sorted", table_shape=None, rows=None, steps
         return jnp.sum(sums * sums)
 
     return jax.vmap(one)(src, d), None
+
+
+def cross_factors(site, a, d, form, shape):
+    r"""One use of a shared 2-D leaf ``(V, D)`` as factors of its per-example gradient
+    :math:`\sum_s u_s \otimes w_s`: ``("dense", U (n, S, V), W (n, S, D))`` or
+    ``("rows", row (n, L) (-1: dropped), W (n, L, D))`` (``form``: ``"cross:a|d|rows:±1"``)."""
+    _, orient, sign = form.split(":")
+    info = site.info
+    if orient == "rows":
+        key, W = _lookups(a, d, info["rows"], info["steps"])
+        return "rows", jnp.where(key > 0, (key - 1) // shape[1], -1), W
+    A, Dl = _dense_blocks_of(a, d, info["dn"], info["side"], info["steps"])
+    A, Dl = A[:, 0], Dl[:, 0] * int(sign)
+    return ("dense", A, Dl) if orient == "a" else ("dense", Dl, A)
+
+
+def _cross(f, g):
+    r"""Per-example :math:`\langle G_f, G_g\rangle` of two factored uses."""
+    (kf, Uf, Wf), (kg, Ug, Wg) = f, g
+    if kf == "rows" and kg == "rows":
+        eq = ((Uf[:, :, None] == Ug[:, None, :]) & (Uf[:, :, None] >= 0)).astype(Wf.dtype)
+        return jnp.sum(eq * jnp.einsum("nld,nmd->nlm", Wf, Wg, precision=HIGHEST), axis=(1, 2))
+    if kf == "rows":
+        f, g = g, f
+        (kf, Uf, Wf), (kg, Ug, Wg) = f, g
+    if kg == "rows":  # sum_{s,l} U_s[row_l] (W_s . W'_l)
+        idx = jnp.broadcast_to(jnp.maximum(Ug, 0)[:, None, :], Uf.shape[:2] + Ug.shape[1:])
+        picked = jnp.take_along_axis(Uf, idx, axis=2)  # (n, S, L)
+        return jnp.sum(picked * jnp.einsum("nsd,nld->nsl", Wf, Wg, precision=HIGHEST),
+                       axis=(1, 2))
+    gu = jnp.einsum("nsv,ntv->nst", Uf, Ug, precision=HIGHEST)
+    gw = jnp.einsum("nsd,ntd->nst", Wf, Wg, precision=HIGHEST)
+    return jnp.sum(gu * gw, axis=(1, 2))
+
+
+def cross_sq_norms(factors):
+    r"""Squared per-example norms of :math:`\sum_k G_k` from the uses' factors: the k Gram
+    terms and twice the cross terms of each pair."""
+    total = 0
+    for i, f in enumerate(factors):
+        total = total + _cross(f, f)
+        for g in factors[i + 1:]:
+            total = total + 2 * _cross(f, g)
+    return total

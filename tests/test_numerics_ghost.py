@@ -516,3 +516,43 @@ def test_tied_scan_with_int64_ids_under_x64():
         loss, p, tok, y, expected = _tied_scan_case()
         paths = assert_matches_vmap(loss, p, tok.astype(jnp.int64), y.astype(jnp.int64))
     assert paths == expected
+
+
+def _tied_forms_case():
+    """A table used as rows (twice), as ``h @ E.T``, as ``-E @ r`` and as ``s @ E``: every
+    factor form of the cross terms (rows, a, d, a sign), with dropped (out-of-range) lookups."""
+    k = _keys(4)
+    p = {"E": _normal(k[0], (7, 3)), "w": _normal(k[1], (3, 3))}
+
+    def loss(p, tok, y):                                     # tok: (5,) ids
+        e = jnp.take(p["E"], tok, axis=0, mode="fill", fill_value=0.0)
+        h = jnp.tanh(e @ p["w"])
+        logits = h @ p["E"].T - (-p["E"] @ h[::-1].T).T         # (5, 7)
+        return jnp.sum(jax.nn.logsumexp(logits, axis=1) - logits[jnp.arange(5), y]) \
+            + jnp.sum(p["E"][tok[::-1] % 7] * h) \
+            + jnp.sum((jax.nn.softmax(logits) @ p["E"]) * h)
+
+    tok = jnp.array([[1, 1, 2, 9, 0], [3, 3, 3, 3, 3], [6, 5, 4, 1, 1], [0, 7, 7, 2, 2]],
+                    jnp.int32)
+    return loss, p, tok, jnp.array([[0, 1, 2, 3, 4]] * 4, jnp.int32)
+
+
+@pytest.mark.parametrize("build", [_tied_forms_case, _tied_scan_case], ids=["forms", "scan"])
+def test_shared_cross_terms_forced(build, monkeypatch):
+    """Shared 2-D weights by the Gram cross terms of each use's factors (forced: at these
+    sizes the cost model materialises), float64 and float32 against vmap(grad)."""
+    from numerics import _generic, _ghost
+    monkeypatch.setattr(_ghost, "_cross_cost", lambda sites, shape: 0)
+    _generic._plan_cached.cache_clear()
+    try:
+        with numerics.x64():
+            loss, p, x, y = build()[:4]
+            paths = assert_matches_vmap(loss, p, x, y)
+        assert paths["['E']"].startswith("shared-ghost (")
+        with numerics.x64(False):
+            f32 = lambda t: jax.tree_util.tree_map(
+                lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating)
+                else a.astype(jnp.int32), t)
+            assert_matches_vmap(loss, f32(p), f32(x), f32(y), rtol=F32_AGREEMENT)
+    finally:
+        _generic._plan_cached.cache_clear()
