@@ -185,7 +185,9 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
     closed = _ghost.trace(loss_fn, _structs(params), _structs(x, True), _structs(y, True))
     n_params = len(p_leaves)
     xy = jax.tree_util.tree_leaves((x, y))
-    probes = {sid: jnp.zeros((n,) + shape, dtype) for sid, _, shape, dtype, _ in plan.sites}
+    probed = plan.site_ids
+    probes = {sid: jnp.zeros((n,) + shape, dtype) for sid, _, shape, dtype, _ in plan.sites
+              if sid in probed}
     fb, multi = list(plan.fallback), list(plan.multi)
     nbytes = lambda ks: n * sum(p_leaves[k].size * p_leaves[k].dtype.itemsize for k in ks)
     if nbytes(fb + multi) <= CHUNK_BYTES:
@@ -202,7 +204,8 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
             leaves[k] = a
         for k, a in zip(copies, pc):
             leaves[k] = a
-        ctx = _ghost.Context(plan=plan.site_ids, probes=pr, no_inline=frozenset(plan.no_inline),
+        ctx = _ghost.Context(plan=probed, probes=pr, no_inline=frozenset(plan.no_inline),
+                             data_only=frozenset(a for a, _ in plan.alias),
                              const=frozenset(const), a_leaves=dict(zip(const, pa)),
                              scan_ranges=list(plan.scan_ranges))
         seen.append(ctx)
@@ -216,6 +219,9 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
     loss_sum, vjp_fn, aux = jax.vjp(total, [p_leaves[k] for k in diff], probes,
                                     [p_leaves[k] for k in const], per_ex, has_aux=True)
     g_diff, deltas, g_const, g_copies = vjp_fn(jnp.ones_like(loss_sum))
+    deltas = dict(deltas)
+    for a, t in plan.alias:  # x @ W + b: the product's output cotangent is the sum's
+        deltas[a] = deltas[t]
     sites = seen[-1].sites
     s1 = [jnp.zeros((), a.dtype) for a in p_leaves]
     gsum = [jnp.zeros_like(a) for a in p_leaves]

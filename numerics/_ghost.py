@@ -117,6 +117,9 @@ class Context:
     steps: tuple = ()  # lengths of the scans being interpreted
     scan_ranges: list = field(default_factory=list)  # site ids inside each scan, in order
     scan_index: list = field(default_factory=lambda: [0])
+    pending: dict = field(default_factory=dict)  # analysis: var -> sites whose output adds into it
+    alias: dict = field(default_factory=dict)  # analysis: site -> site with the same cotangent
+    data_only: frozenset = frozenset()  # run: sites that record their data but take no probe
 
 
 def _bind(eqn, invals):
@@ -302,10 +305,16 @@ def interpret(jaxpr, consts, args, views, deps, ctx, psets=None):
                 if ctx.plan is None:
                     ctx.outs.append(jax.ShapeDtypeStruct(tuple(ctx.steps) + outs[0].shape,
                                                          outs[0].dtype))
+                    for a in ctx.pending.pop(eqn.outvars[0], ()):
+                        ctx.alias.setdefault(a, sid)  # a's output cotangent is this one's
+                    for v in _add_chain(jaxpr, eqn.outvars[0]):
+                        ctx.pending.setdefault(v, []).append(sid)
                 elif sid in ctx.plan:
                     outs = [jax.lax.add(outs[0], ctx.probes[sid].astype(outs[0].dtype))]
                     ctx.aux[sid] = data
                     outdeps = [dep | EXAMPLE]
+                elif sid in ctx.data_only:
+                    ctx.aux[sid] = data
         for v, o, w, d, ps in zip(eqn.outvars, outs, outviews, outdeps, outps):
             if isinstance(v, jcore.DropVar):
                 continue
@@ -317,6 +326,27 @@ def interpret(jaxpr, consts, args, views, deps, ctx, psets=None):
             denv[v] = d
     got = [read(v) for v in jaxpr.outvars]
     return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got], [g[3] for g in got]
+
+
+def _add_chain(jaxpr, var):
+    """The variables that ``var`` flows into through a chain of ``add`` (or the first operand
+    of ``sub``) of equal shapes, each link its only use: they all have ``var``'s cotangent."""
+    uses, nxt = {}, {}
+    for eqn in jaxpr.eqns:
+        for v in eqn.invars:
+            if _var(v):
+                uses[v] = uses.get(v, 0) + 1
+        if eqn.primitive.name in ("add", "add_any", "sub") and len(eqn.invars) == 2:
+            for k, v in enumerate(eqn.invars[:1] if eqn.primitive.name == "sub"
+                                  else eqn.invars):
+                if _var(v) and v.aval.shape == eqn.outvars[0].aval.shape:
+                    nxt[v] = eqn.outvars[0]
+    outs = {v for v in jaxpr.outvars if _var(v)}
+    chain = []
+    while var in nxt and uses.get(var) == 1 and var not in outs:
+        var = nxt[var]
+        chain.append(var)
+    return chain
 
 
 def _scan(eqn, invals, ins, indeps, inps, ctx):
@@ -509,6 +539,9 @@ class Plan:
             gradients (left out of the backward pass, which would compute it again).
         multi: leaves used by several recognised operations (tied weights): their per-example
             gradients are the sums of each use's, materialised for those leaves only.
+        alias: ``((site, target), ...)``: sites whose output only adds into the target's
+            output (``x @ W + b``: the product's cotangent is the bias's), so they share its
+            probe.
         cross: shared 2-D leaves whose uses are dense products or row lookups: their norms
             are the Gram cross terms of the per-use factors (no per-example gradient).
         costs: per leaf, the estimated extra cost of its norms in multiply-adds per example
@@ -526,10 +559,13 @@ class Plan:
     multi: tuple = ()
     scan_ranges: tuple = ()
     cross: tuple = ()
+    alias: tuple = ()
 
     @property
     def site_ids(self) -> frozenset:
-        return frozenset(s[0] for s in self.sites)
+        """The sites that take a probe (an aliased site reads its target's cotangent)."""
+        aliased = {a for a, _ in self.alias}
+        return frozenset(s[0] for s in self.sites if s[0] not in aliased)
 
 
 def _static_flags(closed, n_params, n_xy):
@@ -616,7 +652,23 @@ def analyse(closed, n_params, p_structs, xy_structs, no_inline=()) -> Plan:
         costs.append(None)
     return Plan(tuple(sites), tuple(fallback), tuple(paths), tuple(sorted(ctx.custom)),
                 tuple(sorted(no_inline)), tuple(sorted(const)), tuple(skip), tuple(costs),
-                tuple(multi), tuple(ctx.scan_ranges), tuple(cross_leaves))
+                tuple(multi), tuple(ctx.scan_ranges), tuple(cross_leaves),
+                _aliases(ctx.alias, {s[0] for s in sites}))
+
+
+def _aliases(alias, kept):
+    """``((site, target), ...)`` for the kept sites, targets followed to a kept site that takes
+    its own probe."""
+    out = []
+    for a in sorted(alias):
+        if a not in kept:
+            continue
+        t = alias[a]
+        while t in alias and t in kept:
+            t = alias[t]
+        if t in kept:
+            out.append((a, t))
+    return tuple(out)
 
 
 def _positions(site):

@@ -105,7 +105,7 @@ def _conv_case():
         h = jax.lax.conv_general_dilated(jnp.tanh(h), p["k2"], (1, 1), "VALID",
                                          rhs_dilation=(2, 1), feature_group_count=2)
         h = h + p["b"][None]                                 # implicit size-1 broadcast
-        # 8 positions <= 8 channels, HWIO kernel, NHWC: unfolded patches
+        # 8 positions, 24 inputs x 8 outputs, HWIO kernel, NHWC: the Gram form of the patches
         h = jax.lax.conv_general_dilated(jnp.transpose(jnp.tanh(h), (0, 2, 3, 1)), p["k3"],
                                          (1, 1), ((0, 0), (1, 0)), lhs_dilation=(1, 1),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -114,7 +114,7 @@ def _conv_case():
     x = _normal(k[4], (5, 2, 9, 9))
     y = _normal(k[5], (5, 1, 2, 4, 8))
     return loss, p, x, y, {"['k1']": "conv", "['k2']": "conv", "['b']": "bias",
-                           "['k3']": "conv"}
+                           "['k3']": "conv-ghost"}
 
 
 def _gather_case():
@@ -207,7 +207,7 @@ def test_fallback_leaves_are_exact_and_say_why():
     with numerics.x64():
         loss, p, x, y = _fallback_case()
         paths = assert_matches_vmap(loss, p, x, y)
-    assert paths["['tied']"] == "shared (2 uses: dense, dense)"
+    assert paths["['tied']"] == "shared-ghost (2 uses: dense, dense)"  # Gram cross terms
     assert paths["['rnn']"] == "dense-ghost"  # inside scan: a dense layer over the steps
     assert paths["['loop']"] == "vmap: used by cond"
     assert paths["['exp']"] == "vmap: used by mul (through a parameter-only value)"
