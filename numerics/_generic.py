@@ -313,18 +313,16 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if batched:
         loss_fn = _one_example(loss_fn)
-    x = jax.tree_util.tree_map(jnp.asarray, x)
-    y = jax.tree_util.tree_map(jnp.asarray, y)
+    x, y = _as_arrays(x), _as_arrays(y)
     n = _check_inputs(params, x, y)
-    for name, tree in (("x", x), ("y", y)):
-        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-            check_values(name + jax.tree_util.keystr(path), leaf)
+    finite = _check_finite_later(x, y)
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     keys = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     if method == "vmap":
         chunk = default_chunk(params, n) if chunk_size is None else int(min(chunk_size, n))
         s1, s2, gsum = _sums(loss_fn, params, x, y, chunk)
+        finite()
         return s1, s2, gsum, None, {k: "vmap" for k in keys}
     force = ()
     while True:
@@ -332,11 +330,64 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
         leaves = jax.tree_util.tree_leaves(params)
         fb = [leaves[k] for k in plan.fallback]
         chunk = (default_chunk(fb, n) if chunk_size is None else int(min(chunk_size, n)))
-        s1, s2, gsum, loss_sum, check = _ghost_sums(loss_fn, params, x, y, plan, chunk)
+        s1, s2, gsum, loss_sum, check = _ghost_fn(loss_fn, plan, chunk)(params, x, y)
+        finite()
         rtol = CUSTOM_RULE_RTOL.get(str(np.asarray(check).dtype), 1e-4)
         if not plan.custom or float(check) <= rtol:
             return s1, s2, gsum, loss_sum, dict(zip(keys, plan.paths))
         force = tuple(sorted(set(force) | set(plan.custom)))
+
+
+def _as_arrays(tree):
+    """``jnp.asarray`` of every leaf that is not already a jax array (no dispatch for those)."""
+    return jax.tree_util.tree_map(lambda a: a if isinstance(a, jax.Array) else jnp.asarray(a),
+                                  tree)
+
+
+def _ghost_fn(loss_fn, plan, chunk):
+    """The jitted ghost sums for one (loss, plan, chunk), found by identity: the plan comes
+    from the plan cache, so a repeated call neither hashes the plan nor re-traces."""
+    key = (id(loss_fn), id(plan), chunk)
+    hit = _GHOST_FNS.get(key)
+    if hit is None or hit[0] is not loss_fn or hit[1] is not plan:
+        if len(_GHOST_FNS) >= 256:
+            _GHOST_FNS.clear()
+        fn = jax.jit(lambda p, x, y: _ghost_core(loss_fn, p, x, y, plan, chunk))
+        hit = _GHOST_FNS[key] = (loss_fn, plan, fn)
+    return hit[2]
+
+
+_GHOST_FNS = {}
+
+
+@jax.jit
+def _finite_flags(leaves):
+    return jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves])
+
+
+def _check_finite_later(x, y):
+    """Refuse complex data now; returns a function that refuses NaN / inf in floating
+    ``x``, ``y``. The values are checked by one dispatch that runs while the statistics are
+    computed (one transfer, not two reductions and a transfer per array)."""
+    named = [(name + jax.tree_util.keystr(path), leaf) for name, tree in (("x", x), ("y", y))
+             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    later = []
+    for name, leaf in named:
+        if (isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
+                and jnp.issubdtype(leaf.dtype, jnp.floating)):
+            later.append((name, leaf))
+        else:
+            check_values(name, leaf)
+    if not later:
+        return lambda: None
+    flags = _finite_flags([a for _, a in later])
+
+    def check():
+        for (name, _), ok in zip(later, np.asarray(jax.device_get(flags))):
+            if not ok:
+                raise ValueError(f"{name} contains NaN or inf")
+
+    return check
 
 
 def _one_example(batched_loss):
