@@ -6,11 +6,11 @@ Per run (net × optimizer) and checkpoint, the branches' steps-to-target give
 prediction at the checkpoint gives :math:`B_\text{simple}` with its block-jackknife interval
 (:mod:`experiments._branch_predict`). Per optimizer the analysis answers:
 
-* **tracking**: the geometric mean of :math:`B_\text{crit}/B_\text{simple}` over the
-  checkpoints, and Spearman's rank correlation of the two (over every row, and within each
-  run along training, averaged), each with a jackknife-over-seeds interval (the seeds are
-  the replicates of the branches; the prediction's own error, its block interval, is much
-  smaller and reported per row);
+* **tracking** (:func:`tracking`): the geometric mean of
+  :math:`B_\text{crit}/B_\text{simple}` over the checkpoints, Spearman's rank correlation
+  of the two (over every row, and within each run along training, averaged) and the
+  within-run elasticity (slope of log B_crit on log B_simple), with intervals from a
+  parametric bootstrap over both error sources (B_crit's seeds, the prediction's blocks);
 * **loss or width**: the slope of :math:`\log B_\text{crit}` on :math:`\log K` within
   checkpoints of equal loss level (the matched-loss width effect,
   :func:`experiments._fit.slope_with_interval`), next to the sweep study's matched-loss
@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from ._fit import jackknife, net_interval, slope_with_interval, t_quantile
+from ._fit import fixed_effect_slope, net_interval, slope_with_interval
 from ._records import read_json, write_json_atomic, write_text_atomic
 
 FIGURE = "branch_critical_batch"
@@ -45,6 +45,11 @@ def _seed_steps(studies: list) -> dict:
             if t["status"] == "REACHED" and t["steps_to_target"]:
                 d[t["seed"]] = min(d.get(t["seed"], math.inf), t["steps_to_target"])
     return by
+
+
+def _se_log(pred: dict, key: str):
+    """Standard error of log(prediction) (None when its jackknife ran on the linear scale)."""
+    return pred[f"{key}_se"] if pred.get(f"{key}_se_scale") == "log" else None
 
 
 def rows_of(out: str, level: float = 0.9) -> list[dict]:
@@ -77,6 +82,7 @@ def rows_of(out: str, level: float = 0.9) -> list[dict]:
                 "loo_log_B_crit": {str(s): v for s, v in fit["loo"].items()},
                 "B_simple": p["B_simple"], "B_simple_ci_low": p["B_simple_ci_low"],
                 "B_simple_ci_high": p["B_simple_ci_high"], "B_simple_metric": p["metric"],
+                "B_simple_se_log": _se_log(p, "B_simple"),
                 "B_simple_unbiased": p["B_simple_unbiased"],
                 "B_simple_unbiased_ci_low": p["B_simple_unbiased_ci_low"],
                 "B_simple_unbiased_ci_high": p["B_simple_unbiased_ci_high"],
@@ -84,6 +90,7 @@ def rows_of(out: str, level: float = 0.9) -> list[dict]:
                 "B_simple_euclidean": e["B_simple"],
                 "B_simple_euclidean_ci_low": e["B_simple_ci_low"],
                 "B_simple_euclidean_ci_high": e["B_simple_ci_high"],
+                "B_simple_euclidean_se_log": _se_log(e, "B_simple"),
                 "prediction_n": p["n"], "prediction_blocks": p["blocks"],
                 "steps": {str(m): {str(s): v for s, v in d.items()}
                           for m, d in sorted(by_m.items())},
@@ -100,64 +107,91 @@ def rows_of(out: str, level: float = 0.9) -> list[dict]:
 def _spearman(a, b) -> float | None:
     from scipy.stats import spearmanr
 
-    if len(a) < 3:
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
         return None
     r = spearmanr(a, b).statistic
     return float(r) if math.isfinite(r) else None
 
 
-def _usable(r) -> bool:
-    return r["B_crit"] is not None and not r["at_edge"] and r["B_simple"] is not None \
-        and r["B_simple"] > 0
+def _usable(r, key="B_simple") -> bool:
+    return r["B_crit"] is not None and not r["at_edge"] and r.get(key) is not None \
+        and r[key] > 0
 
 
-def _with_interval(full, loo, level, seeds) -> dict:
-    se = jackknife(full, loo) if full is not None else None
-    out = {"value": full, "se": se, "ci_low": None, "ci_high": None, "seeds": len(seeds)}
-    if se is not None and len(seeds) >= 2:
-        q = t_quantile(level, len(seeds) - 1)
-        out.update(ci_low=full - q * se, ci_high=full + q * se)
+def _tracking_stats(log_b, log_p, runs) -> dict:
+    """Ratio, rank correlations and within-run elasticity of one set of (log B_crit, log
+    prediction) pairs; ``runs``: each pair's run (within-run statistics)."""
+    log_b, log_p = np.asarray(log_b), np.asarray(log_p)
+    out = {"log_ratio": float(np.mean(log_b - log_p)),
+           "spearman_all": _spearman(list(log_b), list(log_p))}
+    within, groups = [], {}
+    for i, r in enumerate(runs):
+        groups.setdefault(r, []).append(i)
+    for idx in groups.values():
+        v = _spearman(list(log_b[idx]), list(log_p[idx]))
+        if v is not None:
+            within.append(v)
+    out["spearman_within_runs"] = float(np.mean(within)) if within else None
+    out["elasticity_within_runs"] = fixed_effect_slope(
+        [(list(log_p[idx]), list(log_b[idx])) for idx in groups.values()])
     return out
 
 
-def tracking(rows: list, level: float = 0.9) -> dict:
-    """Ratio and rank correlation of B_crit and the prediction over ``rows`` (one
-    optimizer), with jackknife-over-seeds intervals (module doc)."""
-    use = [r for r in rows if _usable(r)]
-    seeds = sorted(set.intersection(*[set(r["seeds"]) for r in use])) if use else []
+def tracking(rows: list, level: float = 0.9, key: str = "B_simple", draws: int = 2000,
+             seed: int = 0) -> dict:
+    r"""Does the prediction ``key`` track B_crit over ``rows`` (one optimizer)?
 
-    def theta(vals):  # vals: log B_crit per row (None: missing)
-        ok = [(v, r) for v, r in zip(vals, use) if v is not None]
-        if not ok:
-            return None, None, None
-        lr = [v - math.log(r["B_simple"]) for v, r in ok]
-        mean = float(np.mean(lr))
-        rho = _spearman([v for v, _ in ok], [math.log(r["B_simple"]) for _, r in ok])
-        runs = {}
-        for v, r in ok:
-            runs.setdefault(r["arch_id"], []).append((v, math.log(r["B_simple"])))
-        within = [_spearman([a for a, _ in p], [b for _, b in p]) for p in runs.values()]
-        within = [w for w in within if w is not None]
-        return mean, rho, (float(np.mean(within)) if within else None)
+    Statistics: the geometric mean of :math:`B_\text{crit}/B_\text{simple}`; Spearman's
+    ρ over every row and within each run along training (averaged over runs); and the
+    within-run elasticity, the slope of :math:`\log B_\text{crit}` on
+    :math:`\log B_\text{simple}` with one intercept per run (1: the critical batch moves in
+    proportion to the noise scale; 0: not at all).
 
-    full = theta([math.log(r["B_crit"]) for r in use])
-    loo = [theta([r["loo_log_B_crit"].get(str(s)) for r in use]) for s in seeds]
-    ratio = _with_interval(full[0], [v[0] for v in loo], level, seeds)
-    for k in ("value", "ci_low", "ci_high"):
-        if ratio[k] is not None:
-            ratio[k] = math.exp(ratio[k])
-    ratio["scale"] = "geometric mean of B_crit / B_simple (interval from log scale)"
-    z = lambda r: None if r is None else math.atanh(max(min(r, 0.999999), -0.999999))
-    out = {"rows": len(use), "rows_left_out": len(rows) - len(use), "ratio": ratio}
-    for i, name in ((1, "spearman_all"), (2, "spearman_within_runs")):
-        res = _with_interval(z(full[i]), [z(v[i]) for v in loo], level, seeds)
-        for k in ("value", "ci_low", "ci_high"):
-            if res[k] is not None:
-                res[k] = math.tanh(res[k])
-        res["scale"] = "Spearman rho (interval from Fisher z)"
-        out[name] = res
+    Intervals: a parametric bootstrap over both error sources: each draw moves every
+    row's :math:`\log B_\text{crit}` by its jackknife-over-seeds standard error times a
+    Student-t variate (seeds − 1 degrees of freedom) and its :math:`\log B_\text{simple}`
+    by its block-jackknife standard error times a t variate (blocks − 1 degrees of
+    freedom), independently; the interval is the draws' central ``level`` quantiles."""
+    use = [r for r in rows if _usable(r, key)]
+    out = {"rows": len(use), "rows_left_out": len(rows) - len(use), "prediction": key,
+           "draws": draws, "interval": "parametric bootstrap (t errors of B_crit and of "
+                                       "the prediction)"}
+    names = ("ratio", "spearman_all", "spearman_within_runs", "elasticity_within_runs")
+    if len(use) < 2:
+        out.update({n: {"value": None, "ci_low": None, "ci_high": None} for n in names})
+        out["prediction_inside_ci"] = f"0/{len(use)}"
+        return out
+    log_b = np.array([math.log(r["B_crit"]) for r in use])
+    log_p = np.array([math.log(r[key]) for r in use])
+    runs = [r["arch_id"] for r in use]
+    full = _tracking_stats(log_b, log_p, runs)
+    se_b = np.array([r["se_log"] or 0.0 for r in use])
+    dof_b = np.array([max(len(r["seeds"]) - 1, 1) for r in use])
+    se_p = np.array([r.get(key + "_se_log") or 0.0 for r in use])
+    dof_p = np.array([max((r.get("prediction_blocks") or 2) - 1, 1) for r in use])
+    rng = np.random.default_rng(seed)
+    boot = {n: [] for n in full}
+    for _ in range(draws):
+        st = _tracking_stats(log_b + se_b * rng.standard_t(dof_b),
+                             log_p + se_p * rng.standard_t(dof_p), runs)
+        for n, v in st.items():
+            if v is not None:
+                boot[n].append(v)
+    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
+
+    def res(name, value, transform=lambda v: v):
+        b = boot[name]
+        ci = (None, None) if len(b) < draws / 2 else \
+            tuple(transform(float(v)) for v in np.quantile(b, [lo_q, hi_q]))
+        return {"value": None if value is None else transform(value), "ci_low": ci[0],
+                "ci_high": ci[1]}
+
+    out["ratio"] = res("log_ratio", full["log_ratio"], math.exp)
+    out["ratio"]["scale"] = "geometric mean of B_crit / prediction"
+    for n in names[1:]:
+        out[n] = res(n, full[n])
     inside = [r for r in use if r["ci_low"] is not None
-              and r["ci_low"] <= r["B_simple"] <= r["ci_high"]]
+              and r["ci_low"] <= r[key] <= r["ci_high"]]
     out["prediction_inside_ci"] = f"{len(inside)}/{len(use)}"
     return out
 
@@ -208,6 +242,8 @@ def analyse(out: str, level: float = 0.9) -> dict:
         rs = [r for r in rows if r["optimizer"] == opt]
         summary[opt] = {"tracking": tracking(rs, level), **width_and_loss(rs, level),
                         "study_matched_width": study_matched_width(opt)}
+        if opt == "adam":  # the plain noise scale next to Adam's own
+            summary[opt]["tracking_euclidean"] = tracking(rs, level, "B_simple_euclidean")
     return {"rows": rows, "summary": summary, "level": level}
 
 
@@ -233,10 +269,18 @@ def plot_branch(ax, rows, optimizer: str):
                 ax.plot([r["train_loss"] for r in edge], [r["B_crit"] for r in edge], "x",
                         color="k", ms=9)
         x = [r["train_loss"] for r in pts]
-        ax.plot(x, [r["B_simple"] for r in pts], "s--", color=colors[wd], mfc="none",
-                label=f"K={wd} predicted B_simple")
+        y = [r["B_simple"] for r in pts]
+        lo = [v - (r["B_simple_ci_low"] or v) for v, r in zip(y, pts)]
+        hi = [(r["B_simple_ci_high"] or v) - v for v, r in zip(y, pts)]
+        ax.errorbar(x, y, yerr=[lo, hi], fmt="s--", color=colors[wd], mfc="none",
+                    capsize=2, alpha=0.7, label=f"K={wd} predicted B_simple")
+    from matplotlib.ticker import FormatStrFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.invert_xaxis()
     metric = "Adam metric" if optimizer == "adam" else "Euclidean"
     ax.set_xlabel("training loss at the checkpoint (training proceeds →)")
@@ -272,26 +316,55 @@ def _ci(d, k=("ci_low", "ci_high")):
     return f"[{_f(d.get(k[0]))}, {_f(d.get(k[1]))}]"
 
 
+def _excludes(d, value) -> bool:
+    """True when ``d``'s interval lies entirely on one side of ``value``."""
+    return d["ci_low"] is not None and (d["ci_low"] > value or d["ci_high"] < value)
+
+
 def _verdict_tracking(t) -> str:
-    r = t["ratio"]
+    r, el = t["ratio"], t["elasticity_within_runs"]
     if r["value"] is None:
-        return "not measurable (no fitted checkpoint)"
-    rho = t["spearman_within_runs"]
-    if r["ci_low"] is not None and r["ci_low"] <= 1 <= r["ci_high"]:
-        level = "B_simple is consistent with B_crit in size"
-    elif r["ci_high"] is not None and r["ci_high"] < 1:
-        level = f"B_simple overpredicts B_crit (by {1 / r['value']:.3g}×)"
-    elif r["ci_low"] is not None and r["ci_low"] > 1:
-        level = f"B_simple underpredicts B_crit (by {r['value']:.3g}×)"
+        return "not measurable (fewer than 2 fitted checkpoints)"
+    if not _excludes(r, 1):
+        size = "consistent with B_crit in size" if r["ci_low"] is not None else \
+            "of undetermined size relative to B_crit"
+    elif r["ci_high"] < 1:
+        size = f"larger than B_crit (by {1 / r['value']:.3g}×)"
     else:
-        level = "the size ratio is undetermined"
-    if rho["ci_low"] is not None and rho["ci_low"] > 0:
-        trend = "and its rank order along training tracks B_crit's"
-    elif rho["ci_high"] is not None and rho["ci_high"] < 0:
-        trend = "and its rank order along training runs against B_crit's"
+        size = f"smaller than B_crit (by {r['value']:.3g}×)"
+    if el["value"] is None or el["ci_low"] is None:
+        trend = "whether it follows B_crit along training is undetermined"
+    elif el["ci_low"] > 0 and el["ci_high"] < 1:
+        trend = "it follows B_crit along training only partly (0 < elasticity < 1)"
+    elif el["ci_low"] > 0:
+        trend = "it follows B_crit along training (elasticity > 0, 1 not excluded)" \
+            if el["ci_low"] <= 1 <= el["ci_high"] else "it follows B_crit along training"
+    elif el["ci_high"] < 0:
+        trend = "it moves against B_crit along training"
     else:
-        trend = "and whether it tracks B_crit's ups and downs along training is undetermined"
-    return f"{level}, {trend}"
+        trend = "its moves along training are not resolved to follow B_crit's"
+    return f"the noise scale is {size}; {trend}"
+
+
+def _verdict_width(ws) -> str:
+    if ws["slope"] is None or ws["ci_low"] is None:
+        return "undetermined"
+    if _excludes(ws, 0):
+        return ("width matters at equal loss: B_crit " +
+                ("falls" if ws["ci_high"] < 0 else "rises") + " with width")
+    return "no width effect resolved: B_crit looks like a function of the loss alone"
+
+
+def _tracking_line(t, label) -> str:
+    def stat(name, digits=2):
+        return f"{_f(t[name]['value'], digits)} {_ci(t[name])}"
+
+    return (f"* **Tracking** ({label}): {_verdict_tracking(t)}. B_crit / B_simple = "
+            f"{stat('ratio', 3)} (geometric mean over {t['rows']} checkpoints; "
+            f"{t['rows_left_out']} left out: no fit or at an edge); elasticity within runs "
+            f"{stat('elasticity_within_runs')}; Spearman ρ along training within runs "
+            f"{stat('spearman_within_runs')}, over all checkpoints {stat('spearman_all')}; "
+            f"B_simple inside B_crit's interval at {t['prediction_inside_ci']} checkpoints.")
 
 
 def report_text(res: dict, cfg=None, *, command: str | None = None, timing=None) -> str:
@@ -315,31 +388,23 @@ def report_text(res: dict, cfg=None, *, command: str | None = None, timing=None)
             f"{res['level']:.0%}.", ""]
     lines += ["## Answers, per optimizer", ""]
     for opt, s in res["summary"].items():
-        t = s["tracking"]
         ws, ls = s["width_slope_matched_loss"], s["loss_slope_within_runs"]
+        metric = "Adam's metric" if opt == "adam" else "Euclidean"
+        lines += [f"### {opt.upper()}", "", _tracking_line(s["tracking"], metric)]
+        if "tracking_euclidean" in s:
+            lines.append(_tracking_line(s["tracking_euclidean"],
+                                        "the plain Euclidean noise scale, for comparison"))
+        lines += [f"* **Loss or width**: {_verdict_width(ws)}. At matched training loss "
+                  f"log B_crit changes by {_f(ws['slope'])} {_ci(ws)} per log K; along "
+                  f"training, by {_f(ls['slope'])} {_ci(ls)} per log of the training loss "
+                  f"(negative: B_crit grows as the loss falls)."]
         study = s["study_matched_width"]
-        lines += [f"### {opt.upper()} (prediction in the "
-                  f"{'Adam' if opt == 'adam' else 'Euclidean'} metric)", "",
-                  f"* **Tracking**: {_verdict_tracking(t)}. B_crit / B_simple = "
-                  f"{_f(t['ratio']['value'])} {_ci(t['ratio'])} (geometric mean over "
-                  f"{t['rows']} checkpoints; {t['rows_left_out']} left out: no fit or at an "
-                  f"edge); Spearman ρ along training within runs "
-                  f"{_f(t['spearman_within_runs']['value'], 2)} "
-                  f"{_ci(t['spearman_within_runs'])}, over all checkpoints "
-                  f"{_f(t['spearman_all']['value'], 2)} {_ci(t['spearman_all'])}; "
-                  f"B_simple inside B_crit's interval at {t['prediction_inside_ci']} "
-                  f"checkpoints.",
-                  f"* **Loss or width**: at matched training loss, log B_crit changes by "
-                  f"{_f(ws['slope'])} {_ci(ws)} per log K "
-                  f"({'width matters' if ws['ci_low'] is not None and (ws['ci_low'] > 0 or ws['ci_high'] < 0) else 'no width effect resolved: B_crit looks like a function of the loss alone' if ws['ci_low'] is not None else 'undetermined'}); "
-                  f"along training, per log of the training loss: {_f(ls['slope'])} "
-                  f"{_ci(ls)}."]
         if study:
-            agree = (study["ci_low"] <= (ws["ci_high"] or -math.inf) and
-                     (ws["ci_low"] or math.inf) <= study["ci_high"])
+            overlap = ws["ci_low"] is not None and study["ci_low"] <= ws["ci_high"] and \
+                ws["ci_low"] <= study["ci_high"]
             lines.append(f"* The sweep study's matched-loss width slope ({study['workload']},"
-                         f" `{study['source']}`): {_f(study['coef'])} {_ci(study)}: "
-                         f"{'the intervals overlap' if agree else 'the intervals do not overlap'}.")
+                         f" `{study['source']}`): {_f(study['coef'])} {_ci(study)}; the "
+                         f"intervals {'overlap' if overlap else 'do not overlap'}.")
         lines.append("")
     lines += ["## Rows", "",
               "| net | opt | ckpt step | train loss | B_crit [CI] | B_simple [CI] | "
@@ -352,22 +417,39 @@ def report_text(res: dict, cfg=None, *, command: str | None = None, timing=None)
             f"{_ci(r, ('B_simple_ci_low', 'B_simple_ci_high'))} | "
             f"{_f(r['B_simple_unbiased'])} | {_f(r['ratio'])} | {_f(r['S_min'])} | "
             f"{_f(r['rmse_log'], 2)} | {r['at_edge'] or ''} |")
+    layers = sorted({k for r in res["rows"] for k in (r.get("B_simple_layers") or {})})
+    if layers:
+        lines += ["", "Per layer (the prediction's metric; a layer's S1 and S2 alone):", "",
+                  "| net | opt | train loss | " + " | ".join(f"B_simple {k}" for k in layers)
+                  + " |", "|---|---|--:|" + "--:|" * len(layers)]
+        for r in res["rows"]:
+            lay = r.get("B_simple_layers") or {}
+            lines.append(f"| {r['arch_id']} | {r['optimizer']} | {r['train_loss']:.3f} | "
+                         + " | ".join(_f(lay.get(k)) for k in layers) + " |")
     lines += ["", "B_crit: McCandlish's fit of steps-to-target vs batch size over the "
               "branches of one checkpoint (jackknife over seeds); B_simple: plug-in simple "
               "noise scale of the training set at the checkpoint, exact for the training "
               "distribution, interval = training-set sampling error (delete-a-block "
               "jackknife); for Adam in Adam's metric diag(1/(√v̂ + ε)). An edge fit "
-              "(beyond 2× the batches tried) is drawn with a × and left out of the answers.",
-              ""]
+              "(beyond 2× the batches tried) is drawn with a × and left out of the answers. "
+              "Each net has one reference run (one init): the intervals cover the branches' "
+              "seeds, the fit and the prediction's sampling error, not the spread over "
+              "reference runs.", ""]
     return "\n".join(lines)
 
 
-def write_branch_report(out: str, cfg=None, level: float = 0.9) -> dict:
-    """Write ``branch.json``, ``report.md`` and the figure of a branched study folder."""
+def write_branch_report(out: str, level: float = 0.9) -> dict:
+    """Write ``branch.json``, ``report.md`` and the figure of a branched study folder (its
+    settings read from the folder's own ``branch_config.toml``)."""
+    from ._branch import load_branch_config
     from ._errors import ExperimentError
 
     if not os.path.isdir(out):
         raise ExperimentError(f"{out}: no such folder")
+    cfg_path = os.path.join(out, "branch_config.toml")
+    if not os.path.exists(cfg_path):
+        raise ExperimentError(f"{out}: not a branched study folder (no branch_config.toml)")
+    cfg = load_branch_config(cfg_path)
     res = analyse(out, level)
     if not res["rows"]:
         raise ExperimentError(f"{out}: no finished checkpoint to analyse")

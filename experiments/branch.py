@@ -40,7 +40,7 @@ def _parser():
     p.add_argument("--seeds", type=int, help="branch seeds (batch order, lr-grid shift)")
     p.add_argument("--max-steps", type=int, help="step cap of each branch trial")
     p.add_argument("--report-only", action="store_true",
-                   help="analyse OUT as it is (no training)")
+                   help="analyse OUT as it is, with the config stored there (no training)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
 
     if not args.report_only:
         run_branches(cfg, args.out, command=command, progress=not args.no_progress)
-    res = write_branch_report(args.out, cfg)
+    res = write_branch_report(args.out)
     print(f"report: {res['report']}")
     for line in res["summary"]:
         print(line)
