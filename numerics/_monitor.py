@@ -205,10 +205,13 @@ def noise_scale_ema(decay: float = 0.99, dtype=None, *, per_layer: bool = False,
         dtype: dtype of the state (default: the x64-aware float).
         per_layer: also keep EMAs per parameter leaf (the stats must carry ``layers``:
             ``value_grad_and_diversity(..., per_layer=True)``).
-        precond: also keep EMAs of the statistics in a metric (the stats must carry
+        precond: also keep EMAs of the statistics in a metric (from stats carrying
             ``precond``: ``f(params, x, y, metric=P)``, e.g. the Adam-preconditioned noise
             scale with ``P = numerics.adam_metric(opt_state)``); with ``per_layer``, per leaf
-            too. Statistics the stats carry but these flags do not ask for are dropped.
+            too. Those EMAs advance only on steps whose stats carry ``precond`` (their own
+            ``steps``), so the costlier metric pass may run every k-th step (a second jitted
+            step function) while the plain statistics are taken at every step. Statistics
+            the stats carry but these flags do not ask for are dropped.
 
     Example:
         >>> import jax.numpy as jnp, optax
@@ -276,12 +279,14 @@ def noise_scale_ema(decay: float = 0.99, dtype=None, *, per_layer: bool = False,
         if diversity is None:
             raise ValueError("noise_scale_ema needs update(..., diversity=DiversityStats); "
                              "get it from numerics.value_grad_and_diversity")
-        if precond and diversity.precond is None:
-            raise ValueError("noise_scale_ema(precond=True) needs stats in a metric: "
-                             "value_grad_and_diversity(loss)(params, x, y, metric=P)")
         dt = state.mean_sq.dtype
         new = advance(state, diversity, dt)
-        pre = advance(state.precond, diversity.precond, dt) if precond else None
+        if not precond:
+            return updates, new._replace(last=kept(diversity, dt))
+        if diversity.precond is None:  # a step without the metric pass: those EMAs wait
+            last = kept(diversity._replace(precond=state.last.precond), dt)
+            return updates, new._replace(last=last, precond=state.precond)
+        pre = advance(state.precond, diversity.precond, dt)
         return updates, new._replace(last=kept(diversity, dt), precond=pre)
 
     return optax.GradientTransformationExtraArgs(init, update)
@@ -319,11 +324,12 @@ def noise_scale_estimates(opt_state) -> dict:
         :math:`\operatorname{tr}\Sigma` and :math:`|G|^2`), ``steps``, and ``last``: the latest
         step's :class:`DiversityStats` as a dict. With ``per_layer``: ``layers``, the same
         three ratios per leaf (``{leaf key: {...}}``); with ``precond``: ``precond``, the three
-        ratios in the metric (e.g. :math:`B_\text{simple}^\text{Adam}`), with its ``layers``.
+        ratios in the metric (e.g. :math:`B_\text{simple}^\text{Adam}`), with its ``layers``
+        and ``steps`` (the steps that carried statistics in the metric).
     """
     s = _find_state(opt_state)
     out = _estimates(s)
     out.update(steps=s.count, last=s.last._asdict())
     if s.precond is not None:
-        out["precond"] = _estimates(s.precond)
+        out["precond"] = dict(_estimates(s.precond), steps=s.precond.count)
     return out

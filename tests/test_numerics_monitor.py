@@ -134,9 +134,10 @@ def test_monitor_errors():
     tx = numerics.noise_scale_ema(per_layer=True)
     with pytest.raises(ValueError, match="needs per-layer stats"):
         tx.update(params, tx.init(params), diversity=st)
-    tx = numerics.noise_scale_ema(precond=True)
-    with pytest.raises(ValueError, match="needs stats in a metric"):
-        tx.update(params, tx.init(params), diversity=st)
+    tx = numerics.noise_scale_ema(precond=True)  # a step without the metric: those EMAs wait
+    _, state = tx.update(params, tx.init(params), diversity=st)
+    est = numerics.noise_scale_estimates(state)
+    assert int(est["steps"]) == 1 and int(est["precond"]["steps"]) == 0
     loss = lambda p, x, y: jnp.dot(p["w"], x) * y
     f = numerics.value_grad_and_diversity(loss)
     with pytest.raises(ValueError, match=r"metric\['w'\] has shape"):
@@ -283,3 +284,19 @@ def test_adam_chain_with_preconditioned_monitor_under_jit(getkey):
     # float32, two exact computations of the same sums (ghost vs per-example fallback path)
     np.testing.assert_allclose(float(last.S1), float(ref_last["S1"]), rtol=F32["roundoff"])
     np.testing.assert_allclose(float(last.S2), float(ref_last["S2"]), rtol=F32["roundoff"])
+
+
+def test_bench_monitor_suite_smoke(capsys):
+    """``python -m numerics.bench --suite monitor``: one row per model x optimiser with the
+    step ratios (tiny sizes, one repetition)."""
+    import json
+
+    from numerics import bench
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int counts and floats
+        assert bench.main(["--json", "--suite", "monitor", "--models", "mlp", "--n", "4",
+                           "--widths", "8", "--depths", "2", "--reps", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["model"], r["optimizer"]) for r in rows] == [("mlp", "sgd"), ("mlp", "adam")]
+    assert "monitor_adam_metric_over_plain" in rows[1]
+    assert "monitor_adam_metric_over_plain" not in rows[0]
+    assert all(r["monitor_over_plain"] > 0 and r["monitor_layers_over_plain"] > 0 for r in rows)
