@@ -300,3 +300,26 @@ def test_bench_monitor_suite_smoke(capsys):
     assert "monitor_adam_metric_over_plain" in rows[1]
     assert "monitor_adam_metric_over_plain" not in rows[0]
     assert all(r["monitor_over_plain"] > 0 and r["monitor_layers_over_plain"] > 0 for r in rows)
+
+
+def test_vmapped_over_trials_with_adam_metric(getkey):
+    """Trials stacked on a leading axis with their own Adam states: adam_metric and the
+    metric pass inside one vmap equal the trials one at a time."""
+    loss, p, x, y = _model(getkey())
+    _, q, _, _ = _model(getkey())
+    tx = optax.adam(0.01)
+    with jax.numpy_dtype_promotion("standard"):  # optax's bias correction mixes int and float
+        states = []
+        for params in (p, q):
+            s = tx.init(params)
+            _, s = tx.update(jax.tree_util.tree_map(jnp.ones_like, params), s, params)
+            states.append(s)
+    stack = lambda *t: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *t)
+    f = numerics.value_grad_and_diversity(loss)
+    one = lambda params, s: f(params, x, y, metric=numerics.adam_metric(s))[2].precond
+    st = jax.jit(jax.vmap(one))(stack(p, q), stack(*states))
+    for t, (params, s) in enumerate(zip((p, q), states)):
+        ref = one(params, s)
+        # the same float32 computation batched over trials: round-off only
+        np.testing.assert_allclose(float(st.S1[t]), float(ref.S1), rtol=1e-5)
+        np.testing.assert_allclose(float(st.S2[t]), float(ref.S2), rtol=1e-5)
