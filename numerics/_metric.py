@@ -127,6 +127,7 @@ def adam_metric(opt_state, *, b2=None, eps=None, eps_root=None):
     :math:`t = 0`, where the metric is uniform). Works on ``optax.adam`` / ``adamw`` states,
     ``optax.inject_hyperparams(optax.adam)`` (whose injected ``b2``, ``eps``, ``eps_root`` are
     read from the state) and chains holding one of them.
+    For trials stacked on a leading axis (one state per trial), call it inside ``jax.vmap``.
 
     With it, :func:`numerics.gradient_diversity` (``metric=``) and
     :func:`numerics.value_grad_and_diversity` give the **Adam-preconditioned noise scale**:
