@@ -202,7 +202,7 @@ def seed_best(results) -> dict:
 
 # --------------------------------------------------------------------------- one study
 def search_study(w, spec, m: int, seeds, *, previous, cap: int, dtype, moments: bool,
-                 lr_multipliers, save) -> dict:
+                 lr_multipliers, save, start=None) -> dict:
     """One study of workload ``w`` (every lr × seed at batch ``m``, at most ``cap`` steps
     each), its grid extended at the edges. ``save(results)`` is called with each batch of
     trial results as soon as it returns (the caller writes the trial files). Returns the
@@ -225,7 +225,7 @@ def search_study(w, spec, m: int, seeds, *, previous, cap: int, dtype, moments: 
             target=w.target, eval_growth=cfg.eval_growth, stop_factor=cfg.stop_factor,
             dtype=dtype, known_best=known, optimizer=cfg.optimizer,
             lr_multipliers=lr_multipliers, lr_jitter=ratio if cfg.lr_jitter else 1.0,
-            known_seed_best=seed_best(results), moments=moments)
+            known_seed_best=seed_best(results), moments=moments, start=start)
         save(res)
         results += res
         direction = edge_direction(results)

@@ -196,6 +196,19 @@ def _init_trials(spec, lrs, seeds, opt_key, dtype):
     return jax.vmap(one)(lrs, seeds)
 
 
+def _start_trials(start, lrs, seeds):
+    """Trials that all begin at one point ``start = (params, opt_state)`` (a checkpoint of
+    another run, its optimiser state included): only the learning rate (set in the state)
+    and the seed (the batch order) differ; the step count starts at 0."""
+    params, opt_state = start
+
+    def one(lr, seed):
+        return _State(params, _set_lr(opt_state, lr), jnp.array(True), jnp.array(0, jnp.int32),
+                      jax.random.fold_in(jax.random.key(seed), 1))
+
+    return jax.jit(jax.vmap(one))(lrs, seeds)
+
+
 @partial(jax.jit, static_argnames=("spec", "loss", "batch_size", "opt_key"))
 def _advance(state, k, x, y, *, spec, loss, batch_size, opt_key):
     """Run ``k`` (traced) optimiser steps of every trial."""
@@ -290,7 +303,8 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
               eval_growth: float = 1.1, stop_factor: float = 2.0, dtype=jnp.float32,
               known_best: float | None = None, optimizer: str = "sgd",
               lr_multipliers: tuple | None = None, lr_jitter: float = 1.0,
-              known_seed_best: dict | None = None, moments: bool = True) -> list[dict]:
+              known_seed_best: dict | None = None, moments: bool = True,
+              start=None) -> list[dict]:
     """Train all (lr × seed) trials of one batch size together; one result dict per trial.
 
     Args:
@@ -305,6 +319,10 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
             ``lr_actual``; ``lr`` stays the grid's nominal value); 1: no shift.
         known_seed_best: {seed: fewest steps-to-target} from earlier runs of this study.
         moments: False skips the training-set B_S passes (``B_S_*`` fields are None).
+        start: None (every seed's own random init, ``fold_in(key(seed), 0)``) or
+            ``(params, opt_state)`` of :func:`make_optimizer`'s state: every trial starts
+            there (a branch from a checkpoint, :mod:`experiments._branch`); step counts and
+            batch draws start afresh.
 
     Returns:
         Per trial (ordered lr-major): ``lr``, ``seed``, ``status`` (REACHED / UNREACHED /
@@ -331,7 +349,10 @@ def run_study(spec, x, y, classes, *, loss: str, batch_size: int, lrs, seeds, mo
     cls = jnp.asarray(classes if classification else np.zeros(x.shape[0], np.int32), jnp.int32)
     opt_key = (float(momentum), optimizer,
                None if lr_multipliers is None else tuple(float(v) for v in lr_multipliers))
-    state = _init_trials(spec, lr_arr, seed_arr, opt_key, jnp.dtype(dtype))
+    if start is None:
+        state = _init_trials(spec, lr_arr, seed_arr, opt_key, jnp.dtype(dtype))
+    else:
+        state = _start_trials(start, lr_arr, seed_arr)
     state, n_shards = _shard_trials(state)
     kw = dict(spec=spec, loss=loss, batch_size=int(batch_size), opt_key=opt_key)
     ev = dict(spec=spec, loss=loss, classification=classification)

@@ -301,13 +301,15 @@ def _check_inputs(params, x, y):
     return n
 
 
-def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, batched=False):
+def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, batched=False,
+                   metric=None):
     r"""Per-leaf :math:`S_1, S_2`, :math:`\sum_i g_i`, :math:`\sum_i\ell_i` and the paths.
 
     The eager core of :func:`gradient_diversity`; arguments as there. Returns
     ``(s1, s2, grad_sum, loss_sum, paths)``: the first three shaped like ``params``, ``paths``
     a dict keyed like ``gradient_diversity``'s ``layers`` (``loss_sum`` is None with
-    ``method="vmap"``).
+    ``method="vmap"``); with ``metric`` :math:`S_1, S_2` in that metric
+    (:mod:`numerics._metric`), ``grad_sum`` the plain :math:`\sum_i g_i`.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -318,6 +320,10 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
     finite = _check_finite_later(x, y)
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if metric is not None:
+        from . import _metric
+        return _metric.per_leaf_sums(loss_fn, params, x, y, metric, method=method,
+                                     chunk_size=chunk_size)
     keys = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     if method == "vmap":
         chunk = default_chunk(params, n) if chunk_size is None else int(min(chunk_size, n))
@@ -405,7 +411,8 @@ _ONE_EXAMPLE = {}
 
 
 def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
-                       chunk_size: int | None = None, batched: bool = False) -> dict:
+                       chunk_size: int | None = None, batched: bool = False,
+                       metric=None) -> dict:
     r"""S1, S2, gradient diversity, :math:`B_S` and the estimator variants (README,
     "Definitions and conventions").
 
@@ -429,6 +436,12 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
         chunk_size: examples per vmapped chunk of the ``vmap(grad)`` path; default keeps one
             chunk of per-example gradients under 256 MiB.
         batched: ``loss_fn`` takes a batch (see above).
+        metric: optional pytree shaped like ``params`` of positive diagonal weights
+            :math:`P` (e.g. :func:`numerics.adam_metric`): every statistic (and ``layers``) is
+            then in that metric, :math:`S_1 = \sum_i g_i^\top P g_i`,
+            :math:`S_2 = (\sum_i g_i)^\top P (\sum_i g_i)`, so
+            :math:`B_\text{simple} = \operatorname{tr}(P\Sigma)/(G^\top P G)`
+            (:mod:`numerics._metric`; ``grad_sum`` stays the plain :math:`\sum_i g_i`).
 
     Returns:
         The dict of :func:`theory.diversity` (``S1``, ``S2``, ``gradient_diversity``,
@@ -445,7 +458,8 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
     Raises:
         ValueError: on an unknown ``method``, a non-positive ``chunk_size``, a loss that does
             not return one scalar per example, non-floating parameters, ``x``/``y`` without
-            a common example axis (or no example), complex ``x``/``y``, or NaN/inf in them.
+            a common example axis (or no example), complex ``x``/``y``, or NaN/inf in them;
+            on a ``metric`` not shaped like ``params`` or with a non-positive or NaN weight.
 
     Example:
         >>> import jax.numpy as jnp
@@ -458,7 +472,8 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
         {"['w']": 'dense'}
     """
     s1, s2, gsum, _, paths = _per_leaf_sums(loss_fn, params, x, y, method=method,
-                                           chunk_size=chunk_size, batched=batched)
+                                           chunk_size=chunk_size, batched=batched,
+                                           metric=metric)
     n = jax.tree_util.tree_leaves(x)[0].shape[0]
     # one transfer, then host arithmetic: per-leaf statistics as jax ops would cost a dispatch
     # each (milliseconds per call on small models)

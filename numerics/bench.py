@@ -1,6 +1,13 @@
 """``python -m numerics.bench [--json]``: cost of S1+S2, as ratios measured in one run.
 
-Two suites (``--suite spec|generic|all``, default all).
+Three suites (``--suite spec|generic|monitor|all``, default all).
+
+``monitor`` — the training-loop monitor's cost (:mod:`numerics._bench_monitor`): one jitted
+step with :func:`numerics.value_grad_and_diversity` + :func:`numerics.noise_scale_ema` in an
+optax chain (SGD and Adam; per-layer; for Adam also the Adam-preconditioned statistics with
+:func:`numerics.adam_metric`) over one plain optax step (``jax.value_and_grad`` of the mean
+loss + update), timed interleaved, on the generic suite's MLP (every ``--widths`` ×
+``--depths``) and transformer block (``--models`` picks them), n = ``--n`` (default 512).
 
 ``generic`` — :func:`numerics.gradient_diversity` on models given as a per-example loss
 (:mod:`numerics._bench_models`: the ReLU MLP with biases at d = 64 for every ``--widths`` ×
@@ -55,6 +62,7 @@ EXAMPLES = (
     "python -m numerics.bench --suite generic --reps 9 --vmap-reps 1",
     "python -m numerics.bench --suite spec --n 512 --widths 256,1024 --depths 2,8 --json",
     "python -m numerics.bench --quick",
+    "python -m numerics.bench --suite monitor --reps 15 --models mlp,transformer",
 )
 
 
@@ -71,8 +79,9 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=5, help="timed repetitions (median; default 5)")
     p.add_argument("--naive-max-gb", type=float, default=4.0,
                    help="skip naive when its per-example gradients exceed this (default 4)")
-    p.add_argument("--suite", choices=("spec", "generic", "all"), default="all",
-                   help="spec networks, generic models (any JAX loss), or both (default)")
+    p.add_argument("--suite", choices=("spec", "generic", "monitor", "all"), default="all",
+                   help="spec networks, generic models (any JAX loss), the training-loop "
+                        "monitor's cost, or all three (default)")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS),
                    help=f"generic suite models (default {','.join(DEFAULT_MODELS)})")
     p.add_argument("--quick", action="store_true",
@@ -116,6 +125,25 @@ def main(argv=None) -> int:
         if not args.json:
             _print_generic(grows)
         if args.suite == "generic":
+            return 0
+    if args.suite in ("monitor", "all"):
+        from ._bench_monitor import bench_monitor, monitor_cases, print_monitor
+        cases = [c for n in args.n for c in monitor_cases(
+            args.widths, args.depths, n, args.mlp_input_dim, models)]
+        if not args.json:
+            print(f"monitor suite: device {jax.local_devices()[0].device_kind} "
+                  f"({jax.default_backend()}), float32, one training step with the monitor / "
+                  f"one plain optax step, interleaved medians of {args.reps}")
+        mrows = []
+        for i, (name, sizes) in enumerate(cases):
+            rows = bench_monitor(name, sizes, reps=args.reps, key=jax.random.key(200 + i))
+            mrows += rows
+            if args.json:
+                for row in rows:
+                    print(json.dumps(row), flush=True)
+        if not args.json:
+            print_monitor(mrows)
+        if args.suite == "monitor":
             return 0
     cells = [(n, K, L) for n in args.n for K in args.widths for L in args.depths]
     it = cells

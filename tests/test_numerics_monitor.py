@@ -12,6 +12,7 @@ from numerics._testing import TOL
 from theory import diversity
 
 F64 = TOL[np.dtype("float64")]
+F32 = TOL[np.dtype("float32")]
 
 
 def _model(key):
@@ -126,6 +127,21 @@ def test_monitor_errors():
         tx.update({}, tx.init(None))
     with pytest.raises(ValueError, match="expected one noise_scale_ema state"):
         numerics.noise_scale_estimates(optax.sgd(0.1).init({"w": jnp.zeros(2)}))
+    params = {"w": jnp.zeros(2)}
+    st = numerics.diversity_stats(jnp.float32(12.0), jnp.float32(3.0), 4)
+    with pytest.raises(ValueError, match="needs init"):
+        numerics.noise_scale_ema(per_layer=True).init(None)
+    tx = numerics.noise_scale_ema(per_layer=True)
+    with pytest.raises(ValueError, match="needs per-layer stats"):
+        tx.update(params, tx.init(params), diversity=st)
+    tx = numerics.noise_scale_ema(precond=True)  # a step without the metric: those EMAs wait
+    _, state = tx.update(params, tx.init(params), diversity=st)
+    est = numerics.noise_scale_estimates(state)
+    assert int(est["steps"]) == 1 and int(est["precond"]["steps"]) == 0
+    loss = lambda p, x, y: jnp.dot(p["w"], x) * y
+    f = numerics.value_grad_and_diversity(loss)
+    with pytest.raises(ValueError, match=r"metric\['w'\] has shape"):
+        f(params, jnp.ones((3, 2)), jnp.ones(3), metric={"w": jnp.ones(3)})
 
 
 def test_vmapped_over_trials(getkey):
@@ -143,3 +159,167 @@ def test_vmapped_over_trials(getkey):
         np.testing.assert_allclose(float(st.S2[t]), float(s1.S2), rtol=1e-5)
         np.testing.assert_allclose(np.asarray(grads["w"][t]), np.asarray(g1["w"]), rtol=1e-5,
                                    atol=1e-6)
+
+
+def _weighted_brute(loss, p, x, y, metric):
+    """Per leaf sum_i g_i^T P g_i and (sum_i g_i)^T P (sum_i g_i), from vmap(grad)."""
+    g = jax.vmap(jax.grad(loss), (None, 0, 0))(p, x, y)
+    s1 = jax.tree_util.tree_map(lambda m, a: float(jnp.sum(m[None] * a * a)), metric, g)
+    s2 = jax.tree_util.tree_map(lambda m, a: float(jnp.sum(m * jnp.sum(a, 0) ** 2)), metric, g)
+    keyed = lambda t: {jax.tree_util.keystr(k): v
+                       for k, v in jax.tree_util.tree_flatten_with_path(t)[0]}
+    return keyed(s1), keyed(s2)
+
+
+def test_per_layer_and_metric_match_brute_force(getkey):
+    with numerics.x64():
+        loss, p, x, y = _model(getkey())
+        p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), p)
+        keys = jax.random.split(getkey(), 3)
+        metric = {k: jnp.exp(jax.random.normal(kk, p[k].shape, jnp.float64))
+                  for k, kk in zip(sorted(p), keys)}
+        f = jax.jit(numerics.value_grad_and_diversity(loss, per_layer=True))
+        value, grads, st = f(p, x, y, metric=metric)
+        _, grads0, st0 = f(p, x, y)  # without a metric: the same plain statistics
+        ref = numerics.gradient_diversity(loss, p, x, y, method="vmap")
+        w1, w2 = _weighted_brute(loss, p, x, y, metric)
+    tol = F64["roundoff"]  # the same sums in another operation order
+    assert st0.precond is None
+    for key, d in ref["layers"].items():
+        for k in ("S1", "S2"):
+            np.testing.assert_allclose(float(st.layers[key][k]), float(d[k]), rtol=tol)
+            np.testing.assert_allclose(float(st0.layers[key][k]), float(d[k]), rtol=tol)
+        np.testing.assert_allclose(float(st.precond.layers[key]["S1"]), w1[key], rtol=tol)
+        np.testing.assert_allclose(float(st.precond.layers[key]["S2"]), w2[key], rtol=tol)
+    for s in (st, st.precond):  # the leaves' sums are the totals
+        np.testing.assert_allclose(sum(float(v["S1"]) for v in s.layers.values()),
+                                   float(s.S1), rtol=tol)
+        np.testing.assert_allclose(sum(float(v["S2"]) for v in s.layers.values()),
+                                   float(s.S2), rtol=tol)
+    np.testing.assert_allclose(float(st.S1), float(ref["S1"]), rtol=tol)
+    S1, S2 = sum(w1.values()), sum(w2.values())
+    np.testing.assert_allclose(float(st.precond.batch_size_bound), 12 * S1 / S2, rtol=tol)
+    np.testing.assert_allclose(float(st.precond.B_simple), 12 * S1 / S2 - 1, rtol=tol)
+    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(grads0)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the plain pass's
+
+
+def test_per_layer_and_precond_ema_by_hand():
+    decay = 0.5
+    tx = numerics.noise_scale_ema(decay, per_layer=True, precond=True)
+    params = {"a": jnp.zeros(2), "b": jnp.zeros(3)}
+    steps = [((3.0, 1.0), (9.0, 2.0), 4), ((5.0, 2.0), (1.0, 1.0), 4)]
+    with numerics.x64():
+        state = tx.init(params)
+        for (a1, a2), (b1, b2), n in steps:
+            lay = {"['a']": {"S1": jnp.float64(a1), "S2": jnp.float64(a2)},
+                   "['b']": {"S1": jnp.float64(b1), "S2": jnp.float64(b2)}}
+            pre = numerics.diversity_stats(jnp.float64(2 * a1 + b1), jnp.float64(2 * a2 + b2),
+                                           n, layers=lay)
+            st = numerics.diversity_stats(jnp.float64(a1 + b1), jnp.float64(a2 + b2), n,
+                                          layers=lay, precond=pre)
+            _, state = jax.jit(tx.update)(params, state, diversity=st)
+        est = numerics.noise_scale_estimates(state)
+
+    def ema(values):
+        e = 0.0
+        for v in values:
+            e = decay * e + (1 - decay) * v
+        return e
+
+    def bounds(pairs):
+        mean_sq = ema([s1 / n for (s1, _), n in pairs])
+        g2 = ema([s2 / n**2 for (_, s2), n in pairs])
+        tr = ema([(s1 / n - s2 / n**2) / (1 - 1 / n) for (s1, s2), n in pairs])
+        g2u = ema([(s2 / n - s1 / n) / (n - 1) for (s1, s2), n in pairs])
+        return mean_sq / g2, tr / g2u
+
+    tol = F64["roundoff"]  # a few float64 operations
+    cases = {("layers", "['a']"): [(a, n) for a, _, n in steps],
+             ("layers", "['b']"): [(b, n) for _, b, n in steps],
+             ("precond",): [((2 * a[0] + b[0], 2 * a[1] + b[1]), n) for a, b, n in steps]}
+    for where, pairs in cases.items():
+        got = est[where[0]] if len(where) == 1 else est[where[0]][where[1]]
+        bound, unb = bounds(pairs)
+        np.testing.assert_allclose(float(got["batch_size_bound"]), bound, rtol=tol)
+        np.testing.assert_allclose(float(got["B_simple"]), bound - 1, rtol=tol)
+        np.testing.assert_allclose(float(got["B_simple_unbiased"]), unb, rtol=tol)
+    assert set(est["precond"]["layers"]) == {"['a']", "['b']"}
+    assert float(est["last"]["precond"].S1) == 2 * 5.0 + 1.0
+
+
+def test_adam_chain_with_preconditioned_monitor_under_jit(getkey):
+    """optax.chain(noise_scale_ema, adam) under jit, the metric from the chain's Adam state:
+    the same trajectory as plain Adam, and each step's preconditioned statistics those of
+    gradient_diversity(metric=adam_metric(state before the step))."""
+    loss, p, x, y = _model(getkey())
+    tx = optax.chain(numerics.noise_scale_ema(0.9, per_layer=True, precond=True),
+                     optax.adam(0.01))
+    plain = optax.adam(0.01)
+    f = numerics.value_grad_and_diversity(loss, per_layer=True)
+
+    @jax.jit
+    def step(params, state, ref_params, ref_state):
+        value, grads, st = f(params, x, y, metric=numerics.adam_metric(state))
+        upd, state = tx.update(grads, state, params, diversity=st)
+        ref_grads = jax.grad(lambda q: jnp.mean(jax.vmap(loss, (None, 0, 0))(q, x, y)))(
+            ref_params)
+        ref_upd, ref_state = plain.update(ref_grads, ref_state, ref_params)
+        return (optax.apply_updates(params, upd), state,
+                optax.apply_updates(ref_params, ref_upd), ref_state)
+
+    state, ref, ref_state = tx.init(p), p, plain.init(p)
+    with jax.numpy_dtype_promotion("standard"):  # optax's bias correction mixes int and float
+        for t in range(4):
+            before = numerics.adam_metric(state)
+            p_before = p
+            p, state, ref, ref_state = step(p, state, ref, ref_state)
+    for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(ref)):
+        # the same Adam trajectory: float32 round-off of 4 steps
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    est = numerics.noise_scale_estimates(state)
+    assert int(est["steps"]) == 4 and set(est["precond"]["layers"]) == set(est["layers"])
+    last = est["last"]["precond"]
+    ref_last = numerics.gradient_diversity(loss, p_before, x, y, metric=before)
+    # float32, two exact computations of the same sums (ghost vs per-example fallback path)
+    np.testing.assert_allclose(float(last.S1), float(ref_last["S1"]), rtol=F32["roundoff"])
+    np.testing.assert_allclose(float(last.S2), float(ref_last["S2"]), rtol=F32["roundoff"])
+
+
+def test_bench_monitor_suite_smoke(capsys):
+    """``python -m numerics.bench --suite monitor``: one row per model x optimiser with the
+    step ratios (tiny sizes, one repetition)."""
+    import json
+
+    from numerics import bench
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int counts and floats
+        assert bench.main(["--json", "--suite", "monitor", "--models", "mlp", "--n", "4",
+                           "--widths", "8", "--depths", "2", "--reps", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["model"], r["optimizer"]) for r in rows] == [("mlp", "sgd"), ("mlp", "adam")]
+    assert "monitor_adam_metric_over_plain" in rows[1]
+    assert "monitor_adam_metric_over_plain" not in rows[0]
+    assert all(r["monitor_over_plain"] > 0 and r["monitor_layers_over_plain"] > 0 for r in rows)
+
+
+def test_vmapped_over_trials_with_adam_metric(getkey):
+    """Trials stacked on a leading axis with their own Adam states: adam_metric and the
+    metric pass inside one vmap equal the trials one at a time."""
+    loss, p, x, y = _model(getkey())
+    _, q, _, _ = _model(getkey())
+    tx = optax.adam(0.01)
+    with jax.numpy_dtype_promotion("standard"):  # optax's bias correction mixes int and float
+        states = []
+        for params in (p, q):
+            s = tx.init(params)
+            _, s = tx.update(jax.tree_util.tree_map(jnp.ones_like, params), s, params)
+            states.append(s)
+    stack = lambda *t: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *t)
+    f = numerics.value_grad_and_diversity(loss)
+    one = lambda params, s: f(params, x, y, metric=numerics.adam_metric(s))[2].precond
+    st = jax.jit(jax.vmap(one))(stack(p, q), stack(*states))
+    for t, (params, s) in enumerate(zip((p, q), states)):
+        ref = one(params, s)
+        # the same float32 computation batched over trials: round-off only
+        np.testing.assert_allclose(float(st.S1[t]), float(ref.S1), rtol=1e-5)
+        np.testing.assert_allclose(float(st.S2[t]), float(ref.S2), rtol=1e-5)
