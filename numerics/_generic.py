@@ -322,8 +322,10 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     if metric is not None:
         from . import _metric
-        return _metric.per_leaf_sums(loss_fn, params, x, y, metric, method=method,
-                                     chunk_size=chunk_size)
+        out = _metric.per_leaf_sums(loss_fn, params, x, y, metric, method=method,
+                                    chunk_size=chunk_size)
+        finite()
+        return out
     keys = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     if method == "vmap":
         chunk = default_chunk(params, n) if chunk_size is None else int(min(chunk_size, n))
