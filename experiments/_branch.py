@@ -379,6 +379,7 @@ def run_branches(cfg: BranchConfig, out: str, *, command: str = "",
     from ._records import versions
 
     t0 = time.perf_counter()
+    w = plan_branches(cfg)  # bad data or settings are refused before anything is written
     os.makedirs(out, exist_ok=True)
     cfg_path = os.path.join(out, "branch_config.toml")
     text = cfg.to_toml()
@@ -394,7 +395,6 @@ def run_branches(cfg: BranchConfig, out: str, *, command: str = "",
                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     write_json_atomic(meta_path, meta)
 
-    w = plan_branches(cfg)
     sw = cfg.sweep
     dtype = jnp.dtype(sw.dtype)
     runs = [(spec, opt) for opt in cfg.optimizers for spec in w.specs]
