@@ -38,11 +38,10 @@ import math
 import os
 import sys
 import time
-import tomllib
 
 import numpy as np
 
-from ._config import SweepConfig, config_from_dict
+from ._config import SweepConfig, config_from_dict, read_toml
 from ._errors import ExperimentError
 from ._families import arch_id, family_specs
 from ._records import Workload, read_json, write_json_atomic, write_text_atomic
@@ -198,18 +197,7 @@ def _validate(c: BranchConfig, source: str) -> None:
 
 def load_branch_config(path: str) -> BranchConfig:
     """Read a branched study's TOML config (``experiments/configs/branch.toml``)."""
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise ExperimentError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ExperimentError(f"{path}: not valid TOML ({err})") from None
-    except UnicodeDecodeError:
-        raise ExperimentError(f"{path}: not UTF-8 text; TOML files must be UTF-8") from None
-    except OSError as err:
-        raise ExperimentError(f"{path}: cannot read ({err.strerror})") from None
-    return branch_config_from_dict(raw, source=path)
+    return branch_config_from_dict(read_toml(path), source=path)
 
 
 # --------------------------------------------------------------------------- planning
