@@ -102,6 +102,10 @@ def test_tiny_branched_study_end_to_end_and_resume(tmp_path, capsys, standard_pr
     assert after == before  # nothing retrained
     run = _read(os.path.join(out, "run.json"))
     assert len(run["invocations"]) == 2 and run["invocations"][1]["studies_run"] == 0
+    # the folder as its own repeat: every checkpoint inside its reproduction interval
+    assert branch_cli.main(["--report-only", "--out", out, "--repeat", out]) == 0
+    rep = _read(os.path.join(out, "branch.json"))["repeat"]
+    assert rep["pairs"] > 0 and rep["inside_reproduction_interval"] == rep["pairs"]
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -129,6 +133,7 @@ def test_bad_config_is_refused(tmp_path, capsys, edit, message):
     (["--max-steps", "0"], "--max-steps must be >= 1"),
     (["--data", "/nonexistent/my.npz"], "no such file"),
     (["--report-only"], "no such folder"),
+    (["--repeat", "/nonexistent/rep"], "not a branched study folder"),
     (["--bogus"], "unrecognized arguments"),
 ])
 def test_bad_flag_is_refused(tmp_path, capsys, args, message):
