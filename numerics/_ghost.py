@@ -85,6 +85,13 @@ class View:
     fn: Callable
     preserving: bool
     custom: str | None = None  # the custom rule whose body it entered, if any
+    #: ``s`` when the leaf is first multiplied entrywise by a constant ``s`` of its own shape
+    #: and only norm-preserving views follow: the per-example gradient is then ``s`` times
+    #: that of a preserving view, so a dense use keeps an exact weighted form (weights
+    #: ``fn(s)`` = the preserving views of ``s²``). ``numerics._metric``'s reparametrisation
+    #: ``u ⊙ √P`` is such a view.
+    scale: object = None
+    ident: bool = False  # the leaf itself (no view applied yet)
 
 
 @dataclass
@@ -160,15 +167,18 @@ def _site_info(eqn, invals, views, T):
     k = tracked[0]
     v = views[k]
     if name == "dot_general" and len(invals) == 2:
-        if not v.preserving:
+        if not v.preserving and v.scale is None:
             return None, "dot_general of a broadcast or scaled parameter", None
         dn, data = eqn.params["dimension_numbers"], invals[1 - k]
         _, _, _, (B, S, C) = dense_blocks(data.shape, dn, k)
         R = invals[k].size // max(B * C, 1)
         S *= T
         mode = dense_mode(S, C, R, B)
+        if v.scale is not None and mode == "ghost":
+            mode = "materialised"  # a Gram form cannot carry entrywise weights
         return "dense", {"dn": dn, "side": k, "mode": mode, "blocks": (B, S, C, R),
-                         "shape": tuple(invals[k].shape)}, data
+                         "shape": tuple(invals[k].shape),
+                         "weighted": v.scale is not None}, data
     if name == "conv_general_dilated" and k == 1:
         if not v.preserving:
             return None, "convolution with a broadcast or scaled kernel", None
@@ -282,12 +292,16 @@ def interpret(jaxpr, consts, args, views, deps, ctx, psets=None):
             outs = _bind(eqn, invals)
             w = ins[0]
             outviews = [View(w.leaf, _compose(w, eqn), w.preserving and name in NORM_VIEWS,
-                             w.custom)]
+                             w.custom, w.scale if name in NORM_VIEWS else None)]
         elif _is_view_op(eqn, invals, ins, indeps):
             outs = _bind(eqn, invals)
             side = 0 if ins[0] is not None else 1
             w = ins[side]
-            outviews = [View(w.leaf, _compose(w, eqn, invals[1 - side], side), False, w.custom)]
+            const = invals[1 - side]
+            scale = const if (name == "mul" and w.ident and w.custom is None
+                              and tuple(jnp.shape(const)) == tuple(jnp.shape(invals[side]))) \
+                else None
+            outviews = [View(w.leaf, _compose(w, eqn, const, side), False, w.custom, scale)]
         else:
             for v, ps in zip(eqn.invars, inps):
                 if ps:
@@ -498,7 +512,8 @@ def trace(loss_fn, params, x1, y1):
 
 def run(closed, n_params, p_leaves, xy_leaves, ctx):
     """Interpret the traced loss on one example; returns the scalar loss."""
-    views = [View(k, lambda w: w, True) for k in range(n_params)] + [None] * len(xy_leaves)
+    views = [View(k, lambda w: w, True, ident=True) for k in range(n_params)] \
+        + [None] * len(xy_leaves)
     deps = [PARAMS] * n_params + [EXAMPLE] * len(xy_leaves)
     outs, outviews, _, outps = interpret(closed.jaxpr, closed.consts,
                                          list(p_leaves) + list(xy_leaves), views, deps, ctx)

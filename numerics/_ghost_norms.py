@@ -105,6 +105,37 @@ def _unstep(t, steps):
     return t.reshape((-1,) + t.shape[1 + steps:]) if steps else t
 
 
+def param_to_blocks(w, dn, param_side):
+    """A parameter-shaped array in the ``(B, C, R)`` block layout of
+    :func:`_dense_blocks_of` (the inverse of :func:`_dense_to_param`)."""
+    (lc, rc), (lb, rb) = dn
+    p_contract, p_batch = (rc, rb) if param_side == 1 else (lc, lb)
+    p_free = [k for k in range(w.ndim) if k not in p_contract and k not in p_batch]
+    perm = tuple(p_batch) + tuple(p_contract) + tuple(p_free)
+    B = math.prod(w.shape[k] for k in p_batch)
+    C = math.prod(w.shape[k] for k in p_contract)
+    return jnp.transpose(w, perm).reshape(B, C, -1)
+
+
+def weighted_dense_sq_norms(a, d, dn, param_side, mode, weight, param_shape=None, steps=0):
+    r"""Per-example :math:`\sum_{jk} w_{jk}\,(g_i)_{jk}^2` of a ``dot_general`` parameter
+    with entrywise weights ``weight`` (shaped like the parameter): for one position per
+    example (``mode="outer"``) :math:`\sum_b (a_{ib}^{2})^\top W_b\,(\delta_{ib}^{2})`, one
+    product the size of the layer's; else from the materialised per-example gradients (a
+    Gram form cannot carry weights). Returns ``(sq_norms, summed_gradient_or_None)`` as
+    :func:`dense_sq_norms`."""
+    A, D = _dense_blocks_of(a, d, dn, param_side, steps)
+    Wb = param_to_blocks(weight.astype(D.dtype), dn, param_side)
+    if mode == "outer":
+        A2, D2 = jnp.sum(A * A, axis=2), jnp.sum(D * D, axis=2)  # S = 1: one position
+        return jnp.einsum("nbc,bcr,nbr->n", A2, Wb, D2, precision=HIGHEST), None
+    g = jnp.einsum("nbsc,nbsr->nbcr", A, D, precision=HIGHEST)
+    sq = jnp.einsum("nbcr,bcr->n", g * g, Wb, precision=HIGHEST)
+    if param_shape is None:
+        return sq, None
+    return sq, _dense_to_param(jnp.sum(g, axis=0), dn, param_side, param_shape, 0)
+
+
 def dense_sq_norms(a, d, dn, param_side, mode, param_shape=None, steps=0):
     """Squared per-example gradient norms of the parameter of ``dot_general(lhs, rhs, dn)``.
 

@@ -17,11 +17,14 @@ unchanged to :math:`S_1^P, S_2^P`.
 parameters :math:`u = w / D` and :math:`\ell^u(u; x, y) = \ell(u\odot D; x, y)`, the
 per-example gradients in :math:`u` are :math:`D\odot g_i`, whose plain statistics are the
 weighted ones above. The ghost tracer (:mod:`numerics._ghost`) sees :math:`u\odot D` as a
-scaled (non norm-preserving) view of the leaf: bias and elementwise-scale leaves keep their
-fast path, while a leaf consumed by ``dot_general``, a convolution or a lookup takes the exact
-per-example-copies / chunked ``vmap(grad)`` fallback (``paths`` says ``"vmap: ... scaled
-parameter"``). A weighted ghost formula for those operations would need the tracer's norm
-kernels (:mod:`numerics._ghost_norms`) to take the weights.
+scaled view of the leaf (``View.scale``): bias and elementwise-scale leaves keep their fast
+path, a weight consumed by ``dot_general`` (dense layers, attention projections, an RNN's
+weights in ``scan``) takes the weighted dense form — for one position per example
+:math:`\sum_{jk} P_{jk}(g_i)_{jk}^2 = (a_i^{2})^\top P\,(\delta_i^{2})`, one product the size
+of the layer's; over a sequence the materialised per-example gradients, since a Gram form
+cannot carry weights (:func:`numerics._ghost_norms.weighted_dense_sq_norms`) — and a leaf
+consumed by a convolution or a lookup, or shared by several operations, takes the exact
+per-example-copies / chunked ``vmap(grad)`` fallback (``paths`` says which).
 
 **Adam** (:func:`adam_metric`): :math:`P = 1/(\sqrt{\hat v + \epsilon_\text{root}} +
 \epsilon)` with :math:`\hat v = \nu/(1-\beta_2^t)` the bias-corrected second-moment estimate

@@ -115,8 +115,8 @@ def value_grad_and_diversity(loss_fn, *, batched: bool = False, chunk_size: int 
     e.g. ``numerics.adam_metric(opt_state)``), ``stats.precond`` holds the same statistics in
     that metric (:math:`B_\text{simple}^P = \operatorname{tr}(P\Sigma)/(G^\top PG)`; module
     docstring), from a second pass over the batch: the reparametrisation of
-    :mod:`numerics._metric`, where weight matrices, convolutions and embeddings take the exact
-    per-example fallback (so it costs more than the plain statistics). Under ``jit`` the
+    :mod:`numerics._metric`: dense weights take a weighted ghost form, convolutions and
+    embeddings the exact per-example fallback. Under ``jit`` the
     metric's shapes are checked, its values are not (they are traced).
 
     Args:

@@ -16,7 +16,7 @@ F32 = TOL[np.dtype("float32")]
 
 def _model(key, dtype=jnp.float32):
     """A dense layer with bias and an elementwise scale (layer-norm gain), then a readout: the
-    scaled-view fallback (dense) and the fast paths that survive it (bias, scale)."""
+    weighted dense form and the bias and scale paths under the metric's scaling."""
     k = jax.random.split(key, 5)
     p = {"w": jax.random.normal(k[0], (6, 3)), "b": 0.1 * jax.random.normal(k[4], (6,)),
          "g": jnp.ones(6), "v": jax.random.normal(k[1], (6,))}
@@ -62,8 +62,37 @@ def test_unit_metric_equals_no_metric(getkey):
     for u, v in zip(jax.tree_util.tree_leaves(b["grad_sum"]),
                     jax.tree_util.tree_leaves(a["grad_sum"])):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=tol, atol=tol)
-    # bias and scale leaves keep their ghost path through the reparametrisation u * sqrt(P)
+    # every leaf keeps its ghost path through the reparametrisation u * sqrt(P): bias and
+    # scale leaves, and the dense weight with its weighted one-position form
     assert b["paths"]["['b']"] == "bias" and b["paths"]["['g']"] == "scale"
+    assert b["paths"]["['w']"] == "dense"
+
+
+def _sequence_model(key, dtype):
+    """Dense weights applied at T = 5 positions (the materialised weighted form) and inside a
+    transpose (a norm-preserving view after the metric's scaling)."""
+    k = jax.random.split(key, 4)
+    p = {"w": jax.random.normal(k[0], (3, 4), dtype), "u": jax.random.normal(k[1], (2, 4), dtype)}
+
+    def loss(p, x, y):
+        h = jnp.tanh(x @ p["w"])                  # (5, 4): 5 positions
+        return jnp.sum((h @ p["u"].T) ** 2) - y   # u used through a transpose
+
+    return loss, p, jax.random.normal(k[2], (7, 5, 3), dtype), jax.random.normal(k[3], (7,),
+                                                                                 dtype)
+
+
+def test_weighted_dense_forms_match_brute_force_x64(getkey):
+    with numerics.x64():
+        loss, p, x, y = _sequence_model(getkey(), jnp.float64)
+        m = _random_metric(getkey(), p)
+        out = numerics.gradient_diversity(loss, p, x, y, metric=m)
+        s1, s2 = _brute(loss, p, x, y, m)
+    assert out["paths"] == {"['u']": "dense-materialised", "['w']": "dense-materialised"}
+    tol = F64["roundoff"]  # exact: the same weighted sums in another operation order
+    for key in ("['u']", "['w']"):
+        np.testing.assert_allclose(float(out["layers"][key]["S1"]), s1[key[2]], rtol=tol)
+        np.testing.assert_allclose(float(out["layers"][key]["S2"]), s2[key[2]], rtol=tol)
 
 
 @pytest.mark.parametrize("method", ["ghost", "vmap"])
