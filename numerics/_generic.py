@@ -156,6 +156,22 @@ def _site_sq_norms(site, aux, delta, leaf, mode, want_sum):
     return sq, g
 
 
+def _site_plain_sq_norms(site, aux, delta, leaf, mode, d):
+    """Per-example squared norms of the plain gradients :math:`g_i` of a leaf seen through
+    the metric's scaling (``leaf ⊙ d`` then preserving views, :mod:`numerics._metric`): the
+    unweighted dense form, or the elementwise gradients divided by ``d``."""
+    if site.kind == "dense" and site.info.get("weighted"):
+        return _ghost_norms.dense_sq_norms(aux, delta, site.info["dn"], site.info["side"],
+                                           mode, None, site.info["steps"])[0]
+    if site.kind in ("bias", "scale"):
+        back = jax.vjp(site.view.fn, leaf)[1]
+        view_t = lambda g: back(g)[0] / d
+        x = aux if site.kind == "scale" else None
+        return _ghost_norms.elementwise_sq_norms(delta, x, site.info["shape"], view_t)
+    # an unscaled leaf (preserving view): plain and weighted are the same gradients
+    return _site_sq_norms(site, aux, delta, leaf, mode, False)[0]
+
+
 def _site_grads(site, aux, delta, leaf):
     """Per-example gradients ``(n, *leaf.shape)`` of ``leaf`` from one of its operations."""
     info = site.info
@@ -176,8 +192,13 @@ def _site_grads(site, aux, delta, leaf):
     return jax.vmap(back)(g)
 
 
-def _ghost_core(loss_fn, params, x, y, plan, chunk):
+def _ghost_core(loss_fn, params, x, y, plan, chunk, unscale=None):
     """Traceable: per-leaf S1, S2, the summed gradient, the loss sum and the custom-rule check.
+
+    ``unscale`` (the metric's reparametrisation, :mod:`numerics._metric`: ``loss_fn`` takes
+    ``u`` with ``w = u ⊙ D``, ``unscale`` the leaves of ``D``): a sixth output, the per-leaf
+    S1 of the *plain* gradients :math:`g_i = (D ⊙ g_i)/D` from the same pass, or None when
+    a leaf's form cannot give it (a chunked ``vmap(grad)`` leaf).
 
     One ``jax.vjp`` of the summed loss with respect to: the leaves (less those in
     ``plan.skip``, whose summed gradient comes with their norms), zero probes at the outputs of
@@ -232,9 +253,12 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
     gsum = [jnp.zeros_like(a) for a in p_leaves]
     for k, g in zip(diff, g_diff):
         gsum[k] = g
+    plain = None if unscale is None else [jnp.zeros((), a.dtype) for a in p_leaves]
     for k, g in zip(copies, g_copies):
         s1[k] = jnp.sum(g * g).astype(p_leaves[k].dtype)
         gsum[k] = jnp.sum(g, axis=0)
+        if plain is not None:
+            plain[k] = jnp.sum((g / unscale[k][None]) ** 2).astype(p_leaves[k].dtype)
     shared, factored = {}, {}
     for sid, leaf, _, _, mode in plan.sites:
         if leaf in chunked:
@@ -251,17 +275,29 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
         sq, g = _site_sq_norms(sites[sid], aux[sid], deltas[sid], p_leaves[leaf], mode,
                                leaf in skip)
         s1[leaf] = jnp.sum(sq).astype(p_leaves[leaf].dtype)
+        if plain is not None:
+            plain[leaf] = jnp.sum(_site_plain_sq_norms(
+                sites[sid], aux[sid], deltas[sid], p_leaves[leaf], mode,
+                unscale[leaf])).astype(p_leaves[leaf].dtype)
         if leaf in skip:
             gsum[leaf] = g
     for leaf, facs in factored.items():
         s1[leaf] = jnp.sum(_ghost_norms.cross_sq_norms(facs)).astype(p_leaves[leaf].dtype)
+        if plain is not None:  # cross forms need preserving views: unscaled leaves only
+            plain[leaf] = s1[leaf]
     for leaf, g in shared.items():
         s1[leaf] = jnp.sum(g * g).astype(p_leaves[leaf].dtype)
         gsum[leaf] = jnp.sum(g, axis=0)
+        if plain is not None:
+            plain[leaf] = jnp.sum((g / unscale[leaf][None]) ** 2).astype(p_leaves[leaf].dtype)
     for k, ga in zip(const, g_const):  # g_i = h_i + c with c = ga / n: closed form of S1
         if k not in chunked:
             c = ga / n
             s1[k] = s1[k] + 2 * jnp.sum(gsum[k] * c) + n * jnp.sum(c * c)
+            if plain is not None:
+                d = unscale[k]
+                plain[k] = plain[k] + 2 * jnp.sum(gsum[k] * c / (d * d)) \
+                    + n * jnp.sum((c / d) ** 2)
         gsum[k] = gsum[k] + ga
     if chunked:
         def loss_fb(pf, xi, yi):
@@ -283,6 +319,9 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk):
         ref = sum(jnp.sum(b * b) for b in true)
         check = jnp.sqrt(diff_sq / jnp.maximum(ref, jnp.finfo(ref.dtype).tiny))
     unflat = lambda v: jax.tree_util.tree_unflatten(p_def, v)
+    if unscale is not None:
+        return (unflat(s1), unflat(s2), unflat(gsum), loss_sum, check,
+                None if chunked else unflat(plain))
     return unflat(s1), unflat(s2), unflat(gsum), loss_sum, check
 
 

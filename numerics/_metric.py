@@ -206,18 +206,26 @@ def plan(loss_fn, params, x, y, no_inline=()):
                         tuple(no_inline))
 
 
-def core(loss_fn, params, metric_leaves, x, y, plan_, chunk, method="ghost"):
+def core(loss_fn, params, metric_leaves, x, y, plan_, chunk, method="ghost", plain=False):
     """Traceable: per-leaf :math:`S_1^P, S_2^P`, the plain summed gradient, the loss sum and
-    the custom-rule check (as :func:`numerics._generic._ghost_core`)."""
+    the custom-rule check (as :func:`numerics._generic._ghost_core`); with ``plain`` (ghost
+    method) a sixth output, the per-leaf plain :math:`S_1` from the same pass (None when some
+    leaf's form cannot give it)."""
     from . import _generic
 
     loss_u, u, d_tree = reparametrise(loss_fn, params, metric_leaves)
+    s1_plain = None
     if method == "vmap":
         s1, s2, gsum_u = _generic._vmap_sums(loss_u, u, x, y, chunk)
         loss_sum, check = None, None
+    elif plain:
+        s1, s2, gsum_u, loss_sum, check, s1_plain = _generic._ghost_core(
+            loss_u, u, x, y, plan_, chunk, unscale=jax.tree_util.tree_leaves(d_tree))
     else:
         s1, s2, gsum_u, loss_sum, check = _generic._ghost_core(loss_u, u, x, y, plan_, chunk)
     gsum = jax.tree_util.tree_map(lambda g, d: g / d, gsum_u, d_tree)
+    if plain:
+        return s1, s2, gsum, loss_sum, check, s1_plain
     return s1, s2, gsum, loss_sum, check
 
 

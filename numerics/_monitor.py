@@ -154,8 +154,14 @@ def value_grad_and_diversity(loss_fn, *, batched: bool = False, chunk_size: int 
             plan = _metric.plan(one, params, x, y)
             if plan.custom:  # keep the custom rules: exact whatever they compute
                 plan = _metric.plan(one, params, x, y, plan.custom)
-            s1, s2, _, _, _ = _metric.core(one, params, m, x, y, plan, _chunk(plan, params, n))
+            s1, s2, gsum, loss_sum, _, s1_plain = _metric.core(
+                one, params, m, x, y, plan, _chunk(plan, params, n), plain=True)
             precond = _stats_of(s1, s2, n, keys, per_layer)
+            if s1_plain is not None:  # one pass gave both: the plain S2 from the sum
+                s2_plain = jax.tree_util.tree_map(lambda g: jnp.sum(g * g), gsum)
+                grads = jax.tree_util.tree_map(lambda g: g / n, gsum)
+                return loss_sum / n, grads, _stats_of(s1_plain, s2_plain, n, keys,
+                                                      per_layer, precond)
         plan = _generic._plan(one, params, x, y)
         if plan.custom:
             plan = _generic._plan(one, params, x, y, plan.custom)

@@ -201,7 +201,8 @@ def test_per_layer_and_metric_match_brute_force(getkey):
     np.testing.assert_allclose(float(st.precond.batch_size_bound), 12 * S1 / S2, rtol=tol)
     np.testing.assert_allclose(float(st.precond.B_simple), 12 * S1 / S2 - 1, rtol=tol)
     for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(grads0)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the plain pass's
+        # one pass in the metric's coordinates gives both: (D ⊙ g)/D is g up to a rounding
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tol, atol=tol)
 
 
 def test_per_layer_and_precond_ema_by_hand():
@@ -323,3 +324,30 @@ def test_vmapped_over_trials_with_adam_metric(getkey):
         # the same float32 computation batched over trials: round-off only
         np.testing.assert_allclose(float(st.S1[t]), float(ref.S1), rtol=1e-5)
         np.testing.assert_allclose(float(st.S2[t]), float(ref.S2), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name, kw", [
+    ("mlp_wd", dict(K=32)),                      # a parameter-only (weight-decay) term
+    ("tied", dict(dim=16, vocab=32, seq=6)),     # a weight shared by a lookup and a product
+    ("block", {}),                               # attention, layer norm, embeddings
+    ("rnn", dict(seq=5, hidden=16)),             # weights inside lax.scan
+])
+def test_one_pass_gives_plain_and_metric_statistics(name, kw):
+    """With a metric the monitor takes ONE pass in the metric's coordinates and reads the
+    plain statistics off it too: both against method="vmap", every leaf form of the bench
+    models. float32 against float32 in another operation order: the round-off table's
+    entry (per-example sums of squares, ~1e-7 relative here)."""
+    from numerics import _bench_models
+
+    loss, p, x, y, _ = _bench_models.MODELS[name](n=16, key=jax.random.key(0), **kw)
+    leaves, tdef = jax.tree_util.tree_flatten(p)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    m = jax.tree_util.tree_unflatten(tdef, [jnp.exp(jax.random.normal(k, a.shape, a.dtype))
+                                            for k, a in zip(keys, leaves)])
+    _, _, st = jax.jit(numerics.value_grad_and_diversity(loss))(p, x, y, metric=m)
+    ref = numerics.gradient_diversity(loss, p, x, y, method="vmap")
+    ref_m = numerics.gradient_diversity(loss, p, x, y, method="vmap", metric=m)
+    tol = TOL[np.dtype("float32")]["roundoff"]
+    for got, want in ((st, ref), (st.precond, ref_m)):
+        np.testing.assert_allclose(float(got.S1), float(want["S1"]), rtol=tol)
+        np.testing.assert_allclose(float(got.S2), float(want["S2"]), rtol=tol)
