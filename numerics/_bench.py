@@ -30,10 +30,13 @@ def _time(fn, *args, reps):
     return statistics.median(times)
 
 
-def _time_interleaved(fns, args, reps, skip_after=None):
-    """Median seconds of each of ``fns`` (a dict), one call of each per repetition."""
-    for f in fns.values():
-        jax.block_until_ready(f(*args))  # compile + warm-up
+def _time_interleaved(fns, args, reps, skip_after=None, first=None):
+    """Median seconds of each of ``fns`` (a dict), one call of each per repetition;
+    ``first``: a dict that receives each function's warm-up output."""
+    for k, f in fns.items():
+        out = jax.block_until_ready(f(*args))  # compile + warm-up
+        if first is not None:
+            first[k] = out
     times = {k: [] for k in fns}
     for r in range(reps):
         for k, f in fns.items():
@@ -169,11 +172,16 @@ def bench_generic(name, sizes, *, reps, vmap_reps, key):
            "device": jax.local_devices()[0].device_kind, "backend": jax.default_backend(),
            "paths": sorted(set(plan.paths))}
     for k, f in fns.items():
-        row[f"{k}_peak_mb"], peak = _measured_peak(peak, f, params, x, y)
+        # a device without memory statistics (CPU) has no peak to read: no extra call (the
+        # vmap(grad) reference of a grouped conv takes minutes per call there)
+        row[f"{k}_peak_mb"], peak = ((None, None) if peak is None
+                                     else _measured_peak(peak, f, params, x, y))
         row[f"{k}_xla_mb"] = _compiled_mb(f)
     from ._generic import gradient_diversity
     timed = dict(fns, call=lambda p, x, y: gradient_diversity(loss, p, x, y)["S1"])
-    times = _time_interleaved(timed, (params, x, y), reps, skip_after={"vmap": vmap_reps})
+    first = {}
+    times = _time_interleaved(timed, (params, x, y), reps, skip_after={"vmap": vmap_reps},
+                              first=first)
     t = {k: statistics.median(v) for k, v in times.items()}
     for k in timed:
         row[f"{k}_s"] = t[k]
@@ -187,8 +195,8 @@ def bench_generic(name, sizes, *, reps, vmap_reps, key):
     row["vmap_over_backward"] = t["vmap"] / t["backward"]
     row["ghost_over_backward_mem"] = (None if not row["backward_xla_mb"] or row["ghost_xla_mb"]
                                       is None else row["ghost_xla_mb"] / row["backward_xla_mb"])
-    g1 = float(sum(jax.tree_util.tree_leaves(fns["ghost"](params, x, y)[0])))
-    v1 = float(sum(jax.tree_util.tree_leaves(fns["vmap"](params, x, y)[0])))
+    g1 = float(sum(jax.tree_util.tree_leaves(first["ghost"][0])))
+    v1 = float(sum(jax.tree_util.tree_leaves(first["vmap"][0])))
     row["S1_rel_diff"] = abs(g1 - v1) / abs(v1)
     return row
 

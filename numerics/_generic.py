@@ -497,7 +497,8 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
         same statistics per pytree leaf, keyed by ``jax.tree_util.keystr`` of its path, and
         ``paths``: how each leaf's S1 was computed (``"dense"``, ``"dense-ghost"``,
         ``"dense-materialised"``, ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-ghost"``,
-        ``"embedding"`` (``-ghost``, ``-materialised``), ``"shared (k uses: ...)"``,
+        ``"embedding"`` (``-ghost``, ``-materialised``), ``"shared (k uses: ...)"``
+        (``"shared-ghost (...)"``: by cross terms),
         ``"parameter-only"``, ``"... + parameter-only term"``, ``"unused"``, or
         ``"vmap..."`` with the reason), same keys (:class:`numerics._ghost.Plan`).
 

@@ -539,7 +539,7 @@ class Plan:
             not fit in memory).
         paths: per leaf, ``"dense"``, ``"dense-ghost"``, ``"dense-materialised"``,
             ``"bias"``, ``"scale"``, ``"conv"``, ``"conv-ghost"``, ``"embedding"``,
-            ``"shared (k uses: ...)"``,
+            ``"shared (k uses: ...)"``, ``"shared-ghost (k uses: ...)"``,
             ``"parameter-only"`` (only in example-independent terms of the loss, like weight
             decay), ``"unused"`` or ``"vmap: <reason>"``; ``" + parameter-only term"`` is
             appended when the leaf also enters such a term.

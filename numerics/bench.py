@@ -19,6 +19,8 @@ once at n = 8, one repetition, for tests):
 
 * ``ghost_s``: the ghost path (per-leaf S1, S2 and the summed gradient, one backward pass);
 * ``backward_s``: the plain batched backward ``jit(grad)`` of the summed loss;
+* ``call_s``: the public :func:`numerics.gradient_diversity` call, ``call_overhead_s`` its
+  excess over ``ghost_s`` (the fixed per-call cost: input checks, plan lookup, transfer);
 * ``vmap_s``: the reference chunked ``vmap(grad)`` (``method="vmap"``), timed ``--vmap-reps``
   times;
 * memory: XLA's static analysis of each executable (``*_xla_mb``; arguments + outputs +
