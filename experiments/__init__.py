@@ -17,7 +17,10 @@ Thin re-exports; each concept lives in one private module:
 * :func:`analyse` — one :class:`Analysis` (or :class:`SuiteAnalysis`) per folder, computed
   once, that the report and the figures read;
 * :func:`write_report` / ``python -m experiments.report`` — report.md, analysis.csv, figures;
-* ``python -m experiments.reproduce`` — the quick study end to end.
+* ``python -m experiments.reproduce`` — the quick study end to end;
+* :func:`run_branches`, :func:`block_noise_scale`, :func:`write_branch_report` /
+  ``python -m experiments.branch`` — the critical batch along training, measured by branching
+  from checkpoints and predicted by the noise scale there.
 """
 
 import importlib
@@ -47,6 +50,9 @@ _LAZY = {
     "plot_bs_along_training": "_plots", "plot_theory_mc_training": "_plots",
     "plot_bcrit_trend": "_plots", "plot_predictor": "_plots",
     "plot_bcrit_vs_progress": "_plots", "write_report": "_report",
+    "BranchConfig": "_branch", "load_branch_config": "_branch", "run_branches": "_branch",
+    "block_noise_scale": "_branch_predict", "write_branch_report": "_branch_report",
+    "plot_branch": "_branch_report",
 }
 
 
@@ -74,5 +80,7 @@ __all__ = [
     "matched_effects", "verdict", "family_trend",
     "predictor_table", "plot_steps_vs_batch", "plot_predicted_vs_observed",
     "plot_bs_along_training", "plot_theory_mc_training", "plot_bcrit_trend",
-    "plot_predictor", "plot_bcrit_vs_progress", "write_report",
+    "plot_predictor", "plot_bcrit_vs_progress", "write_report", "BranchConfig",
+    "load_branch_config", "run_branches", "block_noise_scale", "write_branch_report",
+    "plot_branch",
 ]

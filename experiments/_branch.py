@@ -38,11 +38,10 @@ import math
 import os
 import sys
 import time
-import tomllib
 
 import numpy as np
 
-from ._config import SweepConfig, config_from_dict
+from ._config import SweepConfig, config_from_dict, read_toml
 from ._errors import ExperimentError
 from ._families import arch_id, family_specs
 from ._records import Workload, read_json, write_json_atomic, write_text_atomic
@@ -198,18 +197,7 @@ def _validate(c: BranchConfig, source: str) -> None:
 
 def load_branch_config(path: str) -> BranchConfig:
     """Read a branched study's TOML config (``experiments/configs/branch.toml``)."""
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise ExperimentError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ExperimentError(f"{path}: not valid TOML ({err})") from None
-    except UnicodeDecodeError:
-        raise ExperimentError(f"{path}: not UTF-8 text; TOML files must be UTF-8") from None
-    except OSError as err:
-        raise ExperimentError(f"{path}: cannot read ({err.strerror})") from None
-    return branch_config_from_dict(raw, source=path)
+    return branch_config_from_dict(read_toml(path), source=path)
 
 
 # --------------------------------------------------------------------------- planning
@@ -379,6 +367,7 @@ def run_branches(cfg: BranchConfig, out: str, *, command: str = "",
     from ._records import versions
 
     t0 = time.perf_counter()
+    w = plan_branches(cfg)  # bad data or settings are refused before anything is written
     os.makedirs(out, exist_ok=True)
     cfg_path = os.path.join(out, "branch_config.toml")
     text = cfg.to_toml()
@@ -394,7 +383,6 @@ def run_branches(cfg: BranchConfig, out: str, *, command: str = "",
                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     write_json_atomic(meta_path, meta)
 
-    w = plan_branches(cfg)
     sw = cfg.sweep
     dtype = jnp.dtype(sw.dtype)
     runs = [(spec, opt) for opt in cfg.optimizers for spec in w.specs]

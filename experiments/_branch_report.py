@@ -247,6 +247,42 @@ def analyse(out: str, level: float = 0.9) -> dict:
     return {"rows": rows, "summary": summary, "level": level}
 
 
+def compare_repeat(first: dict, repeat: dict, level: float = 0.9) -> dict:
+    r"""An independent repeat (another reference run: ``branch.reference_seed``) against the
+    first analysis: per checkpoint (matched by net, optimizer and checkpoint level), is the
+    repeat's B_crit inside the first's reproduction interval
+    :math:`\hat\theta \pm t\sqrt2\,\widehat{se}` (where an exact interval puts it with
+    probability ``level`` if reference runs did not matter)? Per optimizer, the answers of
+    both side by side."""
+    from ._fit import t_quantile
+
+    key = lambda r: (r["arch_id"], r["optimizer"], r["checkpoint_level"])
+    rep = {key(r): r for r in repeat["rows"]}
+    pairs = inside = 0
+    for r in first["rows"]:
+        q = rep.get(key(r))
+        if q is None or r["se_log"] is None or r["B_crit"] is None or q["B_crit"] is None \
+                or r["at_edge"] or q["at_edge"]:
+            continue
+        half = t_quantile(level, len(r["seeds"]) - 1) * math.sqrt(2) * r["se_log"]
+        pairs += 1
+        inside += abs(math.log(q["B_crit"] / r["B_crit"])) <= half
+    out = {"pairs": pairs, "inside_reproduction_interval": inside, "nominal": level,
+           "summary": {}}
+    for opt, s in first["summary"].items():
+        t = repeat["summary"].get(opt)
+        if t is None:
+            continue
+        out["summary"][opt] = {
+            name: {"first": pick(s), "repeat": pick(t)} for name, pick in (
+                ("ratio", lambda x: x["tracking"]["ratio"]),
+                ("elasticity_within_runs",
+                 lambda x: x["tracking"]["elasticity_within_runs"]),
+                ("width_slope_matched_loss", lambda x: x["width_slope_matched_loss"]),
+                ("loss_slope_within_runs", lambda x: x["loss_slope_within_runs"]))}
+    return out
+
+
 # --------------------------------------------------------------------------- figure
 def plot_branch(ax, rows, optimizer: str):
     """B_crit (solid, with intervals) and the noise-scale prediction (dashed) against the
@@ -367,6 +403,21 @@ def _tracking_line(t, label) -> str:
             f"B_simple inside B_crit's interval at {t['prediction_inside_ci']} checkpoints.")
 
 
+def _repeat_lines(rep: dict, name: str) -> list:
+    lines = [f"## Repeat with another reference run (`{name}`)", "",
+             f"The repeat's B_crit lies inside the first run's {rep['nominal']:.0%} "
+             f"reproduction interval at {rep['inside_reproduction_interval']} of "
+             f"{rep['pairs']} checkpoints (expected about {rep['nominal']:.0%} if the "
+             f"reference run did not matter: the intervals cover the branches' seeds only).",
+             "", "| optimizer | quantity | first run | repeat |", "|---|---|---|---|"]
+    for opt, d in rep["summary"].items():
+        for q, v in d.items():
+            a, b = v["first"], v["repeat"]
+            val = lambda x: _f(x.get("value", x.get("slope")))
+            lines.append(f"| {opt} | {q} | {val(a)} {_ci(a)} | {val(b)} {_ci(b)} |")
+    return lines + [""]
+
+
 def report_text(res: dict, cfg=None, *, command: str | None = None, timing=None) -> str:
     lines = ["# Branched critical batch along training vs the noise scale", ""]
     if command:
@@ -406,6 +457,8 @@ def report_text(res: dict, cfg=None, *, command: str | None = None, timing=None)
                          f" `{study['source']}`): {_f(study['coef'])} {_ci(study)}; the "
                          f"intervals {'overlap' if overlap else 'do not overlap'}.")
         lines.append("")
+    if res.get("repeat"):
+        lines += _repeat_lines(res["repeat"], res["repeat_folder"])
     lines += ["## Rows", "",
               "| net | opt | ckpt step | train loss | B_crit [CI] | B_simple [CI] | "
               "B_simple unbiased | ratio | S_min | fit rmse (log) | edge |",
@@ -438,7 +491,7 @@ def report_text(res: dict, cfg=None, *, command: str | None = None, timing=None)
     return "\n".join(lines)
 
 
-def write_branch_report(out: str, level: float = 0.9) -> dict:
+def write_branch_report(out: str, level: float = 0.9, repeat: str | None = None) -> dict:
     """Write ``branch.json``, ``report.md`` and the figure of a branched study folder (its
     settings read from the folder's own ``branch_config.toml``)."""
     from ._branch import load_branch_config
@@ -453,6 +506,12 @@ def write_branch_report(out: str, level: float = 0.9) -> dict:
     res = analyse(out, level)
     if not res["rows"]:
         raise ExperimentError(f"{out}: no finished checkpoint to analyse")
+    if repeat is not None:
+        if not os.path.exists(os.path.join(repeat, "branch_config.toml")):
+            raise ExperimentError(f"{repeat}: not a branched study folder "
+                                  f"(no branch_config.toml)")
+        res["repeat"] = compare_repeat(res, analyse(repeat, level), level)
+        res["repeat_folder"] = os.path.basename(os.path.normpath(repeat))
     meta_path = os.path.join(out, "run.json")
     command = timing = None
     if os.path.exists(meta_path):
@@ -478,5 +537,5 @@ def write_branch_report(out: str, level: float = 0.9) -> dict:
     return {"report": path, "figures": figs, "summary": summary, "rows": len(res["rows"])}
 
 
-__all__ = ["rows_of", "tracking", "width_and_loss", "analyse", "plot_branch",
+__all__ = ["rows_of", "tracking", "width_and_loss", "analyse", "compare_repeat", "plot_branch",
            "write_figure", "report_text", "write_branch_report", "ROW_KEYS", "FIGURE"]

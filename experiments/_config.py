@@ -439,10 +439,8 @@ def config_from_dict(raw: dict, source: str = "config") -> SweepConfig:
     return cfg
 
 
-def load_config(path: str | None) -> SweepConfig:
-    """Read a TOML config; ``None`` gives the quick-study defaults."""
-    if path is None:
-        return SweepConfig()
+def read_toml(path: str) -> dict:
+    """A TOML file's tables, or one :class:`ExperimentError` line saying why not."""
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -455,7 +453,14 @@ def load_config(path: str | None) -> SweepConfig:
                               f"offset {err.start}); TOML files must be UTF-8") from None
     except OSError as err:
         raise ExperimentError(f"{path}: cannot read ({err.strerror})") from None
-    return config_from_dict(raw, source=path)
+    return raw
+
+
+def load_config(path: str | None) -> SweepConfig:
+    """Read a TOML config; ``None`` gives the quick-study defaults."""
+    if path is None:
+        return SweepConfig()
+    return config_from_dict(read_toml(path), source=path)
 
 
 def resolved_target(metric: str, target: float) -> float:
@@ -475,5 +480,5 @@ def resolved_target(metric: str, target: float) -> float:
     raise ExperimentError("train.target_metric 'loss' needs an explicit train.target > 0")
 
 
-__all__ = ["SweepConfig", "load_config", "config_from_dict", "resolved_target", "SECTIONS",
+__all__ = ["SweepConfig", "load_config", "read_toml", "config_from_dict", "resolved_target", "SECTIONS",
            "data_label"]

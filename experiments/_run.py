@@ -314,6 +314,8 @@ def _finished_study(out, aid, m, seeds):
     if not os.path.exists(spath):
         return None
     st = read_json(spath)
+    if not isinstance(st, dict) or not isinstance(st.get("lrs_tried"), list):
+        return None  # an incomplete or foreign record: the study is run again
     paths = [trial_path(out, aid, m, lr, s) for lr in st["lrs_tried"] for s in seeds]
     return st if all(os.path.exists(p) for p in paths) else None
 

@@ -196,6 +196,7 @@ def _init_trials(spec, lrs, seeds, opt_key, dtype):
     return jax.vmap(one)(lrs, seeds)
 
 
+@jax.jit
 def _start_trials(start, lrs, seeds):
     """Trials that all begin at one point ``start = (params, opt_state)`` (a checkpoint of
     another run, its optimiser state included): only the learning rate (set in the state)
@@ -206,7 +207,7 @@ def _start_trials(start, lrs, seeds):
         return _State(params, _set_lr(opt_state, lr), jnp.array(True), jnp.array(0, jnp.int32),
                       jax.random.fold_in(jax.random.key(seed), 1))
 
-    return jax.jit(jax.vmap(one))(lrs, seeds)
+    return jax.vmap(one)(lrs, seeds)
 
 
 @partial(jax.jit, static_argnames=("spec", "loss", "batch_size", "opt_key"))

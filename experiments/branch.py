@@ -41,6 +41,8 @@ def _parser():
     p.add_argument("--max-steps", type=int, help="step cap of each branch trial")
     p.add_argument("--report-only", action="store_true",
                    help="analyse OUT as it is, with the config stored there (no training)")
+    p.add_argument("--repeat", help="a repeat of the same study with another "
+                                    "branch.reference_seed: how far reference runs move it")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -53,6 +55,11 @@ def main(argv=None) -> int:
     from ._branch import load_branch_config
     from ._errors import ExperimentError
 
+    import os
+
+    if args.repeat and not os.path.exists(os.path.join(args.repeat, "branch_config.toml")):
+        raise ExperimentError(f"{args.repeat}: not a branched study folder "
+                              f"(no branch_config.toml)")
     cfg = load_branch_config(args.config)
     changes = {k: v for k, v in (("data", args.data), ("n", args.n), ("seeds", args.seeds),
                                  ("max_steps", args.max_steps)) if v is not None}
@@ -73,7 +80,7 @@ def main(argv=None) -> int:
 
     if not args.report_only:
         run_branches(cfg, args.out, command=command, progress=not args.no_progress)
-    res = write_branch_report(args.out)
+    res = write_branch_report(args.out, repeat=args.repeat)
     print(f"report: {res['report']}")
     for line in res["summary"]:
         print(line)

@@ -57,7 +57,7 @@ def build_parser() -> Parser:
                         "E[S2] are below this (e.g. 0.01), or --samples / --max-seconds stop it")
     g.add_argument("--max-seconds", type=float, default=None,
                    help="wall-clock cap of the Monte Carlo per network (seconds)")
-    g.add_argument("--mc-seed", type=int, default=0,
+    g.add_argument("--mc-seed", type=cli.seed_int, default=0,
                    help="seed of the network keys (default 0); --seed is the data seed")
     g.add_argument("--chunk", type=int, default=None,
                    help="networks vmapped together per device (default: by memory)")

@@ -14,7 +14,7 @@ from theory import cli
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIS = ("theory.bounds", "theory.bench", "numerics.check", "numerics.bench", "experiments.sweep",
         "experiments.report", "experiments.collect", "experiments.reproduce",
-        "tests.measure_theory")
+        "experiments.branch", "tests.measure_theory")
 
 
 def _main_raising(exc):

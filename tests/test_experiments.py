@@ -164,6 +164,10 @@ def test_resume_after_deleting_trials_equals_uninterrupted(tiny_run, tmp_path):
         os.unlink(os.path.join(half, f))
     keep = os.path.join(half, sorted(os.listdir(half))[0])
     before = os.stat(keep).st_mtime_ns
+    # and a study record without its keys (a foreign or truncated writer): run again
+    stale = os.path.join(resumed, "trials", "fc-relu-L2-K18", "bs8", "study.json")
+    with open(stale, "w") as f:
+        json.dump({"schema": 1}, f)
     assert sweep_cli.main(["--config", cfg, "--out", resumed, "--no-progress"]) == 0
     assert os.stat(keep).st_mtime_ns == before  # finished results are never rewritten
     a, b = _records(out), _records(resumed)

@@ -97,6 +97,7 @@ def test_check_out_refused_before_the_monte_carlo(tmp_path, capsys, no_monte_car
     (["--width", "1000000000"], "one network does not fit in memory"),
     (["--n", "1000000000"], "out of memory building the data"),
     (["--seed", "-1"], "seed must be an integer in 0..4294967295"),
+    (["--mc-seed", "-1"], "--mc-seed: expected a seed in 0 .. 2**32 - 1"),
 ])
 def test_check_huge_or_bad_sizes_refused(argv, needle, capsys, monkeypatch):
     if "--n" in argv:  # do not really allocate 238 GiB: the allocation fails as it would

@@ -189,6 +189,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """argparse type: a seed, an integer in 0 .. 2**32 − 1 (what numpy and jax keys take
+    without wrapping a negative value round)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer >= 0), got {text!r}") \
+            from None
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"expected a seed in 0 .. 2**32 - 1, got {value}")
+    return value
+
+
 def int_list(text: str) -> tuple[int, ...]:
     """Parse ``"64,32,16"`` into positive integers."""
     try:
