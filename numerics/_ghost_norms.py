@@ -242,7 +242,7 @@ def elementwise_sq_norms(d, x, view_shape, view_t):
     return _sq(g)
 
 
-def conv_patches(a, d, params, kernel_shape, steps=0):
+def conv_patches(a, d, params, kernel_shape, steps=0, per_tap=False):
     r"""Per-group patches and cotangents of one convolution, stacked over the examples.
 
     Args:
@@ -286,15 +286,18 @@ def conv_patches(a, d, params, kernel_shape, steps=0):
         limit = list(a.shape[:3]) + [s + (o - 1) * st + 1 for s, o, st in
                                      zip(start[3:], osp, strides)]
         taps.append(jax.lax.slice(a, start, limit, [1, 1, 1] + list(strides)))
-    P = jnp.stack(taps, axis=3)  # (n, N, C, k, *osp)
-    N, C, k = P.shape[1], P.shape[2], P.shape[3]
+    N, C, k = a.shape[1], a.shape[2], len(taps)
     S = math.prod(osp)
     I = C // groups
-    P = P.reshape(n, N, groups, I * k, S)
-    P = jnp.transpose(P, (0, 2, 1, 4, 3)).reshape(n, groups, N * S, I * k)
     O = d.shape[2]
     D = d.reshape(n, N, groups, O // groups, S)
     D = jnp.transpose(D, (0, 2, 1, 4, 3)).reshape(n, groups, N * S, O // groups)
+    if per_tap:  # each tap (n, G, N S, I) on its own: no stacked patches
+        return [jnp.transpose(t.reshape(n, N, groups, I, S), (0, 2, 1, 4, 3)).reshape(
+            n, groups, N * S, I) for t in taps], D
+    P = jnp.stack(taps, axis=3)  # (n, N, C, k, *osp)
+    P = P.reshape(n, N, groups, I * k, S)
+    P = jnp.transpose(P, (0, 2, 1, 4, 3)).reshape(n, groups, N * S, I * k)
     del nsp
     return P, D
 
@@ -321,6 +324,17 @@ def conv_sq_norms(a, d, params, kernel_shape, mode, want_sum=False, steps=0):
     :func:`conv_patches`, then per group the dense formulas (one batched matrix product, never
     a grouped or per-example convolution). Returns ``(sq_norms, summed kernel gradient or
     None)`` (the sum with the materialised form and ``want_sum``)."""
+    if mode == "materialised" and not steps:
+        # the per-example kernel gradients tap by tap (one batched product per tap): the same
+        # numbers without the stacked patches (1.1-2x faster on CPU for 3x3 kernels)
+        taps, D = conv_patches(a, d, params, kernel_shape, per_tap=True)
+        g = jnp.stack([jnp.einsum("ngsi,ngsr->ngir", t, D, precision=HIGHEST) for t in taps],
+                      axis=3)  # (n, G, I, k, O_g)
+        g = g.reshape(g.shape[:2] + (-1, g.shape[-1]))  # (n, G, I k, O_g), as the patches
+        sq = _sq(g)
+        if not want_sum:
+            return sq, None
+        return sq, _conv_to_kernel(jnp.sum(g, axis=0)[None], params, kernel_shape)[0]
     P, D = conv_patches(a, d, params, kernel_shape, steps)
     sq, g = block_sq_norms(P, D, mode)
     if g is None or not want_sum:
