@@ -117,7 +117,10 @@ def ghost_plan(loss_fn, params, x, y, *, batched: bool = False) -> _ghost.Plan:
         >>> import jax.numpy as jnp
         >>> loss = lambda p, x, y: (jnp.tanh(p["w"] @ x) @ (p["w"] @ x) - y) ** 2
         >>> ghost_plan(loss, {"w": jnp.ones((2, 3))}, jnp.ones((4, 3)), jnp.ones(4)).paths
-        ('vmap: used by 2 operations',)
+        ('shared-ghost (2 uses: dense, dense)',)
+        >>> sine = lambda p, x, y: (jnp.sin(p["w"]) @ x).sum() - y
+        >>> ghost_plan(sine, {"w": jnp.ones((2, 3))}, jnp.ones((4, 3)), jnp.ones(4)).paths
+        ('vmap: used by dot_general (through a parameter-only value)',)
     """
     if batched:
         loss_fn = _one_example(loss_fn)
