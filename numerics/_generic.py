@@ -379,14 +379,24 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
         s1, s2, gsum = _sums(loss_fn, params, x, y, chunk)
         finite()
         return s1, s2, gsum, None, {k: "vmap" for k in keys}
+    return ghost_until_exact(lambda force: _plan(loss_fn, params, x, y, force),
+                             lambda plan, chunk: _ghost_fn(loss_fn, plan, chunk)(params, x, y),
+                             params, n, chunk_size, keys, finite)
+
+
+def ghost_until_exact(plan_of, run, params, n, chunk_size, keys, after=lambda: None):
+    """Run the ghost sums of ``plan_of(force)`` (``run(plan, chunk)``), and again with the
+    custom_jvp/vjp rules bound (``force``) while the summed gradient disagrees with the
+    rules' (:data:`CUSTOM_RULE_RTOL`); returns ``(s1, s2, grad_sum, loss_sum, paths)``.
+    ``after()`` runs after each pass (the deferred NaN/inf check of the data)."""
     force = ()
     while True:
-        plan = _plan(loss_fn, params, x, y, force)
+        plan = plan_of(force)
         leaves = jax.tree_util.tree_leaves(params)
         fb = [leaves[k] for k in plan.fallback]
         chunk = (default_chunk(fb, n) if chunk_size is None else int(min(chunk_size, n)))
-        s1, s2, gsum, loss_sum, check = _ghost_fn(loss_fn, plan, chunk)(params, x, y)
-        finite()
+        s1, s2, gsum, loss_sum, check = run(plan, chunk)
+        after()
         rtol = CUSTOM_RULE_RTOL.get(str(np.asarray(check).dtype), 1e-4)
         if not plan.custom or float(check) <= rtol:
             return s1, s2, gsum, loss_sum, dict(zip(keys, plan.paths))

@@ -245,15 +245,7 @@ def per_leaf_sums(loss_fn, params, x, y, metric, *, method, chunk_size):
                  else int(min(chunk_size, n)))
         s1, s2, gsum, _, _ = _core_jit(loss_fn, params, m, x, y, None, chunk, "vmap")
         return s1, s2, gsum, None, {k: "vmap" for k in keys}
-    force = ()
-    while True:
-        plan_ = plan(loss_fn, params, x, y, force)
-        leaves = jax.tree_util.tree_leaves(params)
-        fb = [leaves[k] for k in plan_.fallback]
-        chunk = (_generic.default_chunk(fb, n) if chunk_size is None
-                 else int(min(chunk_size, n)))
-        s1, s2, gsum, loss_sum, check = _core_jit(loss_fn, params, m, x, y, plan_, chunk)
-        rtol = _generic.CUSTOM_RULE_RTOL.get(str(np.asarray(check).dtype), 1e-4)
-        if not plan_.custom or float(check) <= rtol:
-            return s1, s2, gsum, loss_sum, dict(zip(keys, plan_.paths))
-        force = tuple(sorted(set(force) | set(plan_.custom)))
+    return _generic.ghost_until_exact(
+        lambda force: plan(loss_fn, params, x, y, force),
+        lambda plan_, chunk: _core_jit(loss_fn, params, m, x, y, plan_, chunk),
+        params, n, chunk_size, keys)
