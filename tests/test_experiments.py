@@ -386,6 +386,7 @@ print(json.dumps({"devices": jax.local_device_count(), "sharded": res[0]["device
 """
 
 
+@pytest.mark.slow  # 15 s: a subprocess with 4 host devices; run with -m slow
 def test_trials_sharded_across_devices_match_one_device():
     """With 2 (forced host) devices the 9 trials (3 lrs x 3 seeds) are padded to 10 and
     sharded 5 + 5; the padding is dropped and no result changes."""
@@ -455,6 +456,7 @@ def test_study_compiles_once_per_architecture_and_batch_size():
     assert count[0] == 0
 
 
+@pytest.mark.slow  # 29 s: a real SIGKILL of a subprocess; the in-process interrupt and resume tests cover the files
 def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(tiny_run, tmp_path):
     """A real kill (SIGKILL, no cleanup) once the first trial files exist; the rerun of the
     same command completes the sweep with the same records as the uninterrupted run."""

@@ -223,6 +223,7 @@ def test_tiny_suite_end_to_end_contract(tiny_suite):
         assert os.path.getsize(os.path.join(wdir, "figures", f"{stem}.pdf")) > 1000
 
 
+@pytest.mark.slow  # 25 s: a second tiny suite; calibration() is unit-tested in test_experiments_stats
 def test_repeat_gives_a_calibration_object(tiny_suite, tmp_path):
     cfg, out = tiny_suite
     rep = str(tmp_path / "repeat")
@@ -282,6 +283,7 @@ def test_lr_grid_is_extended_and_recorded(tiny_suite):
             assert s["best_lr"] not in (min(s["lrs_tried"]), max(s["lrs_tried"]))
 
 
+@pytest.mark.slow  # 14 s: the single-workload resume tests cover the skip rule
 def test_suite_resume_runs_nothing_twice(tiny_suite, tmp_path):
     cfg, out = tiny_suite
     import shutil

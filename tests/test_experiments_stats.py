@@ -304,6 +304,7 @@ def test_lr_jitter_spreads_five_seeds_over_one_grid_step():
 
 
 # --------------------------------------------------------------------------- vs numerics, theory
+@pytest.mark.slow  # 12 s: numerics' Monte Carlo itself is tested in test_numerics_mc
 def test_init_statistics_agree_with_numerics_monte_carlo():
     """The sweep's B_S at initialisation (numerics.mc_moments in float32 over the sweep's
     init key) against an independent numerics.mc_moments run (another key, float64, 10×

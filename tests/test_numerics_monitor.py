@@ -329,7 +329,7 @@ def test_vmapped_over_trials_with_adam_metric(getkey):
 @pytest.mark.parametrize("name, kw", [
     ("mlp_wd", dict(K=32)),                      # a parameter-only (weight-decay) term
     ("tied", dict(dim=16, vocab=32, seq=6)),     # a weight shared by a lookup and a product
-    ("block", {}),                               # attention, layer norm, embeddings
+    pytest.param("block", {}, marks=pytest.mark.slow),  # attention, layer norm (18 s)
     ("rnn", dict(seq=5, hidden=16)),             # weights inside lax.scan
 ])
 def test_one_pass_gives_plain_and_metric_statistics(name, kw):

@@ -1,3 +1,4 @@
+import pytest
 """numerics.mc_moments under jax.distributed: two CPU processes on loopback (gloo collectives)
 give exactly the single-process result for the same key."""
 
@@ -49,6 +50,7 @@ def _last_json(text):
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
+@pytest.mark.slow  # 17 s: two processes under jax.distributed; run with -m slow
 def test_two_processes_equal_one():
     single = _run(-1, 0)
     out1, err1 = single.communicate(timeout=240)
