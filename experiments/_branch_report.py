@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from ._fit import fixed_effect_slope, net_interval, slope_with_interval
+from ._fit import fixed_effect_slope, net_interval, seed_steps, slope_with_interval
 from ._records import read_json, write_json_atomic, write_text_atomic
 
 FIGURE = "branch_critical_batch"
@@ -37,14 +37,11 @@ STUDY_RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 
 def _seed_steps(studies: list) -> dict:
-    """``{m: {seed: fewest steps-to-target over the lrs tried}}`` of one checkpoint."""
-    by = {}
-    for st in studies:
-        d = by.setdefault(st["batch_size"], {})
-        for t in st["trials"]:
-            if t["status"] == "REACHED" and t["steps_to_target"]:
-                d[t["seed"]] = min(d.get(t["seed"], math.inf), t["steps_to_target"])
-    return by
+    """``{m: {seed: fewest steps-to-target over the lrs tried}}`` of one checkpoint (the
+    sweep study's rule, :func:`experiments._fit.seed_steps`)."""
+    trials = [{**t, "arch_id": "", "batch_size": st["batch_size"], "target_metric": "loss",
+               "target": st["target_loss"]} for st in studies for t in st["trials"]]
+    return seed_steps(trials, "loss", studies[0]["target_loss"]).get("", {}) if trials else {}
 
 
 def _se_log(pred: dict, key: str):

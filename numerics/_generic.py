@@ -135,9 +135,10 @@ def _site_sq_norms(site, aux, delta, leaf, mode, want_sum):
     (with ``want_sum`` and a materialised form) its summed gradient, else None."""
     view = site.view
     if site.kind == "dense" and site.info.get("weighted"):
-        # leaf ⊙ s then norm-preserving views: weights s² in the operand's layout
+        # leaf ⊙ s then norm-preserving views (a signed permutation: abs undoes a neg):
+        # weights s² in the operand's layout
         sq, g = _ghost_norms.weighted_dense_sq_norms(
-            aux, delta, site.info["dn"], site.info["side"], mode, view.fn(view.scale),
+            aux, delta, site.info["dn"], site.info["side"], mode, jnp.abs(view.fn(view.scale)),
             site.info["shape"] if want_sum else None, site.info["steps"])
     elif site.kind == "dense":
         sq, g = _ghost_norms.dense_sq_norms(aux, delta, site.info["dn"], site.info["side"],

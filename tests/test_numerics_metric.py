@@ -191,3 +191,30 @@ def test_metric_bad_input(getkey):
     two = optax.chain(optax.adam(0.1), optax.adam(0.1)).init(p)
     with pytest.raises(ValueError, match="found 2"):
         numerics.adam_metric(two)
+
+
+def test_masked_and_negated_weights_keep_an_exact_weighted_form(getkey):
+    """A weight multiplied by a constant mask of its own shape (no metric) is the same scaled
+    view the metric's reparametrisation makes: its per-example norms are the weighted dense
+    form with weights mask², also through a negation after it (a signed view) and crossed
+    with a metric (a second scaling: the exact fallback)."""
+    with numerics.x64():
+        k = jax.random.split(getkey(), 4)
+        mask = (jax.random.uniform(k[0], (3, 4)) > 0.3).astype(jnp.float64) * 2.0
+        p = {"w": jax.random.normal(k[1], (3, 4), jnp.float64)}
+
+        def loss(p, x, y):
+            return jnp.sum(jnp.tanh(x @ -(p["w"] * mask)) ** 2) - y
+
+        x = jax.random.normal(k[2], (6, 5, 3), jnp.float64)
+        y = jax.random.normal(k[3], (6,), jnp.float64)
+        out = numerics.gradient_diversity(loss, p, x, y)
+        ref = numerics.gradient_diversity(loss, p, x, y, method="vmap")
+        m = _random_metric(getkey(), p)
+        out_m = numerics.gradient_diversity(loss, p, x, y, metric=m)
+        s1, s2 = _brute(loss, p, x, y, m)
+    assert out["paths"]["['w']"].startswith("dense")
+    tol = F64["roundoff"]  # exact: the same sums in another operation order
+    np.testing.assert_allclose(float(out["S1"]), float(ref["S1"]), rtol=tol)
+    np.testing.assert_allclose(float(out_m["S1"]), s1["w"], rtol=tol)
+    np.testing.assert_allclose(float(out_m["S2"]), s2["w"], rtol=tol)

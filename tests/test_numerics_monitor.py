@@ -15,6 +15,25 @@ F64 = TOL[np.dtype("float64")]
 F32 = TOL[np.dtype("float32")]
 
 
+def _paired_step(f, tx, plain, loss, x, y, metric_of=None):
+    """One jitted step of the monitored chain ``tx`` (``f`` = value_grad_and_diversity, with
+    ``metric_of(state)`` as the metric when given) beside one of the ``plain`` optimiser on
+    ``jax.grad`` of the mean loss: the trajectories they must share."""
+
+    @jax.jit
+    def step(params, state, ref_params, ref_state):
+        kw = {} if metric_of is None else {"metric": metric_of(state)}
+        value, grads, st = f(params, x, y, **kw)
+        upd, state = tx.update(grads, state, params, diversity=st)
+        ref_grads = jax.grad(lambda q: jnp.mean(jax.vmap(loss, (None, 0, 0))(q, x, y)))(
+            ref_params)
+        ref_upd, ref_state = plain.update(ref_grads, ref_state, ref_params)
+        return (optax.apply_updates(params, upd), state,
+                optax.apply_updates(ref_params, ref_upd), ref_state)
+
+    return step
+
+
 def _model(key):
     k = jax.random.split(key, 4)
     p = {"w": jax.random.normal(k[0], (6, 3)), "b": jnp.zeros(6),
@@ -97,15 +116,7 @@ def test_monitor_in_an_optax_training_loop(getkey):
     plain = optax.sgd(0.05)
     f = numerics.value_grad_and_diversity(loss)
 
-    @jax.jit
-    def step(params, state, ref_params, ref_state):
-        value, grads, st = f(params, x, y)
-        upd, state = tx.update(grads, state, params, diversity=st)
-        ref_grads = jax.grad(lambda q: jnp.mean(jax.vmap(loss, (None, 0, 0))(q, x, y)))(
-            ref_params)
-        ref_upd, ref_state = plain.update(ref_grads, ref_state, ref_params)
-        return (optax.apply_updates(params, upd), state,
-                optax.apply_updates(ref_params, ref_upd), ref_state)
+    step = _paired_step(f, tx, plain, loss, x, y)
 
     state, ref, ref_state = tx.init(p), p, plain.init(p)
     for _ in range(5):
@@ -259,15 +270,7 @@ def test_adam_chain_with_preconditioned_monitor_under_jit(getkey):
     plain = optax.adam(0.01)
     f = numerics.value_grad_and_diversity(loss, per_layer=True)
 
-    @jax.jit
-    def step(params, state, ref_params, ref_state):
-        value, grads, st = f(params, x, y, metric=numerics.adam_metric(state))
-        upd, state = tx.update(grads, state, params, diversity=st)
-        ref_grads = jax.grad(lambda q: jnp.mean(jax.vmap(loss, (None, 0, 0))(q, x, y)))(
-            ref_params)
-        ref_upd, ref_state = plain.update(ref_grads, ref_state, ref_params)
-        return (optax.apply_updates(params, upd), state,
-                optax.apply_updates(ref_params, ref_upd), ref_state)
+    step = _paired_step(f, tx, plain, loss, x, y, numerics.adam_metric)
 
     state, ref, ref_state = tx.init(p), p, plain.init(p)
     with jax.numpy_dtype_promotion("standard"):  # optax's bias correction mixes int and float
