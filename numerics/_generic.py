@@ -260,7 +260,7 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk, unscale=None):
     plain = None if unscale is None else [jnp.zeros((), a.dtype) for a in p_leaves]
     for k, g in zip(copies, g_copies):
         s1[k] = jnp.sum(g * g).astype(p_leaves[k].dtype)
-        gsum[k] = jnp.sum(g, axis=0)
+        gsum[k] = _ghost_norms.sum_examples(g)
         if plain is not None:
             plain[k] = jnp.sum((g / unscale[k][None]) ** 2).astype(p_leaves[k].dtype)
     shared, factored = {}, {}
@@ -291,7 +291,7 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk, unscale=None):
             plain[leaf] = s1[leaf]
     for leaf, g in shared.items():
         s1[leaf] = jnp.sum(g * g).astype(p_leaves[leaf].dtype)
-        gsum[leaf] = jnp.sum(g, axis=0)
+        gsum[leaf] = _ghost_norms.sum_examples(g)
         if plain is not None:
             plain[leaf] = jnp.sum((g / unscale[leaf][None]) ** 2).astype(p_leaves[leaf].dtype)
     for k, ga in zip(const, g_const):  # g_i = h_i + c with c = ga / n: closed form of S1

@@ -402,7 +402,7 @@ def test_equinox_mlp_cnn_embedding():
 
 # ------------------------------------------------------------------ issue 16: new paths
 def _groups_case():
-    """Feature-grouped, depthwise, batch-grouped and dilated convolutions."""
+    """Feature-grouped, depthwise, batch-grouped and dilated (input and kernel) convolutions."""
     k = _keys(6)
     p = {"g": _normal(k[0], (6, 2, 3, 3)), "dw": _normal(k[1], (3, 3, 1, 6)),
          "bg": _normal(k[2], (4, 6, 2, 2)), "dil": _normal(k[3], (2, 4, 2, 2))}
@@ -418,8 +418,8 @@ def _groups_case():
         hb = jnp.concatenate([h, h * h], axis=0)                          # lhs batch 2
         b = jax.lax.conv_general_dilated(hb, p["bg"], (1, 1), "VALID",
                                          batch_group_count=2)            # (1, 4, ., .)
-        d = jax.lax.conv_general_dilated(jnp.tanh(b), p["dil"], (1, 1), "SAME",
-                                         rhs_dilation=(2, 2))
+        d = jax.lax.conv_general_dilated(jnp.tanh(b), p["dil"], (1, 1), ((1, 1), (2, 1)),
+                                         lhs_dilation=(1, 2), rhs_dilation=(2, 2))
         return jnp.sum(jnp.sin(d)) * y[0, 0, 0] + jnp.sum(b[0, :, 0, 0] * y[0, 0, :4])
 
     x = _normal(k[4], (5, 4, 9, 9))
@@ -556,3 +556,24 @@ def test_shared_cross_terms_forced(build, monkeypatch):
             assert_matches_vmap(loss, f32(p), f32(x), f32(y), rtol=F32_AGREEMENT)
     finally:
         _generic._plan_cached.cache_clear()
+
+
+@pytest.mark.parametrize("per_tap", [False, True], ids=["stacked", "per-tap"])
+@pytest.mark.parametrize("mode", ["ghost", "materialised"])
+@pytest.mark.parametrize("build", [_conv_case, _groups_case], ids=["conv", "groups"])
+def test_each_conv_form(build, mode, per_tap, monkeypatch):
+    """Every exact form of a conv kernel (Gram; materialised on the stacked patches or tap by
+    tap), forced on plain, strided, grouped, depthwise, batch-grouped and dilated convs in
+    several layouts: the cost model and :func:`conv_per_tap` pick one of them per conv, so
+    each must agree with vmap(grad) on every kind of conv, the summed gradient included."""
+    from numerics import _generic, _ghost, _ghost_norms
+    monkeypatch.setattr(_ghost, "dense_mode", lambda *blocks: mode)
+    monkeypatch.setattr(_ghost_norms, "conv_per_tap", lambda params: per_tap)
+    _generic._plan_cached.cache_clear()
+    try:
+        with numerics.x64():
+            loss, p, x, y = build()[:4]
+            paths = assert_matches_vmap(loss, p, x, y)
+    finally:
+        _generic._plan_cached.cache_clear()
+    assert any(v.startswith("conv") for v in paths.values())
