@@ -86,7 +86,7 @@ def _structs(tree, drop_lead=False):
 
 def _key(tree):
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
+    return treedef, tuple((tuple(a.shape), a.dtype) for a in leaves)
 
 
 @functools.lru_cache(maxsize=256)
@@ -342,6 +342,9 @@ def _check_inputs(params, x, y):
                          f"shapes {[a.shape for a in xs]} and {[a.shape for a in ys]}")
     if n == 0:
         raise ValueError("gradient_diversity needs at least one example")
+    if all(jnp.issubdtype(getattr(a, "dtype", None) or jnp.result_type(a), jnp.floating)
+           for a in jax.tree_util.tree_leaves(params)):
+        return n
     for path, a in jax.tree_util.tree_flatten_with_path(params)[0]:
         if not jnp.issubdtype(jnp.result_type(a), jnp.floating):
             raise ValueError(f"parameter {jax.tree_util.keystr(path)} is not floating "
@@ -368,13 +371,15 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
     finite = _check_finite_later(x, y)
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if metric is not None or method == "vmap":
+        finite.start()
     if metric is not None:
         from . import _metric
         out = _metric.per_leaf_sums(loss_fn, params, x, y, metric, method=method,
                                     chunk_size=chunk_size)
         finite()
         return out
-    keys = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    keys = _leaf_keys(params)
     if method == "vmap":
         chunk = default_chunk(params, n) if chunk_size is None else int(min(chunk_size, n))
         s1, s2, gsum = _sums(loss_fn, params, x, y, chunk)
@@ -385,20 +390,47 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
                              params, n, chunk_size, keys, finite)
 
 
-def ghost_until_exact(plan_of, run, params, n, chunk_size, keys, after=lambda: None):
+def _leaf_keys(params):
+    """``keystr`` of every leaf's path, cached by the tree structure."""
+    treedef = jax.tree_util.tree_structure(params)
+    keys = _LEAF_KEYS.get(treedef)
+    if keys is None:
+        if len(_LEAF_KEYS) >= 256:
+            _LEAF_KEYS.clear()
+        keys = _LEAF_KEYS[treedef] = [
+            jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    return keys
+
+
+_LEAF_KEYS = {}
+
+
+def ghost_until_exact(plan_of, run, params, n, chunk_size, keys, after=lambda flags=None: None):
     """Run the ghost sums of ``plan_of(force)`` (``run(plan, chunk)``), and again with the
     custom_jvp/vjp rules bound (``force``) while the summed gradient disagrees with the
     rules' (:data:`CUSTOM_RULE_RTOL`); returns ``(s1, s2, grad_sum, loss_sum, paths)``.
-    ``after()`` runs after each pass (the deferred NaN/inf check of the data)."""
+    ``after(flags)`` runs after each pass (the deferred NaN/inf check of the data). A ``run``
+    with a sixth output (:func:`_stats_vector`) is read with one transfer: S1 and S2 come
+    back as host scalars, ``flags`` is that vector's tail (else None)."""
     force = ()
     while True:
         plan = plan_of(force)
-        leaves = jax.tree_util.tree_leaves(params)
+        leaves, treedef = jax.tree_util.tree_flatten(params)
         fb = [leaves[k] for k in plan.fallback]
         chunk = (default_chunk(fb, n) if chunk_size is None else int(min(chunk_size, n)))
-        s1, s2, gsum, loss_sum, check = run(plan, chunk)
-        after()
-        rtol = CUSTOM_RULE_RTOL.get(str(np.asarray(check).dtype), 1e-4)
+        out = run(plan, chunk)
+        s1, s2, gsum, loss_sum, check = out[:5]
+        if len(out) > 5:
+            host, L = np.asarray(out[5]), len(leaves)
+            unflat = lambda v, dts: jax.tree_util.tree_unflatten(
+                treedef, [np.asarray(a, dt) for a, dt in zip(v, dts)])
+            s1 = unflat(host[:L], [a.dtype for a in jax.tree_util.tree_leaves(s1)])
+            s2 = unflat(host[L:2 * L], [a.dtype for a in jax.tree_util.tree_leaves(s2)])
+            check = host[2 * L]
+            after(host[2 * L + 1:] > 0)
+        else:
+            after()
+        rtol = CUSTOM_RULE_RTOL.get(str(out[4].dtype), 1e-4)
         if not plan.custom or float(check) <= rtol:
             return s1, s2, gsum, loss_sum, dict(zip(keys, plan.paths))
         force = tuple(sorted(set(force) | set(plan.custom)))
@@ -412,15 +444,32 @@ def _as_arrays(tree):
 
 def _ghost_fn(loss_fn, plan, chunk):
     """The jitted ghost sums for one (loss, plan, chunk), found by identity: the plan comes
-    from the plan cache, so a repeated call neither hashes the plan nor re-traces."""
+    from the plan cache, so a repeated call neither hashes the plan nor re-traces. A sixth
+    output packs what the host reads (:func:`_stats_vector`) into one array."""
     key = (id(loss_fn), id(plan), chunk)
     hit = _GHOST_FNS.get(key)
     if hit is None or hit[0] is not loss_fn or hit[1] is not plan:
         if len(_GHOST_FNS) >= 256:
             _GHOST_FNS.clear()
-        fn = jax.jit(lambda p, x, y: _ghost_core(loss_fn, p, x, y, plan, chunk))
-        hit = _GHOST_FNS[key] = (loss_fn, plan, fn)
+
+        def fn(p, x, y):
+            out = _ghost_core(loss_fn, p, x, y, plan, chunk)
+            return out + (_stats_vector(out[0], out[1], out[4], x, y),)
+
+        hit = _GHOST_FNS[key] = (loss_fn, plan, jax.jit(fn))
     return hit[2]
+
+
+def _stats_vector(s1, s2, check, x, y):
+    """Per-leaf S1, per-leaf S2, the custom-rule check and one finite flag per floating
+    array of ``x``, ``y``, as one vector (one transfer to the host instead of one per leaf:
+    9 scalars cost 0.26 ms against 0.07 ms for one array of 9 on CPU)."""
+    l1, l2 = jax.tree_util.tree_leaves(s1), jax.tree_util.tree_leaves(s2)
+    dt = jnp.result_type(*l1, *l2, check)
+    flags = [jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves((x, y))
+             if jnp.issubdtype(a.dtype, jnp.floating)]
+    return jnp.concatenate([jnp.stack(l1 + l2 + [check]).astype(dt),
+                            jnp.stack(flags).astype(dt) if flags else jnp.zeros(0, dt)])
 
 
 _GHOST_FNS = {}
@@ -431,10 +480,32 @@ def _finite_flags(leaves):
     return jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves])
 
 
+class _FiniteCheck:
+    """Refuses NaN / inf in the floating arrays ``later`` (``(name, array)`` pairs):
+    ``start()`` dispatches one reduction of them all, to run while the statistics are
+    computed; ``check(flags)`` raises on the first False flag, with ``flags`` one per array
+    (the tail of :func:`_stats_vector`), else those of the dispatch."""
+
+    def __init__(self, later):
+        self.later, self.flags = later, None
+
+    def start(self):
+        if self.later and self.flags is None:
+            self.flags = _finite_flags([a for _, a in self.later])
+
+    def __call__(self, flags=None):
+        if flags is None and self.later:
+            self.start()
+            flags = np.asarray(self.flags)
+        for (name, _), ok in zip(self.later, flags if self.later else ()):
+            if not ok:
+                raise ValueError(f"{name} contains NaN or inf")
+
+
 def _check_finite_later(x, y):
-    """Refuse complex data now; returns a function that refuses NaN / inf in floating
-    ``x``, ``y``. The values are checked by one dispatch that runs while the statistics are
-    computed (one transfer, not two reductions and a transfer per array)."""
+    """Refuse complex data now; returns a :class:`_FiniteCheck` of the floating ``x``, ``y``
+    (one dispatch or the flags computed with the statistics, one transfer, not two reductions
+    and a transfer per array)."""
     named = [(name + jax.tree_util.keystr(path), leaf) for name, tree in (("x", x), ("y", y))
              for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
     later = []
@@ -444,16 +515,7 @@ def _check_finite_later(x, y):
             later.append((name, leaf))
         else:
             check_values(name, leaf)
-    if not later:
-        return lambda: None
-    flags = _finite_flags([a for _, a in later])
-
-    def check():
-        for (name, _), ok in zip(later, np.asarray(jax.device_get(flags))):
-            if not ok:
-                raise ValueError(f"{name} contains NaN or inf")
-
-    return check
+    return _FiniteCheck(later)
 
 
 def _one_example(batched_loss):

@@ -80,6 +80,8 @@ def check_values(name: str, a) -> None:
     Arrays traced under ``jit`` pass: their values are not known."""
     if isinstance(a, jax.core.Tracer):
         return
+    if isinstance(a, jax.Array) and not jnp.issubdtype(a.dtype, jnp.inexact):
+        return  # integer / boolean data (token ids, labels): nothing to refuse, no dispatch
     xp = jnp if isinstance(a, jax.Array) else np  # numpy data stays float64 for the check
     a = xp.asarray(a)
     if xp.iscomplexobj(a):
