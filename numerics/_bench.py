@@ -170,7 +170,9 @@ def generic_cases(widths, depths, n, mlp_input_dim, models):
     return cases
 
 
-def bench_generic(name, sizes, *, reps, vmap_reps, key):
+def bench_generic(name, sizes, *, reps, vmap_reps, key, vmap=True):
+    """One row of the generic suite; ``vmap=False`` skips the ``vmap(grad)`` reference (its
+    cost and the S1 agreement are then None)."""
     loss, params, x, y, desc = _bench_models.MODELS[name](**sizes, key=key)
     n = x.shape[0]
     plan = _plan(loss, params, x, y)
@@ -179,10 +181,11 @@ def bench_generic(name, sizes, *, reps, vmap_reps, key):
     ghost = jax.jit(lambda p, x, y: _ghost_core(loss, p, x, y, plan, chunk)[:3])
     backward = jax.jit(jax.grad(lambda p, x, y: jnp.sum(jax.vmap(loss, (None, 0, 0))(p, x, y))))
     vchunk = generic_chunk(params, n)
-    vmap = jax.jit(lambda p, x, y: _vmap_sums(loss, p, x, y, vchunk))
+    vmap_fn = jax.jit(lambda p, x, y: _vmap_sums(loss, p, x, y, vchunk))
     # compiled once each: the executables are timed and their memory analysed
     fns = {k: f.lower(params, x, y).compile()
-           for k, f in {"ghost": ghost, "backward": backward, "vmap": vmap}.items()}
+           for k, f in {"ghost": ghost, "backward": backward, "vmap": vmap_fn}.items()
+           if k != "vmap" or vmap}
     peak = _peak_mb()
     row = {"suite": "generic", "model": name, "description": desc, **sizes,
            "params": int(sum(a.size for a in leaves)), "dtype": "float32",
@@ -209,12 +212,14 @@ def bench_generic(name, sizes, *, reps, vmap_reps, key):
     row["call_over_backward"] = t["call"] / t["backward"]
     row["ghost_over_backward"] = t["ghost"] / t["backward"]
     row["ghost_over_backward_min"] = row["ghost_min_s"] / row["backward_min_s"]
-    row["vmap_over_backward"] = t["vmap"] / t["backward"]
+    row["vmap_over_backward"] = t["vmap"] / t["backward"] if vmap else None
     row["ghost_over_backward_mem"] = (None if not row["backward_xla_mb"] or row["ghost_xla_mb"]
                                       is None else row["ghost_xla_mb"] / row["backward_xla_mb"])
     g1 = float(sum(jax.tree_util.tree_leaves(first["ghost"][0])))
-    v1 = float(sum(jax.tree_util.tree_leaves(first["vmap"][0])))
-    row["S1_rel_diff"] = abs(g1 - v1) / abs(v1)
+    row["S1_rel_diff"] = None
+    if vmap:
+        v1 = float(sum(jax.tree_util.tree_leaves(first["vmap"][0])))
+        row["S1_rel_diff"] = abs(g1 - v1) / abs(v1)
     return row
 
 
@@ -228,8 +233,8 @@ def _print_generic(rows):
         print(f"{r['model']:<12} {r['n']:>4} {r.get('K', '-')!s:>5} {r.get('L', '-')!s:>2} "
               f"{r['ghost_s']:>9.4g} {r['backward_s']:>10.4g} {r['ghost_over_backward']:>9.3f} "
               f"{r['ghost_over_backward_min']:>6.3f} {r['call_over_backward']:>8.3f} "
-              f"{1e3 * r['call_overhead_s']:>11.2f} {r['vmap_over_backward']:>8.1f} "
-              f"{mem:>18} {r['S1_rel_diff']:>11.2g}  {', '.join(r['paths'])}")
+              f"{1e3 * r['call_overhead_s']:>11.2f} {_f(r['vmap_over_backward'], '.1f'):>8} "
+              f"{mem:>18} {_f(r['S1_rel_diff'], '.2g'):>11}  {', '.join(r['paths'])}")
 
 
 def _f(v, spec=".3g"):

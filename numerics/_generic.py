@@ -278,7 +278,7 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk, unscale=None):
             continue
         sq, g = _site_sq_norms(sites[sid], aux[sid], deltas[sid], p_leaves[leaf], mode,
                                leaf in skip)
-        s1[leaf] = jnp.sum(sq).astype(p_leaves[leaf].dtype)
+        s1[leaf] = _ghost_norms.sum_examples(sq).astype(p_leaves[leaf].dtype)
         if plain is not None:
             plain[leaf] = jnp.sum(_site_plain_sq_norms(
                 sites[sid], aux[sid], deltas[sid], p_leaves[leaf], mode,
@@ -313,7 +313,7 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk, unscale=None):
         s1_fb, _, _ = _vmap_sums(loss_fb, [p_leaves[k] for k in chunked], x, y, chunk)
         for k, v in zip(chunked, s1_fb):
             s1[k] = v
-    s2 = [jnp.sum(g * g) for g in gsum]
+    s2 = [_ghost_norms.sq_norm(g) for g in gsum]
     check = jnp.zeros((), loss_sum.dtype)
     if plan.custom:  # compare with the summed gradient under the custom rules
         true = jax.grad(lambda pl: jnp.sum(jax.vmap(

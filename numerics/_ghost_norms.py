@@ -56,6 +56,13 @@ def sum_examples(g):
     return jnp.tensordot(ones, g, axes=1, precision=HIGHEST)
 
 
+def sq_norm(g):
+    """``sum(g * g)`` as one product (XLA's CPU backend runs the square and a two-stage
+    reduction as three operations, a few microseconds each on small models)."""
+    g = g.reshape(-1)
+    return jnp.dot(g, g, precision=HIGHEST)
+
+
 def dense_blocks(a_shape, dn, param_side):
     """Axis permutations that bring ``a`` and ``delta`` of one ``dot_general`` (one example) to
     ``(B, S, C)`` and ``(B, S, R)``: batch blocks, shared positions, contracted / output size.

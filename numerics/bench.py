@@ -93,6 +93,10 @@ def main(argv=None) -> int:
                    help="input dim of the generic MLP (default 64)")
     p.add_argument("--vmap-reps", type=int, default=2,
                    help="timed runs of the slow vmap(grad) reference (default 2)")
+    p.add_argument("--vmap-max-n", type=int, default=None,
+                   help="generic suite: skip the vmap(grad) reference above this n (its cost "
+                        "and the S1 agreement print '-'; a smaller n of the same model checks "
+                        "the agreement). Default: always run it")
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     args = p.parse_args(argv)
     if args.quick:
@@ -120,7 +124,8 @@ def main(argv=None) -> int:
         grows = []
         for i, ((name, sizes), _) in enumerate(cases):
             row = bench_generic(name, sizes, reps=args.reps, vmap_reps=args.vmap_reps,
-                                key=jax.random.key(100 + i))
+                                key=jax.random.key(100 + i),
+                                vmap=args.vmap_max_n is None or sizes["n"] <= args.vmap_max_n)
             grows.append(row)
             if args.json:
                 print(json.dumps(row), flush=True)
