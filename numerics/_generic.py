@@ -263,7 +263,7 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk, unscale=None):
         gsum[k] = _ghost_norms.sum_examples(g)
         if plain is not None:
             plain[k] = jnp.sum((g / unscale[k][None]) ** 2).astype(p_leaves[k].dtype)
-    shared, factored = {}, {}
+    shared, factored, per_example = {}, {}, []
     for sid, leaf, _, _, mode in plan.sites:
         if leaf in chunked:
             continue
@@ -278,13 +278,18 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk, unscale=None):
             continue
         sq, g = _site_sq_norms(sites[sid], aux[sid], deltas[sid], p_leaves[leaf], mode,
                                leaf in skip)
-        s1[leaf] = _ghost_norms.sum_examples(sq).astype(p_leaves[leaf].dtype)
+        per_example.append((leaf, sq))
         if plain is not None:
             plain[leaf] = jnp.sum(_site_plain_sq_norms(
                 sites[sid], aux[sid], deltas[sid], p_leaves[leaf], mode,
                 unscale[leaf])).astype(p_leaves[leaf].dtype)
         if leaf in skip:
             gsum[leaf] = g
+    if per_example:  # every leaf's sum over the examples as one product (one operation)
+        dt = jnp.result_type(*[sq for _, sq in per_example])
+        tot = _ghost_norms.sum_examples(jnp.stack([sq.astype(dt) for _, sq in per_example], 1))
+        for j, (leaf, _) in enumerate(per_example):
+            s1[leaf] = tot[j].astype(p_leaves[leaf].dtype)
     for leaf, facs in factored.items():
         s1[leaf] = jnp.sum(_ghost_norms.cross_sq_norms(facs)).astype(p_leaves[leaf].dtype)
         if plain is not None:  # cross forms need preserving views: unscaled leaves only
