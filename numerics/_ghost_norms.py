@@ -278,11 +278,10 @@ def conv_patches(a, d, params, kernel_shape, steps=0, per_tap=False):
     the padded input (no convolution), one per kernel tap, taken channels-last: with NHWC data
     and one group they need no transpose at all.
     """
-    if steps:
+    if steps:  # stacked patches only (the tap-by-tap form is not used inside a scan)
         n = a.shape[0]
-        P, D = conv_patches(_unstep(a, steps), _unstep(d, steps), params, kernel_shape,
-                            per_tap=per_tap)
-        return ([_fold(t, n) for t in P] if per_tap else _fold(P, n)), _fold(D, n)
+        P, D = conv_patches(_unstep(a, steps), _unstep(d, steps), params, kernel_shape)
+        return _fold(P, n), _fold(D, n)
     dn = params["dimension_numbers"]
     ls, rs, os_ = dn.lhs_spec, dn.rhs_spec, dn.out_spec
     n = a.shape[0]

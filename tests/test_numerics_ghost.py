@@ -558,9 +558,30 @@ def test_shared_cross_terms_forced(build, monkeypatch):
         _generic._plan_cached.cache_clear()
 
 
+def _conv_scan_case():
+    """A convolution applied at every step of a ``lax.scan`` (a conv-RNN over 3 steps, NHWC
+    with 2 feature groups, and NCHW): the kernel's per-example gradient sums over the steps."""
+    k = _keys(4)
+    p = {"k": _normal(k[0], (3, 3, 2, 4)), "m": _normal(k[1], (4, 4, 2, 2))}
+
+    def loss(p, xs, y):                                      # xs: (3, 5, 5, 4) steps
+        def step(h, xt):
+            h = jnp.tanh(jax.lax.conv_general_dilated(
+                h[None], p["k"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=2)[0] + xt)
+            g = jax.lax.conv_general_dilated(jnp.transpose(h, (2, 0, 1))[None], p["m"],
+                                             (2, 2), "VALID")
+            return h, jnp.sum(jnp.sin(g))
+        _, outs = jax.lax.scan(step, jnp.zeros((5, 5, 4)), xs)
+        return jnp.sum(outs * y)
+
+    return loss, p, _normal(k[2], (6, 3, 5, 5, 4)), _normal(k[3], (6, 3))
+
+
 @pytest.mark.parametrize("per_tap", [False, True], ids=["stacked", "per-tap"])
 @pytest.mark.parametrize("mode", ["ghost", "materialised"])
-@pytest.mark.parametrize("build", [_conv_case, _groups_case], ids=["conv", "groups"])
+@pytest.mark.parametrize("build", [_conv_case, _groups_case, _conv_scan_case],
+                         ids=["conv", "groups", "scan"])
 def test_each_conv_form(build, mode, per_tap, monkeypatch):
     """Every exact form of a conv kernel (Gram; materialised on the stacked patches or tap by
     tap), forced on plain, strided, grouped, depthwise, batch-grouped and dilated convs in
@@ -576,4 +597,5 @@ def test_each_conv_form(build, mode, per_tap, monkeypatch):
             paths = assert_matches_vmap(loss, p, x, y)
     finally:
         _generic._plan_cached.cache_clear()
-    assert any(v.startswith("conv") for v in paths.values())
+    # every kernel on a conv form (none on the vmap(grad) fallback)
+    assert all(v.startswith(("conv", "bias")) for v in paths.values()), paths
