@@ -560,7 +560,8 @@ def test_shared_cross_terms_forced(build, monkeypatch):
 
 def _conv_scan_case():
     """A convolution applied at every step of a ``lax.scan`` (a conv-RNN over 3 steps, NHWC
-    with 2 feature groups, and NCHW): the kernel's per-example gradient sums over the steps."""
+    with 2 feature groups, and NCHW on 2 images per example): the kernel's per-example
+    gradient sums over the steps."""
     k = _keys(4)
     p = {"k": _normal(k[0], (3, 3, 2, 4)), "m": _normal(k[1], (4, 4, 2, 2))}
 
@@ -569,8 +570,9 @@ def _conv_scan_case():
             h = jnp.tanh(jax.lax.conv_general_dilated(
                 h[None], p["k"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 feature_group_count=2)[0] + xt)
-            g = jax.lax.conv_general_dilated(jnp.transpose(h, (2, 0, 1))[None], p["m"],
-                                             (2, 2), "VALID")
+            hc = jnp.transpose(h, (2, 0, 1))
+            g = jax.lax.conv_general_dilated(jnp.stack([hc, hc * hc]), p["m"], (2, 2),
+                                             "VALID")                     # 2 images
             return h, jnp.sum(jnp.sin(g))
         _, outs = jax.lax.scan(step, jnp.zeros((5, 5, 4)), xs)
         return jnp.sum(outs * y)
