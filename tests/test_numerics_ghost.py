@@ -561,8 +561,8 @@ def test_shared_cross_terms_forced(build, monkeypatch):
 def _conv_scan_case():
     """A convolution applied at every step of a ``lax.scan`` (a conv-RNN over 3 steps, NHWC
     with 2 feature groups, and NCHW on 2 images per example): the kernel's per-example
-    gradient sums over the steps."""
-    k = _keys(4)
+    gradient sums over the steps; then a grouped conv on 3 images per example."""
+    k = _keys(5)
     p = {"k": _normal(k[0], (3, 3, 2, 4)), "m": _normal(k[1], (4, 4, 2, 2))}
 
     def loss(p, xs, y):                                      # xs: (3, 5, 5, 4) steps
@@ -574,9 +574,13 @@ def _conv_scan_case():
             g = jax.lax.conv_general_dilated(jnp.stack([hc, hc * hc]), p["m"], (2, 2),
                                              "VALID")                     # 2 images
             return h, jnp.sum(jnp.sin(g))
-        _, outs = jax.lax.scan(step, jnp.zeros((5, 5, 4)), xs)
-        return jnp.sum(outs * y)
+        h, outs = jax.lax.scan(step, jnp.zeros((5, 5, 4)), xs)
+        f = jax.lax.conv_general_dilated(jnp.stack([h, -h, h * h]), p["f"], (1, 2), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                         feature_group_count=2)         # 3 images, after
+        return jnp.sum(outs * y) + jnp.sum(jnp.cos(f))
 
+    p["f"] = _normal(k[4], (2, 2, 2, 6))
     return loss, p, _normal(k[2], (6, 3, 5, 5, 4)), _normal(k[3], (6, 3))
 
 
