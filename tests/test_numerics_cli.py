@@ -182,3 +182,16 @@ def test_bench_quick_every_model(capsys):
     for r in rows:
         assert r["S1_rel_diff"] <= 1e-5, r
         assert not [p for p in r["paths"] if p.startswith("vmap")], r["paths"]
+
+
+def test_bench_vmap_max_n_skips_only_the_reference(capsys):
+    """``--vmap-max-n``: the rows above it have no vmap(grad) cost or agreement (None, printed
+    "-"), the rows at or below it keep both."""
+    assert bench.main(["--json", "--suite", "generic", "--models", "mlp", "--n", "8,4",
+                       "--widths", "8", "--depths", "2", "--reps", "1", "--vmap-max-n",
+                       "4"]) == 0
+    rows = {r["n"]: r for r in map(json.loads,
+                                   capsys.readouterr().out.strip().splitlines())}
+    assert rows[8]["vmap_over_backward"] is None and rows[8]["S1_rel_diff"] is None
+    assert "vmap_s" not in rows[8] and rows[8]["ghost_s"] > 0 and rows[8]["call_s"] > 0
+    assert rows[4]["vmap_s"] > 0 and rows[4]["S1_rel_diff"] <= 1e-5  # float32 target
