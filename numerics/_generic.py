@@ -21,7 +21,7 @@ import numpy as np
 
 from theory import diversity
 
-from . import _ghost, _ghost_norms
+from . import _ghost, _ghost_norms, _tune
 from ._stats import check_values
 
 #: Default memory bound for one chunk of per-example gradients (bytes).
@@ -105,8 +105,11 @@ def _plan(loss_fn, params, x, y, no_inline=()) -> _ghost.Plan:
     return _plan_cached(loss_fn, _key(params), _key(x), _key(y), tuple(no_inline))
 
 
-def ghost_plan(loss_fn, params, x, y, *, batched: bool = False) -> _ghost.Plan:
-    """Which path each parameter leaf takes, without computing anything (shapes only).
+def ghost_plan(loss_fn, params, x, y, *, batched: bool = False,
+               tune: bool = False) -> _ghost.Plan:
+    """Which path each parameter leaf takes, without computing anything (shapes only; with
+    ``tune=True`` the forms chosen by timing the program on these arrays, as
+    ``gradient_diversity(..., tune=True)`` uses them).
 
     Arguments as for :func:`gradient_diversity`. Returns a :class:`numerics._ghost.Plan`;
     ``plan.paths`` lists each leaf's path in ``jax.tree_util.tree_leaves(params)`` order
@@ -127,7 +130,34 @@ def ghost_plan(loss_fn, params, x, y, *, batched: bool = False) -> _ghost.Plan:
     x = jax.tree_util.tree_map(jnp.asarray, x)
     y = jax.tree_util.tree_map(jnp.asarray, y)
     _check_inputs(params, x, y)
+    if tune:
+        return _tuned_plan(loss_fn, params, x, y)
     return _plan(loss_fn, params, x, y)
+
+
+def _tuned_plan(loss_fn, params, x, y, no_inline=()) -> _ghost.Plan:
+    """The plan with each dense / conv leaf's form chosen by the measured time of the whole
+    compiled program on these arrays (:mod:`numerics._tune`), cached like :func:`_plan`."""
+    key = (loss_fn, _key(params), _key(x), _key(y), tuple(no_inline))
+    hit = _TUNED.get(key)
+    if hit is None:
+        plan = _plan(loss_fn, params, x, y, no_inline)
+        n = jax.tree_util.tree_leaves(x)[0].shape[0]
+        leaves = jax.tree_util.tree_leaves(params)
+        chunk = default_chunk([leaves[k] for k in plan.fallback], n)
+
+        def seconds(pl):
+            make = lambda: jax.jit(lambda p, x, y: _ghost_core(loss_fn, p, x, y, pl, chunk)[:3]
+                                   ).lower(params, x, y).compile()
+            return _tune.program_seconds(make, (params, x, y))
+
+        if len(_TUNED) >= 256:
+            _TUNED.clear()
+        hit = _TUNED[key] = _tune.tune(plan, seconds)
+    return hit
+
+
+_TUNED = {}
 
 
 def _site_sq_norms(site, aux, delta, leaf, mode, want_sum):
@@ -358,7 +388,7 @@ def _check_inputs(params, x, y):
 
 
 def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, batched=False,
-                   metric=None):
+                   metric=None, tune=False):
     r"""Per-leaf :math:`S_1, S_2`, :math:`\sum_i g_i`, :math:`\sum_i\ell_i` and the paths.
 
     The eager core of :func:`gradient_diversity`; arguments as there. Returns
@@ -376,6 +406,9 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
     finite = _check_finite_later(x, y)
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if tune and (metric is not None or method != "ghost"):
+        raise ValueError("tune=True chooses the ghost forms: it needs method='ghost' and no "
+                         "metric")
     if metric is not None or method == "vmap":
         finite.start()
     if metric is not None:
@@ -390,7 +423,8 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
         s1, s2, gsum = _sums(loss_fn, params, x, y, chunk)
         finite()
         return s1, s2, gsum, None, {k: "vmap" for k in keys}
-    return ghost_until_exact(lambda force: _plan(loss_fn, params, x, y, force),
+    plan_of = _tuned_plan if tune else _plan
+    return ghost_until_exact(lambda force: plan_of(loss_fn, params, x, y, force),
                              lambda plan, chunk: _ghost_fn(loss_fn, plan, chunk)(params, x, y),
                              params, n, chunk_size, keys, finite)
 
@@ -539,7 +573,7 @@ _ONE_EXAMPLE = {}
 
 def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
                        chunk_size: int | None = None, batched: bool = False,
-                       metric=None) -> dict:
+                       metric=None, tune: bool = False) -> dict:
     r"""S1, S2, gradient diversity, :math:`B_S` and the estimator variants (README,
     "Definitions and conventions").
 
@@ -569,6 +603,10 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
             :math:`S_2 = (\sum_i g_i)^\top P (\sum_i g_i)`, so
             :math:`B_\text{simple} = \operatorname{tr}(P\Sigma)/(G^\top P G)`
             (:mod:`numerics._metric`; ``grad_sum`` stays the plain :math:`\sum_i g_i`).
+        tune: choose each dense / conv leaf's exact form (Gram or materialised) by the
+            measured time of the compiled program on these arrays instead of the cost
+            estimate (:mod:`numerics._tune`; the first call per shape compiles and times a few
+            variants, later calls reuse the choice; ``method="ghost"``, no ``metric``).
 
     Returns:
         The dict of :func:`theory.diversity` (``S1``, ``S2``, ``gradient_diversity``,
@@ -601,7 +639,7 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
     """
     s1, s2, gsum, _, paths = _per_leaf_sums(loss_fn, params, x, y, method=method,
                                            chunk_size=chunk_size, batched=batched,
-                                           metric=metric)
+                                           metric=metric, tune=tune)
     n = jax.tree_util.tree_leaves(x)[0].shape[0]
     # one transfer, then host arithmetic: per-leaf statistics as jax ops would cost a dispatch
     # each (milliseconds per call on small models)
