@@ -146,14 +146,21 @@ def _tuned_plan(loss_fn, params, x, y, no_inline=()) -> _ghost.Plan:
         leaves = jax.tree_util.tree_leaves(params)
         chunk = default_chunk([leaves[k] for k in plan.fallback], n)
 
-        def seconds(pl):
-            make = lambda: jax.jit(lambda p, x, y: _ghost_core(loss_fn, p, x, y, pl, chunk)[:3]
-                                   ).lower(params, x, y).compile()
-            return _tune.program_seconds(make, (params, x, y))
+        compiled = {}
+
+        def make(pl):
+            if id(pl) not in compiled:  # the current best is compiled once
+                compiled[id(pl)] = (pl, jax.jit(
+                    lambda p, x, y: _ghost_core(loss_fn, p, x, y, pl, chunk)[:3]
+                ).lower(params, x, y).compile())
+            return compiled[id(pl)][1]
+
+        def compare(a, b):
+            return _tune.paired_seconds(lambda: make(a), lambda: make(b), (params, x, y))
 
         if len(_TUNED) >= 256:
             _TUNED.clear()
-        hit = _TUNED[key] = _tune.tune(plan, seconds)
+        hit = _TUNED[key] = _tune.tune(plan, compare)
     return hit
 
 

@@ -61,41 +61,46 @@ def with_mode(plan, i, mode):
     return dataclasses.replace(plan, sites=sites, skip=tuple(sorted(skip)), paths=tuple(paths))
 
 
-def program_seconds(make, args, reps=5, min_s=0.005):
-    """Median seconds per call of the compiled ``make()`` on ``args``: after one warm-up
-    call, ``reps`` batches of calls lasting at least ``min_s`` each."""
-    fn = make()
-    jax.block_until_ready(fn(*args))
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    inner = max(1, int(min_s / max(time.perf_counter() - t0, 1e-6)))
-    times = []
-    for _ in range(reps):
+def paired_seconds(make_a, make_b, args, reps=9, min_s=0.01):
+    """Median seconds per call of the compiled ``make_a()`` and ``make_b()`` on ``args``,
+    timed interleaved (``reps`` batches of each in turn, each batch lasting at least
+    ``min_s``), so that drift of the host's speed hits both alike."""
+    fns = [make_a(), make_b()]
+    inner = 1
+    for fn in fns:
+        jax.block_until_ready(fn(*args))
         t0 = time.perf_counter()
-        for _ in range(inner):
-            jax.block_until_ready(fn(*args))
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
+        jax.block_until_ready(fn(*args))
+        inner = max(inner, int(min_s / max(time.perf_counter() - t0, 1e-6)))
+    times = ([], [])
+    for r in range(reps):
+        for k in ((0, 1) if r % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                jax.block_until_ready(fns[k](*args))
+            times[k].append((time.perf_counter() - t0) / inner)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
-def tune(plan, seconds, rel=0.03):
+def tune(plan, compare, rel=0.03):
     """Greedy per-leaf choice of form by measured time.
 
     Args:
         plan: the estimated plan.
-        seconds: ``seconds(plan) -> float``, the measured time of the program of a plan.
-        rel: a change is kept when it is faster by more than this fraction (timing noise).
+        compare: ``compare(plan_a, plan_b) -> (seconds_a, seconds_b)``, the measured times of
+            the programs of two plans (:func:`paired_seconds`).
+        rel: a change is kept when it is faster than the current best by more than this
+            fraction (timing noise).
 
     Returns the tuned plan (``plan`` itself when nothing was faster).
     """
-    best = seconds(plan)
     for i in tunable(plan):
         kind, first = _kind(plan.paths[plan.sites[i][1]]), plan.sites[i][4]
         for mode in MODES[kind]:
             if mode == first:
                 continue
             cand = with_mode(plan, i, mode)
-            t = seconds(cand)
-            if t < best * (1 - rel):
-                plan, best = cand, t
+            t_best, t_cand = compare(plan, cand)
+            if t_cand < t_best * (1 - rel):
+                plan = cand
     return plan
