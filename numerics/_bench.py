@@ -4,7 +4,6 @@ imported only once its arguments parse, since it needs jax."""
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 
@@ -19,6 +18,7 @@ from ._generic import _ghost_core, _plan, _vmap_sums, default_chunk as generic_c
 from ._mc import STEPS_PER_CALL, _block_fn, default_chunk
 from ._network import apply, init_params
 from ._stats import _stats_jit
+from ._timing import interleaved_times as _time_interleaved
 
 
 def _time(fn, *args, reps):
@@ -29,40 +29,6 @@ def _time(fn, *args, reps):
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def _time_interleaved(fns, args, reps, skip_after=None, first=None, min_s=0.02):
-    """Seconds per call of each of ``fns`` (a dict): per repetition, each function runs
-    ``inner`` blocked calls back to back and records their mean; the order rotates from one
-    repetition to the next. ``inner`` (the same for all) makes the fastest function's batch
-    last about ``min_s``, so a sub-millisecond call is not timed alone (one timed call then
-    carries the cache misses and host work of whatever ran before it). Functions in
-    ``skip_after`` (slow references) run once per repetition, for that many repetitions.
-    ``first``: a dict that receives each function's warm-up output."""
-    skip_after = skip_after or {}
-    warm = {}
-    for k, f in fns.items():
-        out = jax.block_until_ready(f(*args))  # compile + warm-up
-        if first is not None:
-            first[k] = out
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        warm[k] = time.perf_counter() - t0
-    fast = min([t for k, t in warm.items() if k not in skip_after] or [min_s])
-    inner = max(1, math.ceil(min_s / max(fast, 1e-6)))
-    times = {k: [] for k in fns}
-    order = list(fns)
-    for r in range(reps):
-        order = order[1:] + order[:1]
-        for k in order:
-            if k in skip_after and r >= skip_after[k]:
-                continue
-            m = 1 if k in skip_after else inner
-            t0 = time.perf_counter()
-            for _ in range(m):
-                jax.block_until_ready(fns[k](*args))
-            times[k].append((time.perf_counter() - t0) / m)
-    return times
 
 
 def _xla_mb(jitted, *args):

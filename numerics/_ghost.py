@@ -43,7 +43,6 @@ differ).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable

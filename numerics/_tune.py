@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 
-import jax
+from ._timing import interleaved_times
 
 #: The exact forms each tunable kind has.
 MODES = {"dense": ("ghost", "materialised"), "conv": ("ghost", "materialised")}
@@ -63,23 +62,10 @@ def with_mode(plan, i, mode):
 
 def paired_seconds(make_a, make_b, args, reps=9, min_s=0.01):
     """Median seconds per call of the compiled ``make_a()`` and ``make_b()`` on ``args``,
-    timed interleaved (``reps`` batches of each in turn, each batch lasting at least
-    ``min_s``), so that drift of the host's speed hits both alike."""
-    fns = [make_a(), make_b()]
-    inner = 1
-    for fn in fns:
-        jax.block_until_ready(fn(*args))
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        inner = max(inner, int(min_s / max(time.perf_counter() - t0, 1e-6)))
-    times = ([], [])
-    for r in range(reps):
-        for k in ((0, 1) if r % 2 == 0 else (1, 0)):
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                jax.block_until_ready(fns[k](*args))
-            times[k].append((time.perf_counter() - t0) / inner)
-    return statistics.median(times[0]), statistics.median(times[1])
+    timed interleaved (:func:`numerics._timing.interleaved_times`: ``reps`` rounds of batches
+    lasting at least ``min_s``), so that drift of the host's speed hits both alike."""
+    times = interleaved_times({"a": make_a(), "b": make_b()}, args, reps, min_s=min_s)
+    return statistics.median(times["a"]), statistics.median(times["b"])
 
 
 def tune(plan, compare, rel=0.03):
