@@ -584,13 +584,14 @@ def _conv_scan_case():
     return loss, p, _normal(k[2], (6, 3, 5, 5, 4)), _normal(k[3], (6, 3))
 
 
-@pytest.mark.parametrize("per_tap", [False, True], ids=["stacked", "per-tap"])
-@pytest.mark.parametrize("mode", ["ghost", "materialised"])
+@pytest.mark.parametrize("mode,per_tap", [("ghost", False), ("materialised", False),
+                                          ("materialised", True)],
+                         ids=["ghost", "materialised-stacked", "materialised-per-tap"])
 @pytest.mark.parametrize("build", [_conv_case, _groups_case, _conv_scan_case],
                          ids=["conv", "groups", "scan"])
 def test_each_conv_form(build, mode, per_tap, monkeypatch):
     """Every exact form of a conv kernel (Gram; materialised on the stacked patches or tap by
-    tap), forced on plain, strided, grouped, depthwise, batch-grouped and dilated convs in
+    tap; the Gram form has no per-tap variant), forced on plain, strided, grouped, depthwise, batch-grouped and dilated convs in
     several layouts: the cost model and :func:`conv_per_tap` pick one of them per conv, so
     each must agree with vmap(grad) on every kind of conv, the summed gradient included."""
     from numerics import _generic, _ghost, _ghost_norms

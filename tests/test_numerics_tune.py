@@ -22,7 +22,8 @@ def _model(name, n=4):
     return loss, p, x, y
 
 
-@pytest.mark.parametrize("name", ["block", "rnn", "scnn"])
+@pytest.mark.parametrize("name", ["block", "scnn",
+                                  pytest.param("rnn", marks=pytest.mark.slow)])  # 6 s: scan
 def test_every_flip_is_exact_and_is_what_runs(name, monkeypatch, fresh_caches):
     """A fake timer that finds every other form faster flips every tunable leaf; the flipped
     forms then run (``paths`` says so) and agree with vmap(grad) in float64 (the slack:
