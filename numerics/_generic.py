@@ -384,13 +384,13 @@ def _check_inputs(params, x, y):
                          f"shapes {[a.shape for a in xs]} and {[a.shape for a in ys]}")
     if n == 0:
         raise ValueError("gradient_diversity needs at least one example")
-    if all(jnp.issubdtype(getattr(a, "dtype", None) or jnp.result_type(a), jnp.floating)
-           for a in jax.tree_util.tree_leaves(params)):
-        return n
+    dtype = lambda a: a.dtype if hasattr(a, "dtype") else jnp.result_type(a)
+    if all(jnp.issubdtype(dtype(a), jnp.floating) for a in jax.tree_util.tree_leaves(params)):
+        return n  # the common case, without flattening the paths
     for path, a in jax.tree_util.tree_flatten_with_path(params)[0]:
-        if not jnp.issubdtype(jnp.result_type(a), jnp.floating):
+        if not jnp.issubdtype(dtype(a), jnp.floating):
             raise ValueError(f"parameter {jax.tree_util.keystr(path)} is not floating "
-                             f"({jnp.result_type(a)}); pass only trainable float arrays")
+                             f"({dtype(a)}); pass only trainable float arrays")
     return n
 
 
