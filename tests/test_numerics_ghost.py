@@ -606,3 +606,22 @@ def test_each_conv_form(build, mode, per_tap, monkeypatch):
         _generic._plan_cached.cache_clear()
     # every kernel on a conv form (none on the vmap(grad) fallback)
     assert all(v.startswith(("conv", "bias")) for v in paths.values()), paths
+
+
+def test_conv_kernel_used_twice():
+    """A conv kernel applied twice (a shared leaf: per-example kernel gradients from the
+    channels-last patches, summed over both uses), NHWC with groups then NCHW, float64."""
+    def loss(p, x, y):                                       # x: (5, 5, 4), one image
+        dn = ("NHWC", "HWIO", "NHWC")
+        h = jnp.tanh(jax.lax.conv_general_dilated(x[None], p["k"], (1, 1), "SAME",
+                                                  dimension_numbers=dn,
+                                                  feature_group_count=2))
+        h = jax.lax.conv_general_dilated(h, p["k"], (2, 1), "VALID", dimension_numbers=dn,
+                                         feature_group_count=2)
+        return jnp.sum(jnp.sin(h)) * y
+
+    with numerics.x64():
+        k = _keys(3)
+        p = {"k": _normal(k[0], (2, 2, 2, 4))}               # HWIO, 2 groups of 2 -> 4
+        paths = assert_matches_vmap(loss, p, _normal(k[1], (6, 5, 5, 4)), _normal(k[2], (6,)))
+    assert paths["['k']"].startswith("shared (2 uses: conv, conv)")
