@@ -22,7 +22,7 @@ import numpy as np
 from theory import diversity
 
 from . import _ghost, _ghost_norms, _tune
-from ._stats import check_values
+from ._stats import check_values, is_traced
 
 #: Default memory bound for one chunk of per-example gradients (bytes).
 CHUNK_BYTES = 1 << 28
@@ -556,7 +556,7 @@ def _check_finite_later(x, y):
              for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
     later = []
     for name, leaf in named:
-        if (isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
+        if (isinstance(leaf, jax.Array) and not is_traced(leaf)
                 and jnp.issubdtype(leaf.dtype, jnp.floating)):
             later.append((name, leaf))
         else:

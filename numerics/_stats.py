@@ -75,10 +75,25 @@ def _stats(spec, params, x, y, loss):
                      jnp.sum(values))
 
 
+def is_traced(a) -> bool:
+    """True for an array traced under ``jit``, ``grad`` or ``vmap`` (its values unknown).
+
+    Public API only: a tracer refuses every question about its buffer with
+    ``jax.errors.ConcretizationTypeError``. (The tracer class itself lives in a module that
+    is trimmed between jax releases, so it is not named here.)"""
+    if not isinstance(a, jax.Array):
+        return False
+    try:
+        a.is_deleted()
+    except jax.errors.ConcretizationTypeError:
+        return True
+    return False
+
+
 def check_values(name: str, a) -> None:
     """Refuse (ValueError) a complex array, or a concrete floating one holding NaN or inf.
     Arrays traced under ``jit`` pass: their values are not known."""
-    if isinstance(a, jax.core.Tracer):
+    if is_traced(a):
         return
     if isinstance(a, jax.Array) and not jnp.issubdtype(a.dtype, jnp.inexact):
         return  # integer / boolean data (token ids, labels): nothing to refuse, no dispatch
@@ -94,7 +109,7 @@ def check_values(name: str, a) -> None:
 
 def _check_range(name: str, a, dtype) -> None:
     """Refuse values that the cast to ``dtype`` would turn into inf."""
-    if isinstance(a, jax.core.Tracer) or not np.issubdtype(np.asarray(a).dtype, np.floating):
+    if is_traced(a) or not np.issubdtype(np.asarray(a).dtype, np.floating):
         return
     big = float(np.max(np.abs(a))) if np.size(a) else 0.0
     info = jnp.finfo(dtype)
@@ -112,7 +127,7 @@ def prepare_xy(spec, x, y, loss, dtype):
     """Cast and shape-check a batch for a spec-built network (raises ValueError)."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r} (choose from {LOSSES})")
-    if not isinstance(x, jax.core.Tracer):
+    if not is_traced(x):
         x = np.asarray(x) if not isinstance(x, jax.Array) else x
     check_values("x", x)
     _check_range("x", x, dtype)
@@ -122,7 +137,7 @@ def prepare_xy(spec, x, y, loss, dtype):
                          f"d = {spec.input_dim}), got {x.shape}")
     n = x.shape[0]
     if loss == "squared":
-        if not isinstance(y, (jax.Array, jax.core.Tracer)):
+        if not isinstance(y, jax.Array):
             y = np.asarray(y)
         check_values("y", y)
         _check_range("y", y, dtype)

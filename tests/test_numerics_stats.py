@@ -237,3 +237,28 @@ def test_generic_path_pytree_params_and_chunking(getkey):
         assert set(outs[0]["layers"]) == {"['dense']['b']", "['dense']['w']", "['out']"}
         S1 = sum(float(v["S1"]) for v in outs[0]["layers"].values())
         np.testing.assert_allclose(S1, float(outs[0]["S1"]), rtol=F64["roundoff"])
+
+
+def test_is_traced_under_every_transform():
+    """Data checks skip traced arrays (values unknown) and only those: concrete jax and
+    numpy arrays are checked, tracers of jit, grad, vmap and jvp are not."""
+    from numerics._stats import is_traced
+
+    seen = []
+
+    def f(a):
+        seen.append(is_traced(a))
+        return jnp.sum(a)
+
+    x = jnp.ones(3)
+    assert not is_traced(x) and not is_traced(np.ones(3)) and not is_traced(1.0)
+    jax.jit(f)(x)
+    jax.grad(f)(x)
+    jax.vmap(f)(jnp.ones((2, 3)))
+    jax.jvp(f, (x,), (x,))
+    assert seen == [True] * 4
+    # and a NaN under jit is not refused at trace time, but is refused outside
+    numerics_check = numerics._stats.check_values
+    jax.jit(lambda a: numerics_check("x", a) or a)(jnp.array([np.nan]))
+    with pytest.raises(ValueError, match="NaN"):
+        numerics_check("x", jnp.array([np.nan]))

@@ -17,3 +17,20 @@ def test_quick_start_two_commands_and_ci_runs_the_test_command():
     with open(os.path.join(ROOT, ".ci", "run")) as f:
         ci = f.read()
     assert commands[1] in ci
+
+
+def test_public_jax_api_only():
+    """The code must run on jax 0.10 and 0.11: no ``jax.core`` or ``jax._src`` names (the
+    internals whose removal broke other libraries on new jax)."""
+    bad = re.compile(r"\bjax\.(core|_src)\b|from jax(\.core| import core)\b")
+    hits = []
+    for part in ("theory", "numerics", "experiments"):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, part)):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    with open(path) as f:
+                        for no, line in enumerate(f, 1):
+                            if bad.search(line):
+                                hits.append(f"{os.path.relpath(path, ROOT)}:{no}: {line.strip()}")
+    assert not hits, "\n".join(hits)
