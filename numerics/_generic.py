@@ -355,7 +355,7 @@ def _ghost_core(loss_fn, params, x, y, plan, chunk, unscale=None):
         s1_fb, _, _ = _vmap_sums(loss_fb, [p_leaves[k] for k in chunked], x, y, chunk)
         for k, v in zip(chunked, s1_fb):
             s1[k] = v
-    s2 = [_ghost_norms.sq_norm(g) for g in gsum]
+    s2 = _ghost_norms.sq_norms(gsum)
     check = jnp.zeros((), loss_sum.dtype)
     if plan.custom:  # compare with the summed gradient under the custom rules
         true = jax.grad(lambda pl: jnp.sum(jax.vmap(
@@ -396,13 +396,12 @@ def _check_inputs(params, x, y):
 
 def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, batched=False,
                    metric=None, tune=False):
-    r"""Per-leaf :math:`S_1, S_2`, :math:`\sum_i g_i`, :math:`\sum_i\ell_i` and the paths.
+    r"""Per-leaf :math:`S_1, S_2`, :math:`\sum_i g_i` and the paths.
 
     The eager core of :func:`gradient_diversity`; arguments as there. Returns
-    ``(s1, s2, grad_sum, loss_sum, paths)``: the first three shaped like ``params``, ``paths``
-    a dict keyed like ``gradient_diversity``'s ``layers`` (``loss_sum`` is None with
-    ``method="vmap"``); with ``metric`` :math:`S_1, S_2` in that metric
-    (:mod:`numerics._metric`), ``grad_sum`` the plain :math:`\sum_i g_i`.
+    ``(s1, s2, grad_sum, paths)``: the first three shaped like ``params``, ``paths`` a dict
+    keyed like ``gradient_diversity``'s ``layers``; with ``metric`` :math:`S_1, S_2` in that
+    metric (:mod:`numerics._metric`), ``grad_sum`` the plain :math:`\sum_i g_i`.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -429,7 +428,7 @@ def _per_leaf_sums(loss_fn, params, x, y, *, method="ghost", chunk_size=None, ba
         chunk = default_chunk(params, n) if chunk_size is None else int(min(chunk_size, n))
         s1, s2, gsum = _sums(loss_fn, params, x, y, chunk)
         finite()
-        return s1, s2, gsum, None, {k: "vmap" for k in keys}
+        return s1, s2, gsum, {k: "vmap" for k in keys}
     plan_of = _tuned_plan if tune else _plan
     return ghost_until_exact(lambda force: plan_of(loss_fn, params, x, y, force),
                              lambda plan, chunk: _ghost_fn(loss_fn, plan, chunk)(params, x, y),
@@ -454,7 +453,7 @@ _LEAF_KEYS = {}
 def ghost_until_exact(plan_of, run, params, n, chunk_size, keys, after=lambda flags=None: None):
     """Run the ghost sums of ``plan_of(force)`` (``run(plan, chunk)``), and again with the
     custom_jvp/vjp rules bound (``force``) while the summed gradient disagrees with the
-    rules' (:data:`CUSTOM_RULE_RTOL`); returns ``(s1, s2, grad_sum, loss_sum, paths)``.
+    rules' (:data:`CUSTOM_RULE_RTOL`); returns ``(s1, s2, grad_sum, paths)``.
     ``after(flags)`` runs after each pass (the deferred NaN/inf check of the data). ``run``
     returns ``(s1, s2, grad_sum, loss_sum, check)``, or a :class:`Packed` read with one
     transfer: S1 and S2 then come back as host scalars, ``flags`` is the vector's tail (else
@@ -468,7 +467,7 @@ def ghost_until_exact(plan_of, run, params, n, chunk_size, keys, after=lambda fl
         out = run(plan, chunk)
         if isinstance(out, Packed):  # S1, S2 per leaf in the leaf's dtype (as _ghost_core)
             host, L = np.asarray(out.vector), len(leaves)
-            gsum, loss_sum = out.grad_sum, out.loss_sum
+            gsum = out.grad_sum
             unflat = lambda v, dts: jax.tree_util.tree_unflatten(
                 treedef, [np.asarray(a, dt) for a, dt in zip(v, dts)])
             s1 = unflat(host[:L], [a.dtype for a in leaves])
@@ -476,12 +475,12 @@ def ghost_until_exact(plan_of, run, params, n, chunk_size, keys, after=lambda fl
             check, check_dtype = host[2 * L], out.vector.dtype
             after(host[2 * L + 1:] > 0)
         else:
-            s1, s2, gsum, loss_sum, check = out
+            s1, s2, gsum, _, check = out
             check_dtype = check.dtype
             after()
         rtol = CUSTOM_RULE_RTOL.get(str(check_dtype), 1e-4)
         if not plan.custom or float(check) <= rtol:
-            return s1, s2, gsum, loss_sum, dict(zip(keys, plan.paths))
+            return s1, s2, gsum, dict(zip(keys, plan.paths))
         force = tuple(sorted(set(force) | set(plan.custom)))
 
 
@@ -492,12 +491,11 @@ def _as_arrays(tree):
 
 
 class Packed(NamedTuple):
-    """What the public call's compiled program returns: the summed gradient, the loss sum and
-    one vector of what the host reads (:func:`_stats_vector`). Per-leaf scalars as separate
-    outputs would cost XLA an operation each (a slice into its own buffer), 5-10% of a small
-    model's backward on CPU."""
+    """What the public call's compiled program returns: the summed gradient and one vector of
+    what the host reads (:func:`_stats_vector`). Per-leaf scalars as separate outputs would
+    cost XLA an operation each (a slice into its own buffer), and the loss sum, which the call
+    does not report, three more: together 5-10% of a small model's backward on CPU."""
     grad_sum: object
-    loss_sum: jax.Array
     vector: jax.Array
 
 
@@ -520,7 +518,7 @@ def ghost_program(loss_fn, plan, chunk):
     ``numerics.bench`` and ``tune=True`` time)."""
     def fn(p, x, y):
         s1, s2, gsum, loss_sum, check = _ghost_core(loss_fn, p, x, y, plan, chunk)
-        return Packed(gsum, loss_sum, _stats_vector(s1, s2, check, x, y))
+        return Packed(gsum, _stats_vector(s1, s2, check, x, y))
 
     return fn
 
@@ -663,7 +661,7 @@ def gradient_diversity(loss_fn, params, x, y, *, method: str = "ghost",
         >>> out["paths"]
         {"['w']": 'dense'}
     """
-    s1, s2, gsum, _, paths = _per_leaf_sums(loss_fn, params, x, y, method=method,
+    s1, s2, gsum, paths = _per_leaf_sums(loss_fn, params, x, y, method=method,
                                            chunk_size=chunk_size, batched=batched,
                                            metric=metric, tune=tune)
     n = jax.tree_util.tree_leaves(x)[0].shape[0]

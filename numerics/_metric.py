@@ -244,7 +244,7 @@ def per_leaf_sums(loss_fn, params, x, y, metric, *, method, chunk_size):
         chunk = (_generic.default_chunk(params, n) if chunk_size is None
                  else int(min(chunk_size, n)))
         s1, s2, gsum, _, _ = _core_jit(loss_fn, params, m, x, y, None, chunk, "vmap")
-        return s1, s2, gsum, None, {k: "vmap" for k in keys}
+        return s1, s2, gsum, {k: "vmap" for k in keys}
     return _generic.ghost_until_exact(
         lambda force: plan(loss_fn, params, x, y, force),
         lambda plan_, chunk: _core_jit(loss_fn, params, m, x, y, plan_, chunk),
