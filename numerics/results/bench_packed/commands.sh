@@ -1,5 +1,6 @@
 #!/bin/bash
-# issue 16, after the public call's program was packed (ghost_program -> Packed): the generic
+# issue 16, after the public call's program was packed (ghost_program -> Packed: grad_sum and one
+# vector; small leaves' S2 in blocked reductions; no loss output): the generic
 # suite at n = 64 and n = 512, then the ReLU MLP at n = 64 alone five times (one process
 # each), to show the spread of its sub-millisecond ratio. Commands as committed.
 cd "$(dirname "$0")/../../.."  # the repository root
