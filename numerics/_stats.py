@@ -85,7 +85,7 @@ def is_traced(a) -> bool:
         return False
     try:
         a.is_deleted()
-    except jax.errors.ConcretizationTypeError:
+    except (jax.errors.ConcretizationTypeError, AttributeError):  # a tracer of any release
         return True
     return False
 
