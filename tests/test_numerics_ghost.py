@@ -625,3 +625,29 @@ def test_conv_kernel_used_twice():
         p = {"k": _normal(k[0], (2, 2, 2, 4))}               # HWIO, 2 groups of 2 -> 4
         paths = assert_matches_vmap(loss, p, _normal(k[1], (6, 5, 5, 4)), _normal(k[2], (6,)))
     assert paths["['k']"].startswith("shared (2 uses: conv, conv)")
+
+
+def test_mixed_precision_leaves_under_strict_promotion():
+    """A bfloat16 weight in a bfloat16 product next to float32 leaves (conftest runs jax with
+    strict dtype promotion, which refuses implicit bfloat16/float32 mixing): both paths run,
+    and agree per leaf within each leaf's precision."""
+    k = _keys(4)
+    params = {"w": jax.random.normal(k[0], (5, 4)), "b": jnp.zeros(4),
+              "v": jax.random.normal(k[1], (4, 2)).astype(jnp.bfloat16)}
+    x, y = jax.random.normal(k[2], (8, 5)), jax.random.normal(k[3], (8, 2))
+
+    def loss(p, xi, yi):
+        h = jnp.tanh(xi @ p["w"] + p["b"])
+        return jnp.sum(((h.astype(jnp.bfloat16) @ p["v"]).astype(jnp.float32) - yi) ** 2)
+
+    ghost = numerics.gradient_diversity(loss, params, x, y)
+    ref = numerics.gradient_diversity(loss, params, x, y, method="vmap")
+    assert ghost["paths"] == {"['b']": "bias", "['v']": "dense", "['w']": "dense"}
+    for key, leaf in (("['w']", params["w"]), ("['b']", params["b"]), ("['v']", params["v"])):
+        # float32 leaves: the issue's float32 agreement; the bfloat16 leaf: its summed gradient
+        # and S2 are rounded to bfloat16 on both paths (eps/2 each) and summed in bfloat16 by
+        # vmap (8 terms), so 2 eps of bfloat16 (1.6%) bounds their difference
+        rtol = F32_AGREEMENT if leaf.dtype == jnp.float32 else 2 * float(jnp.finfo(leaf.dtype).eps)
+        for stat in ("S1", "S2"):
+            np.testing.assert_allclose(float(ghost["layers"][key][stat]),
+                                       float(ref["layers"][key][stat]), rtol=rtol)
