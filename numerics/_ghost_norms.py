@@ -89,9 +89,9 @@ def _packs(sizes):
 
 
 def _packed_sq_norms(gs):
-    """``[sum(g * g) for g in gs]`` of one pack (one dtype): zero-padded to whole blocks, concatenated,
-    summed block by block in one reduction, and the block sums added per leaf in one product
-    with a constant 0/1 matrix."""
+    """``[sum(g * g) for g in gs]`` of one pack (one dtype): zero-padded to whole blocks,
+    concatenated, summed block by block in one reduction, and the block sums added per leaf in
+    one product with a constant 0/1 matrix."""
     dt = gs[0].dtype
     parts, seg = [], []
     for j, g in enumerate(gs):
