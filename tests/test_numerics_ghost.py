@@ -591,9 +591,10 @@ def _conv_scan_case():
                          ids=["conv", "groups", "scan"])
 def test_each_conv_form(build, mode, per_tap, monkeypatch):
     """Every exact form of a conv kernel (Gram; materialised on the stacked patches or tap by
-    tap; the Gram form has no per-tap variant), forced on plain, strided, grouped, depthwise, batch-grouped and dilated convs in
-    several layouts: the cost model and :func:`conv_per_tap` pick one of them per conv, so
-    each must agree with vmap(grad) on every kind of conv, the summed gradient included."""
+    tap; the Gram form has no per-tap variant), forced on plain, strided, grouped, depthwise,
+    batch-grouped and dilated convs in several layouts: the cost model and
+    :func:`conv_per_tap` pick one of them per conv, so each must agree with vmap(grad) on
+    every kind of conv, the summed gradient included."""
     from numerics import _generic, _ghost, _ghost_norms
     monkeypatch.setattr(_ghost, "dense_mode", lambda *blocks: mode)
     monkeypatch.setattr(_ghost_norms, "conv_per_tap", lambda params: per_tap)
